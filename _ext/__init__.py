@@ -1,0 +1,73 @@
+"""minray's compiled hot paths, each with a pure-Python twin.
+
+Every module here exists twice with the same public names and behaviour:
+`_<name>.pyx`, compiled by setup.py with Cython into `minray._ext._<name>`,
+and `<name>_py.py`, its readable twin. The rest of minray imports neither
+directly; it uses the attribute of this package, which holds the compiled
+module unless the environment sets MINRAY_NO_EXTENSIONS=1 or the compiled
+module is not importable (not built, or built for another Python).
+
+    frame   the wire format and its codec: length-prefixed frames, see the
+            docstring of `frame_py.py` (also `minray._ext.frame.__doc__`).
+
+The modules take and return plain bytes, ints and lists and never reach into
+the runtime, so the test suite compares each pair on random inputs and CI runs
+the whole suite both ways.
+
+>>> from minray._ext import frame
+>>> frame.FrameReader().feed(frame.encode(3, b"hi"))
+[(3, b'hi')]
+"""
+
+import importlib
+import os
+
+__all__ = [
+    "frame",
+    "load",
+    "is_compiled",
+    "USING_EXTENSIONS",
+    "NO_EXTENSIONS",
+    "IMPORT_ERRORS",
+]
+
+# MINRAY_NO_EXTENSIONS=1 selects the twins everywhere, as msgpack's
+# MSGPACK_PUREPYTHON and aiohttp's AIOHTTP_NO_EXTENSIONS do.
+NO_EXTENSIONS = os.environ.get("MINRAY_NO_EXTENSIONS", "") not in ("", "0")
+
+# Why a compiled module fell back to its twin, by name: the first place to
+# look when USING_EXTENSIONS is unexpectedly False.
+IMPORT_ERRORS = {}
+
+
+def load(name):
+    """Return the compiled module `_<name>`, or its twin `<name>_py`.
+
+    The twin is returned when MINRAY_NO_EXTENSIONS=1 is set or the compiled
+    module fails to import; the reason for the latter is kept in
+    `IMPORT_ERRORS[name]`.
+
+    >>> load("frame").HEADER_SIZE
+    5
+    """
+    if not NO_EXTENSIONS:
+        try:
+            return importlib.import_module(f"{__name__}._{name}")
+        except ImportError as exc:
+            IMPORT_ERRORS[name] = f"{type(exc).__name__}: {exc}"
+    return importlib.import_module(f"{__name__}.{name}_py")
+
+
+def is_compiled(module):
+    """Return True if `module` is a compiled extension rather than a twin.
+
+    >>> is_compiled(load("frame")) == USING_EXTENSIONS
+    True
+    """
+    return not module.__name__.endswith("_py")
+
+
+frame = load("frame")
+
+# True when every module above is the compiled one.
+USING_EXTENSIONS = all(is_compiled(module) for module in (frame,))

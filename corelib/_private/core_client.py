@@ -1,0 +1,1274 @@
+"""The core client: what a driver or a worker uses to submit work and hold objects.
+
+    .remote() -> submit_task -> resolve top-level ref args -> SchedulingQueue
+              -> lease a worker from the node manager -> TASK straight to the worker
+    worker --DONE--> I/O thread -> ObjectState.blob set -> waiters woken -> get() returns
+
+It is the *owner* (Ray's ownership model) of the tasks it submits and of the
+objects they return or that it puts: it keeps their values (small ones inline,
+in this process), counts local references, and tells the node manager when a
+ref escapes to another process (export) or when it is freed.
+
+Threads: the caller's thread submits and waits; one I/O thread (``Loop``) reads
+every socket and completes objects.  ``self.lock`` guards the tables; it is
+never held while calling user code or blocking.
+"""
+
+import collections
+import itertools
+import os
+import sys
+import threading
+import time
+
+from .. import exceptions
+from ..object_ref import ObjectRef, ObjectRefGenerator
+from . import ids, serialization, shm, transport
+from . import protocol as P
+from .serialization import TAG_ERROR, TAG_SHM
+
+IDLE_LEASE_S = 0.5
+MAX_LEASE_REQUESTS = 16
+PIPELINE_DEPTH = 1
+
+
+class Waiter:
+    """Wakes a blocked thread when ``count`` objects have become ready."""
+
+    __slots__ = ("count", "lock")
+
+    def __init__(self, count):
+        self.count = count
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+    def notify(self):
+        self.count -= 1
+        if self.count == 0:
+            self.lock.release()
+
+    def wait(self, timeout):
+        if timeout is None:
+            return self.lock.acquire()
+        return self.lock.acquire(timeout=max(timeout, 0))
+
+
+class ObjectState:
+    __slots__ = ("blob", "waiters", "local_refs", "owned", "owner", "exported",
+                 "borrowed", "contained", "segment_buf", "fetching", "is_token")
+
+    def __init__(self, owned, owner):
+        self.blob = None          # None while pending
+        self.waiters = []         # Waiter objects or callables
+        self.local_refs = 0
+        self.owned = owned
+        self.owner = owner
+        self.exported = False
+        self.borrowed = False     # a borrow is registered with the node manager
+        self.contained = False    # the node manager holds inner refs for this value
+        self.segment_buf = None
+        self.fetching = False
+        self.is_token = False
+
+
+class TaskRecord:
+    __slots__ = ("task_id", "fn", "args_blob", "arg_refs", "arg_values", "pins",
+                 "opts", "return_ids", "retries_left", "unresolved", "worker",
+                 "cancelled", "stream", "actor_id", "method", "queue", "seq")
+
+    def __init__(self, task_id, fn, args_blob, arg_refs, pins, opts, return_ids):
+        self.task_id = task_id
+        self.fn = fn
+        self.args_blob = args_blob
+        self.arg_refs = arg_refs          # [(position, ObjectRef)] top-level args
+        self.arg_values = None
+        self.pins = pins                  # refs kept alive while the task runs
+        self.opts = opts
+        self.return_ids = return_ids
+        self.retries_left = opts.max_retries
+        self.unresolved = 0
+        self.worker = None
+        self.cancelled = False
+        self.stream = None
+        self.actor_id = None
+        self.method = None
+        self.queue = None
+        self.seq = 0
+
+
+class Stream:
+    """The items of a streaming generator task, as they arrive."""
+
+    __slots__ = ("task_id", "items", "finished", "waiters", "error_blob")
+
+    def __init__(self, task_id):
+        self.task_id = task_id
+        self.items = []
+        self.finished = False
+        self.waiters = []
+        self.error_blob = None
+
+
+class LeasedWorker:
+    __slots__ = ("worker_id", "address", "pid", "conn", "queue", "inflight", "fn_ids",
+                 "idle_since", "returning")
+
+    def __init__(self, worker_id, address, pid, queue):
+        self.worker_id = worker_id
+        self.address = address
+        self.pid = pid
+        self.conn = None
+        self.queue = queue
+        self.inflight = {}
+        self.fn_ids = set()
+        self.idle_since = None
+        self.returning = False
+
+
+class SchedulingQueue:
+    """Ready tasks of one scheduling class (resource shape, placement, environment)."""
+
+    __slots__ = ("key", "resources", "pg", "env_key", "env_vars", "tasks", "workers",
+                 "lease_requests")
+
+    def __init__(self, key, resources, pg, env_key, env_vars):
+        self.key = key
+        self.resources = resources
+        self.pg = pg
+        self.env_key = env_key
+        self.env_vars = env_vars
+        self.tasks = collections.deque()
+        self.workers = []
+        self.lease_requests = 0
+
+
+class ActorQueue:
+    """Calls to one actor from this process, sent in submission order."""
+
+    __slots__ = ("actor_id", "state", "address", "conn", "pending", "inflight",
+                 "subscribed", "cause", "max_task_retries", "num_restarts", "connecting")
+
+    def __init__(self, actor_id, max_task_retries=0):
+        self.actor_id = actor_id
+        self.state = "UNKNOWN"
+        self.address = None
+        self.conn = None
+        self.pending = collections.deque()
+        self.inflight = {}
+        self.subscribed = False
+        self.cause = None
+        self.max_task_retries = max_task_retries
+        self.num_restarts = 0
+        self.connecting = False
+
+
+class _ArgRef:
+    """Stands in for a top-level ObjectRef argument inside the pickled args."""
+
+    __slots__ = ("pos",)
+
+    def __init__(self, pos):
+        self.pos = pos
+
+    def __reduce__(self):
+        return (_ArgRef, (self.pos,))
+
+
+class CoreClient:
+    def __init__(self, kind, nm_socket, job_config, worker_id=None):
+        self.kind = kind
+        self.client_id = ids.new_unique_id(12)
+        self.worker_id = worker_id
+        self.lock = threading.Lock()
+        self.objects = {}
+        self.release_queue = collections.deque()
+        self.tasks = {}
+        self.queues = {}
+        self.actor_queues = {}
+        self.streams = {}
+        self.requests = {}
+        self.req_seq = itertools.count(1)
+        self.put_index = 0
+        self.shutting_down = False
+        self.seg_seq = itertools.count(1)
+        self.log_handler = None
+        self.callback_executor = None
+        self.blocked_depth = 0
+        self.current_task = threading.local()
+        self.loop = transport.Loop(f"minray-{kind}-io")
+        self.loop.start()
+        self.nm = transport.Connection(transport.connect_unix(nm_socket))
+        self.loop.add_connection(self.nm, self._on_nm_frame, self._on_nm_closed)
+        self.info = self.call("register_client", kind, self.client_id, os.getpid(),
+                              worker_id, job_config)
+        self.job_id = self.info["job_id"]
+        self.node_id = self.info["node_id"]
+        self.segment_prefix = f"{self.info['segment_prefix']}{os.getpid()}_"
+        self.loop.call_later(0.1, self._periodic)
+
+    # ================================================================ NM calls
+    def call(self, method, *args, timeout=None):
+        """A request to the node manager, waiting for its reply."""
+        box = [None, None]
+        waiter = Waiter(1)
+
+        def done(ok, value):
+            box[0], box[1] = ok, value
+            waiter.notify()
+        req_id = next(self.req_seq)
+        self.requests[req_id] = done
+        try:
+            self.nm.send(P.REQUEST, (req_id, method, args))
+        except transport.ConnectionClosed:
+            self.requests.pop(req_id, None)
+            raise exceptions.RaySystemError("the node manager is gone (minray was shut down "
+                                            "or its node died)") from None
+        if not waiter.wait(timeout):
+            self.requests.pop(req_id, None)
+            raise exceptions.GetTimeoutError(f"no reply to {method} within {timeout}s")
+        if box[0]:
+            return box[1]
+        raise box[1]
+
+    def call_async(self, method, args, callback):
+        """A request whose reply runs ``callback(ok, value)`` on the I/O thread."""
+        req_id = next(self.req_seq)
+        self.requests[req_id] = callback
+        try:
+            self.nm.send(P.REQUEST, (req_id, method, args))
+        except transport.ConnectionClosed:
+            self.requests.pop(req_id, None)
+            callback(False, exceptions.RaySystemError("the node manager is gone"))
+        return req_id
+
+    def notice(self, method, *args):
+        try:
+            self.nm.send(P.NOTICE, (method, args))
+        except transport.ConnectionClosed:
+            pass
+
+    def _on_nm_frame(self, conn, kind, msg):
+        if kind == P.REPLY:
+            req_id, ok, value = msg
+            cb = self.requests.pop(req_id, None)
+            if cb is not None:
+                cb(ok, value)
+        elif kind == P.PUSH:
+            event, args = msg
+            handler = getattr(self, "_push_" + event, None)
+            if handler is not None:
+                handler(*args)
+
+    def _on_nm_closed(self, conn):
+        if self.shutting_down:
+            return
+        err = exceptions.RaySystemError("lost the connection to the node manager")
+        for cb in list(self.requests.values()):
+            try:
+                cb(False, err)
+            except Exception:
+                pass
+        self.requests.clear()
+        if self.kind == "worker":
+            os._exit(1)
+
+    def _push_warning(self, text):
+        print(text, file=sys.stderr, flush=True)
+
+    def _push_logs(self, records):
+        handler = self.log_handler
+        for pid, name, is_err, lines in records:
+            prefix = f"({name} pid={pid}) " if name else f"(pid={pid}) "
+            text = "".join(prefix + line + "\n" for line in lines)
+            if handler is not None:
+                handler(pid, name, is_err, lines)
+                continue
+            stream = sys.stderr if is_err else sys.stdout
+            try:
+                stream.write(text)
+                stream.flush()
+            except Exception:
+                pass
+
+    def _push_revoke_idle(self):
+        for q in list(self.queues.values()):
+            for w in list(q.workers):
+                if not w.inflight and not q.tasks:
+                    self._return_lease(w)
+
+    def _periodic(self):
+        if self.shutting_down:
+            return
+        self.drain_releases()
+        now = time.monotonic()
+        for q in list(self.queues.values()):
+            for w in list(q.workers):
+                if not w.inflight and w.idle_since is not None and \
+                        now - w.idle_since > IDLE_LEASE_S and not q.tasks:
+                    self._return_lease(w)
+        self.loop.call_later(0.1, self._periodic)
+
+    # ========================================================= reference counts
+    def add_local_ref(self, oid):
+        with self.lock:
+            st = self.objects.get(oid)
+            if st is not None:
+                st.local_refs += 1
+
+    def new_owned_ref(self, oid):
+        st = ObjectState(True, self.client_id)
+        with self.lock:
+            self.objects[oid] = st
+        return ObjectRef(oid, self.client_id, self)
+
+    def deserialize_ref(self, oid, owner):
+        """A ref arrived inside a value: count it and, if we do not own it, borrow it."""
+        register = False
+        with self.lock:
+            st = self.objects.get(oid)
+            if st is None:
+                st = self.objects[oid] = ObjectState(owner == self.client_id, owner)
+            if not st.owned and not st.borrowed:
+                st.borrowed = register = True
+        if register:
+            self.call("borrow", [oid])
+        return ObjectRef(oid, owner, self)
+
+    def drain_releases(self):
+        rq = self.release_queue
+        if not rq:
+            return
+        owner_release, unborrow, release_holds = [], [], []
+        with self.lock:
+            while rq:
+                oid = rq.popleft()
+                st = self.objects.get(oid)
+                if st is None:
+                    continue
+                st.local_refs -= 1
+                if st.local_refs > 0:
+                    continue
+                if st.blob is None and st.owned and not st.exported and \
+                        ids.task_id_of(oid) in self.tasks:
+                    # Still pending: drop our state; the result is discarded on arrival.
+                    pass
+                del self.objects[oid]
+                if st.owned:
+                    if st.exported or st.is_token or (st.blob is not None and
+                                                      st.blob[0] == TAG_SHM):
+                        owner_release.append(oid)
+                    if st.contained:
+                        release_holds.append(oid)
+                elif st.borrowed:
+                    unborrow.append(oid)
+        if owner_release:
+            self.notice("owner_release", owner_release)
+        if release_holds:
+            self.notice("release_holds", release_holds)
+        if unborrow:
+            self.notice("unborrow", unborrow)
+
+    def export_refs(self, refs):
+        """Refs are leaving this process inside a value: make them findable by others."""
+        publish = []
+        with self.lock:
+            for ref in refs:
+                st = self.objects.get(ref._id)
+                if st is None or not st.owned or st.exported:
+                    continue
+                st.exported = True
+                publish.append((ref._id, st.blob))
+        for oid, blob in publish:
+            self.notice("publish", oid, self.client_id, blob)
+
+    # ================================================================== objects
+    def _store_value(self, oid, value, owner):
+        """Serialize a value that will be object ``oid`` (owned by ``owner``).
+
+        Returns (blob, has_contained_refs).  Large values go to shared memory
+        and are sealed with the node manager.
+        """
+        sv = serialization.serialize(value)
+        contained = False
+        if sv.refs:
+            self.export_refs(sv.refs)
+            self.call("hold", [r._id for r in sv.refs], oid)
+            contained = True
+        if not sv.is_large():
+            return sv.to_inline(), contained
+        name = f"{self.segment_prefix}{next(self.seg_seq)}"
+        size = sv.shm_size()
+        _check_shm_space(size)
+        buf = shm.create(name, size)
+        try:
+            sv.write_to(buf)
+        finally:
+            buf.close()
+        self.notice("seal", oid, name, size, owner)
+        return serialization.shm_blob(size) + name.encode(), contained
+
+    def put(self, value, _owner=None):
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling put() on an ObjectRef is not allowed: put the value, "
+                            "or pass the ref itself (refs can be nested in lists and dicts).")
+        self.drain_releases()
+        task_id = ids.new_task_id()
+        oid = ids.object_id_for(task_id, 0)
+        ref = self.new_owned_ref(oid)
+        blob, contained = self._store_value(oid, value, self.client_id)
+        self._complete(oid, blob, contained)
+        return ref
+
+    def _complete(self, oid, blob, contained=False):
+        """An owned object got its value (I/O thread or caller thread)."""
+        with self.lock:
+            st = self.objects.get(oid)
+            if st is not None:
+                if st.blob is not None:
+                    return  # already complete (a duplicate reply)
+                st.blob = blob
+                st.contained = contained
+                exported = st.exported
+                waiters, st.waiters = st.waiters, []
+        if st is None:
+            # Nobody refers to it anymore: free what the value holds.
+            if blob[0] == TAG_SHM:
+                self.notice("owner_release", [oid])
+            if contained:
+                self.notice("release_holds", [oid])
+            return
+        if exported:
+            self.notice("publish", oid, self.client_id, blob)
+        for w in waiters:
+            if type(w) is Waiter:
+                w.notify()
+            else:
+                w(oid)
+
+    def _fetch_borrowed(self, oid):
+        """Ask the node manager for a value we do not own (once)."""
+        with self.lock:
+            st = self.objects.get(oid)
+            if st is None or st.fetching or st.blob is not None:
+                return
+            st.fetching = True
+
+        def got(ok, value):
+            if ok:
+                blob = _blob_from_location(value)
+            else:
+                blob = serialization.error_blob(value)
+            with self.lock:
+                st2 = self.objects.get(oid)
+                if st2 is None or st2.blob is not None:
+                    return
+                st2.blob = blob
+                st2.fetching = False
+                waiters, st2.waiters = st2.waiters, []
+            for w in waiters:
+                if type(w) is Waiter:
+                    w.notify()
+                else:
+                    w(oid)
+        self.call_async("get_object", (oid,), got)
+
+    def _state_for_wait(self, ref):
+        st = self.objects.get(ref._id)
+        if st is None:
+            # A ref whose state was dropped (e.g. built by hand): treat as borrowed.
+            st = self.objects[ref._id] = ObjectState(ref._owner == self.client_id, ref._owner)
+            st.local_refs = 0
+        return st
+
+    def get(self, refs, timeout=None):
+        self.drain_releases()
+        single = isinstance(refs, ObjectRef)
+        if single:
+            refs = [refs]
+        elif isinstance(refs, ObjectRefGenerator):
+            raise TypeError("get() received an ObjectRefGenerator; iterate it to get "
+                            "ObjectRefs, then call get() on those.")
+        elif not isinstance(refs, (list, tuple)):
+            raise TypeError(f"get() expects an ObjectRef or a list of ObjectRefs, got "
+                            f"{type(refs).__name__}: {refs!r}")
+        for r in refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"get() expects ObjectRefs, but the list contains a "
+                                f"{type(r).__name__}: {r!r}. Pass the refs returned by "
+                                ".remote() or put().")
+        self._wait_ready(refs, len(refs), timeout, for_get=True)
+        values = [self._deserialize(r) for r in refs]
+        return values[0] if single else values
+
+    def _wait_ready(self, refs, num, timeout, for_get):
+        fetch = []
+        with self.lock:
+            pending = []
+            ready = 0
+            for r in refs:
+                st = self._state_for_wait(r)
+                if st.blob is None:
+                    pending.append(st)
+                    if not st.owned:
+                        fetch.append(r._id)
+                else:
+                    ready += 1
+            need = num - ready
+            if need <= 0:
+                return True
+            waiter = Waiter(need)
+            for st in pending:
+                st.waiters.append(waiter)
+        for oid in fetch:
+            self._fetch_borrowed(oid)
+        blocked = self._enter_blocked()
+        try:
+            ok = waiter.wait(timeout)
+        finally:
+            if blocked:
+                self._exit_blocked()
+        if not ok:
+            with self.lock:
+                for st in pending:
+                    try:
+                        st.waiters.remove(waiter)
+                    except ValueError:
+                        pass
+            if for_get:
+                raise exceptions.GetTimeoutError(
+                    f"get() timed out after {timeout} s: {need} of {len(refs)} object(s) "
+                    "were not ready. Raise the timeout, or use ray.wait() to poll.")
+            return False
+        return True
+
+    def _enter_blocked(self):
+        if self.kind != "worker" or getattr(self.current_task, "task_id", None) is None:
+            return False
+        self.blocked_depth += 1
+        if self.blocked_depth == 1:
+            self.notice("worker_blocked", self.worker_id)
+        return True
+
+    def _exit_blocked(self):
+        self.blocked_depth -= 1
+        if self.blocked_depth == 0:
+            self.notice("worker_unblocked", self.worker_id)
+
+    def _deserialize(self, ref):
+        st = self.objects.get(ref._id)
+        blob = st.blob
+        tag = blob[0]
+        if tag == TAG_ERROR:
+            err = serialization.loads_inline(blob)
+            if isinstance(err, exceptions.RayTaskError):
+                raise err.as_instanceof_cause()
+            raise err
+        if tag == TAG_SHM:
+            buf = st.segment_buf
+            if buf is None:
+                buf = st.segment_buf = self._attach(ref._id, blob)
+            return serialization.loads_segment(buf)
+        return serialization.loads_inline(blob)
+
+    def _attach(self, oid, blob):
+        name = bytes(blob[9:]).decode()
+        try:
+            return shm.attach(name)
+        except FileNotFoundError:
+            pass  # spilled (or moved): ask where it is now
+        loc = self.call("get_object", oid)
+        if loc[0] != "shm":
+            raise exceptions.ObjectLostError(oid.hex())
+        return shm.attach(loc[1])
+
+    def wait(self, refs, num_returns=1, timeout=None, fetch_local=True):
+        self.drain_releases()
+        if isinstance(refs, ObjectRef):
+            raise TypeError("wait() expects a list of ObjectRefs, got a single ObjectRef; "
+                            "wrap it in a list: ray.wait([ref]).")
+        if not isinstance(refs, (list, tuple)):
+            raise TypeError(f"wait() expects a list of ObjectRefs, got {type(refs).__name__}")
+        for r in refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"wait() expects ObjectRefs, got a {type(r).__name__}: {r!r}")
+        if len(set(refs)) != len(refs):
+            raise ValueError("wait() requires a list of unique object refs.")
+        if not isinstance(num_returns, int) or num_returns < 0:
+            raise ValueError(f"num_returns must be a non-negative int, got {num_returns!r}")
+        if num_returns > len(refs):
+            raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
+                             f"of refs passed to wait() ({len(refs)}).")
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be None or >= 0, got {timeout}")
+        if num_returns:
+            self._wait_ready(refs, num_returns, timeout, for_get=False)
+        ready, not_ready = [], []
+        with self.lock:
+            for r in refs:
+                st = self.objects.get(r._id)
+                if st is not None and st.blob is not None and len(ready) < num_returns:
+                    ready.append(r)
+                else:
+                    not_ready.append(r)
+        return ready, not_ready
+
+    def on_ready(self, ref, future):
+        """Complete a concurrent Future with ``ref``'s value once it is ready."""
+        def fire(_oid=None):
+            try:
+                future.set_result(self._deserialize(ref))
+            except BaseException as exc:  # the task's error, delivered to the future
+                future.set_exception(exc)
+
+        def fire_off_loop(_oid):
+            # Deserializing may call the node manager; never block the I/O thread on it.
+            self._callbacks().submit(fire)
+        with self.lock:
+            st = self._state_for_wait(ref)
+            ready = st.blob is not None
+            if not ready:
+                st.waiters.append(fire_off_loop)
+                owned = st.owned
+        if ready:
+            fire()
+        elif not owned:
+            self._fetch_borrowed(ref._id)
+
+    def _callbacks(self):
+        ex = self.callback_executor
+        if ex is None:
+            import concurrent.futures
+            with self.lock:
+                if self.callback_executor is None:
+                    self.callback_executor = concurrent.futures.ThreadPoolExecutor(
+                        1, thread_name_prefix="minray-callbacks")
+                ex = self.callback_executor
+        return ex
+
+    def is_ready(self, ref):
+        st = self.objects.get(ref._id)
+        return st is not None and st.blob is not None
+
+    # ================================================================== tasks
+    def _prepare_args(self, args, kwargs):
+        """Pickle (args, kwargs); top-level refs become placeholders resolved at dispatch."""
+        arg_refs = []
+        if any(type(a) is ObjectRef for a in args):
+            new_args = []
+            for a in args:
+                if type(a) is ObjectRef:
+                    arg_refs.append((len(arg_refs), a))
+                    new_args.append(_ArgRef(len(arg_refs) - 1))
+                else:
+                    new_args.append(a)
+            args = tuple(new_args)
+        if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
+            kwargs = dict(kwargs)
+            for k, v in kwargs.items():
+                if type(v) is ObjectRef:
+                    arg_refs.append((len(arg_refs), v))
+                    kwargs[k] = _ArgRef(len(arg_refs) - 1)
+        if not args and not kwargs:
+            return _EMPTY_ARGS, arg_refs, []
+        try:
+            sv = serialization.serialize((args, kwargs))
+        except TypeError as exc:
+            raise TypeError(str(exc).replace("the value", "an argument", 1)) from exc.__cause__
+        pins = list(sv.refs)
+        if sv.refs:
+            self.export_refs(sv.refs)
+        if sv.is_large():
+            # Large arguments travel through the object store, like ray.put.
+            task_id = ids.new_task_id()
+            oid = ids.object_id_for(task_id, 0)
+            ref = self.new_owned_ref(oid)
+            name = f"{self.segment_prefix}{next(self.seg_seq)}"
+            size = sv.shm_size()
+            _check_shm_space(size)
+            buf = shm.create(name, size)
+            try:
+                sv.write_to(buf)
+            finally:
+                buf.close()
+            self.notice("seal", oid, name, size, self.client_id)
+            blob = serialization.shm_blob(size) + name.encode()
+            self._complete(oid, blob)
+            pins.append(ref)
+            return (oid, blob), arg_refs, pins
+        return sv.to_inline(), arg_refs, pins
+
+    def submit_task(self, fn, args, kwargs, opts):
+        self.drain_releases()
+        task_id = ids.new_task_id()
+        args_blob, arg_refs, pins = self._prepare_args(args, kwargs)
+        streaming = opts.num_returns == "streaming"
+        n = 0 if streaming else opts.num_returns
+        return_ids = [ids.object_id_for(task_id, i + 1) for i in range(n)]
+        refs = [self.new_owned_ref(oid) for oid in return_ids]
+        rec = TaskRecord(task_id, fn, args_blob, arg_refs, pins, opts, return_ids)
+        if streaming:
+            rec.stream = self.streams[task_id] = Stream(task_id)
+        self.tasks[task_id] = rec
+        self._resolve_then(rec, self._enqueue_task)
+        if streaming:
+            return ObjectRefGenerator(task_id, self, rec.stream)
+        if n == 1:
+            return refs[0]
+        return refs
+
+    def _resolve_then(self, rec, then):
+        """Call ``then(rec)`` once every top-level ref argument has a value."""
+        if not rec.arg_refs:
+            then(rec)
+            return
+        fetch = []
+        with self.lock:
+            waiting = []
+            for _, ref in rec.arg_refs:
+                st = self._state_for_wait(ref)
+                if st.blob is None:
+                    waiting.append(st)
+                    if not st.owned:
+                        fetch.append(ref._id)
+            rec.unresolved = len(waiting)
+            if waiting:
+                def one_ready(_oid, rec=rec):
+                    rec.unresolved -= 1
+                    if rec.unresolved == 0:
+                        self._args_ready(rec, then)
+                for st in waiting:
+                    st.waiters.append(one_ready)
+        for oid in fetch:
+            self._fetch_borrowed(oid)
+        if not waiting:
+            self._args_ready(rec, then)
+
+    def _args_ready(self, rec, then):
+        values = []
+        for pos, ref in rec.arg_refs:
+            blob = self.objects[ref._id].blob
+            if blob[0] == TAG_ERROR:
+                # An argument failed: this task fails with the same error, unrun.
+                self._finish_with_error(rec, blob)
+                return
+            values.append((pos, ref._id, blob))
+        rec.arg_values = values
+        then(rec)
+
+    def _scheduling_queue(self, opts):
+        key = opts.scheduling_key
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = SchedulingQueue(key, opts.resources, opts.pg,
+                                                   opts.env_key, opts.env_vars)
+        return q
+
+    def _enqueue_task(self, rec):
+        if rec.cancelled:
+            return
+        q = self._scheduling_queue(rec.opts)
+        rec.queue = q
+        with self.lock:
+            q.tasks.append(rec)
+        self._pump(q)
+
+    def _pump(self, q):
+        sends = []
+        with self.lock:
+            while q.tasks:
+                best = None
+                for w in q.workers:
+                    if w.conn is not None and not w.returning and len(w.inflight) < PIPELINE_DEPTH:
+                        if best is None or len(w.inflight) < len(best.inflight):
+                            best = w
+                if best is None:
+                    break
+                rec = q.tasks.popleft()
+                if rec.cancelled:
+                    continue
+                best.inflight[rec.task_id] = rec
+                best.idle_since = None
+                rec.worker = best
+                sends.append((best, rec))
+            want = min(len(q.tasks), MAX_LEASE_REQUESTS) - q.lease_requests
+            if want > 0:
+                q.lease_requests += want
+        for w, rec in sends:
+            self._send_task(w, rec)
+        if want > 0:
+            for _ in range(want):
+                self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars),
+                                lambda ok, v, q=q: self._on_lease(q, ok, v))
+
+    def _send_task(self, w, rec):
+        fn = rec.fn
+        fn_blob = None
+        if fn.fn_id not in w.fn_ids:
+            w.fn_ids.add(fn.fn_id)
+            fn_blob = fn.blob
+        o = rec.opts
+        msg = (rec.task_id, fn.fn_id, fn_blob, rec.args_blob, rec.arg_values,
+               o.num_returns, o.wire)
+        try:
+            w.conn.send(P.TASK, msg)
+        except transport.ConnectionClosed:
+            pass  # the close handler retries or fails it
+
+    def _on_lease(self, q, ok, value):
+        with self.lock:
+            q.lease_requests -= 1
+        if not ok:
+            if not isinstance(value, exceptions.WorkerCrashedError):
+                print(f"minray: lease request failed: {value!r}", file=sys.stderr)
+            self._pump(q)
+            return
+        worker_id, address, pid = value
+        w = LeasedWorker(worker_id, address, pid, q)
+        try:
+            sock = transport.connect_unix(address, timeout=5)
+        except OSError:
+            self.notice("return_lease", worker_id, True)
+            self._pump(q)
+            return
+        w.conn = transport.Connection(sock)
+        w.conn.info["worker"] = w
+        w.conn.send(P.HELLO, (self.client_id,))
+        self.loop.add_connection(w.conn, self._on_worker_frame, self._on_worker_closed)
+        with self.lock:
+            q.workers.append(w)
+            w.idle_since = time.monotonic()
+        self._pump(q)
+
+    def _return_lease(self, w):
+        q = w.queue
+        with self.lock:
+            if w.inflight or w.returning:
+                return
+            w.returning = True
+            if w in q.workers:
+                q.workers.remove(w)
+        self.notice("return_lease", w.worker_id, False)
+        conn = w.conn
+        w.conn = None
+        if conn is not None:
+            conn.on_close = None
+            self.loop.call_soon(self.loop.close_connection, conn)
+
+    def _on_worker_frame(self, conn, kind, msg):
+        if kind == P.DONE:
+            self._on_task_done(conn.info["worker"], msg)
+        elif kind == P.GEN_ITEM:
+            self._on_gen_item(msg)
+
+    def _on_task_done(self, w, msg):
+        task_id, results, contained, retryable = msg
+        with self.lock:
+            rec = w.inflight.pop(task_id, None)
+            if not w.inflight:
+                w.idle_since = time.monotonic()
+        if rec is None:
+            return
+        if retryable and rec.retries_left != 0 and not rec.cancelled:
+            if rec.retries_left > 0:
+                rec.retries_left -= 1
+            self._enqueue_task(rec)
+            self._pump(w.queue)
+            return
+        self.tasks.pop(task_id, None)
+        if rec.stream is not None:
+            self._finish_stream(rec, results)
+        else:
+            for oid, blob, c in zip(rec.return_ids, results, contained):
+                self._complete(oid, blob, c)
+        if w.returning:
+            return
+        self._pump(w.queue)
+
+    def _on_worker_closed(self, conn):
+        w = conn.info.get("worker")
+        if w is None:
+            return
+        q = w.queue
+        with self.lock:
+            lost = list(w.inflight.values())
+            w.inflight.clear()
+            if w in q.workers:
+                q.workers.remove(w)
+        for rec in lost:
+            self._task_lost(rec, f"The worker (pid={w.pid}) running this task died "
+                                 "unexpectedly: killed by a signal (SIGKILL, the OOM killer, "
+                                 "ray.cancel(force=True)) or it crashed; see its log under "
+                                 "the session's logs directory.")
+        self._pump(q)
+
+    def _task_lost(self, rec, why):
+        if rec.cancelled:
+            self._finish_with_error(rec, serialization.error_blob(
+                exceptions.TaskCancelledError(rec.task_id.hex())))
+        elif rec.retries_left != 0:
+            if rec.retries_left > 0:
+                rec.retries_left -= 1
+            if rec.stream is not None:
+                rec.stream.items.clear()
+            self._enqueue_task(rec)
+        else:
+            self._finish_with_error(rec, serialization.error_blob(
+                exceptions.WorkerCrashedError(why)))
+
+    def _finish_with_error(self, rec, blob):
+        self.tasks.pop(rec.task_id, None)
+        if rec.stream is not None:
+            rec.stream.error_blob = blob
+            self._finish_stream(rec, None)
+            return
+        for oid in rec.return_ids:
+            self._complete(oid, blob)
+
+    # ------------------------------------------------------------ streaming
+    def _on_gen_item(self, msg):
+        task_id, index, blob, contained = msg
+        stream = self.streams.get(task_id)
+        if stream is None:
+            return
+        oid = ids.object_id_for(task_id, index + 1)
+        with self.lock:
+            if index < len(stream.items):
+                return  # a retried generator re-sent an item we have
+            ref = None
+        ref = self.new_owned_ref(oid)
+        self._complete(oid, blob, contained)
+        with self.lock:
+            stream.items.append(ref)
+            waiters, stream.waiters = stream.waiters, []
+        for w in waiters:
+            w.notify()
+
+    def _finish_stream(self, rec, results):
+        stream = rec.stream
+        if stream.error_blob is not None:
+            # The error surfaces as the next item, as Ray does.
+            oid = ids.object_id_for(rec.task_id, len(stream.items) + 1)
+            ref = self.new_owned_ref(oid)
+            self._complete(oid, stream.error_blob)
+            with self.lock:
+                stream.items.append(ref)
+        with self.lock:
+            stream.finished = True
+            waiters, stream.waiters = stream.waiters, []
+        self.streams.pop(rec.task_id, None)
+        for w in waiters:
+            w.notify()
+
+    def next_stream_item(self, stream, index, timeout):
+        while True:
+            with self.lock:
+                if index < len(stream.items):
+                    return stream.items[index]
+                if stream.finished:
+                    return None
+                waiter = Waiter(1)
+                stream.waiters.append(waiter)
+            if not waiter.wait(timeout):
+                raise exceptions.GetTimeoutError("no item from the generator within the timeout")
+
+    def stream_done_ref(self, stream):
+        return None
+
+    # ================================================================ cancel
+    def cancel(self, ref, force=False, recursive=True):
+        if not isinstance(ref, (ObjectRef, ObjectRefGenerator)):
+            raise TypeError(f"cancel() expects an ObjectRef, got {type(ref).__name__}")
+        task_id = ref._task_id if isinstance(ref, ObjectRefGenerator) else ref.task_id()
+        rec = self.tasks.get(task_id)
+        if rec is None:
+            return  # finished, or not ours: nothing to do
+        if rec.actor_id is not None:
+            if force:
+                raise ValueError("force=True is not supported for actor tasks; use "
+                                 "ray.kill(actor) to stop the actor.")
+            self._cancel_actor_task(rec, recursive)
+            return
+        rec.cancelled = True
+        with self.lock:
+            w = rec.worker
+            queued = w is None
+            if rec.queue is not None and rec in rec.queue.tasks:
+                rec.queue.tasks.remove(rec)
+        if queued:
+            self._finish_with_error(rec, serialization.error_blob(
+                exceptions.TaskCancelledError(task_id.hex())))
+            return
+        self.call_async("cancel_task", (w.worker_id, task_id, force, recursive),
+                        lambda ok, v: None)
+
+    def cancel_children(self, parent_task_id):
+        """Cancel every task this worker submitted (recursive cancel)."""
+        for rec in list(self.tasks.values()):
+            if rec.actor_id is None:
+                try:
+                    self.cancel(ObjectRef(ids.object_id_for(rec.task_id, 1)), False, True)
+                except Exception:
+                    pass
+
+    # ================================================================= actors
+    def create_actor(self, actor_id, cls_info, args, kwargs, opts, meta):
+        self.drain_releases()
+        args_blob, arg_refs, pins = self._prepare_args(args, kwargs)
+        rec = TaskRecord(actor_id, cls_info, args_blob, arg_refs, pins, opts, [])
+        box = {}
+        done = threading.Event()
+
+        def send(rec):
+            spec = {"class_blob": cls_info.blob, "class_id": cls_info.fn_id,
+                    "args_blob": rec.args_blob, "arg_values": rec.arg_values,
+                    "options": opts.actor_wire(), "resources": opts.resources,
+                    "meta": meta, "pg": opts.pg, "env_vars": opts.env_vars,
+                    "pins": rec.pins}
+            try:
+                box["r"] = self.call("create_actor", actor_id, spec)
+            except BaseException as exc:
+                box["e"] = exc
+            done.set()
+        if arg_refs:
+            # Creation waits for its arguments in the background, like a task.
+            self._resolve_then(rec, lambda r: threading.Thread(target=send, args=(r,),
+                                                               daemon=True).start())
+            token = self.new_owned_ref(actor_id + b"\xff\xff\xff\xff")
+            self.objects[token._id].is_token = True
+            self.objects[token._id].blob = b"PN."
+            return ("created", actor_id, meta, token)
+        send(rec)
+        if "e" in box:
+            raise box["e"]
+        status, real_id, real_meta = box["r"]
+        tok_oid = real_id + b"\xff\xff\xff\xff"
+        if status == "existing":
+            st = ObjectState(False, None)
+            st.borrowed = True
+            st.blob = b"PN."
+            with self.lock:
+                if tok_oid in self.objects:
+                    # already borrowed here: drop the extra borrow the NM counted
+                    self.notice("unborrow", [tok_oid])
+                else:
+                    self.objects[tok_oid] = st
+            token = ObjectRef(tok_oid, b"", self)
+        else:
+            token = self.new_owned_ref(tok_oid)
+            self.objects[tok_oid].is_token = True
+            self.objects[tok_oid].blob = b"PN."
+        return (status, real_id, real_meta, token)
+
+    def get_actor(self, name, namespace):
+        actor_id, meta = self.call("get_actor", name, namespace)
+        tok_oid = actor_id + b"\xff\xff\xff\xff"
+        with self.lock:
+            st = self.objects.get(tok_oid)
+            extra = st is not None
+            if st is None:
+                st = self.objects[tok_oid] = ObjectState(False, None)
+                st.borrowed = True
+                st.blob = b"PN."
+        if extra:
+            self.notice("unborrow", [tok_oid])
+        return actor_id, meta, ObjectRef(tok_oid, b"", self)
+
+    def _actor_queue(self, actor_id):
+        aq = self.actor_queues.get(actor_id)
+        if aq is None:
+            aq = self.actor_queues[actor_id] = ActorQueue(actor_id)
+        if not aq.subscribed:
+            aq.subscribed = True
+            self.call_async("subscribe_actor", (actor_id,),
+                            lambda ok, v: ok and v and self._push_actor_state(*v))
+        return aq
+
+    def submit_actor_task(self, actor_id, method, args, kwargs, opts, token):
+        self.drain_releases()
+        task_id = ids.new_task_id()
+        args_blob, arg_refs, pins = self._prepare_args(args, kwargs)
+        pins.append(token)
+        streaming = opts.num_returns == "streaming"
+        n = 0 if streaming else opts.num_returns
+        return_ids = [ids.object_id_for(task_id, i + 1) for i in range(n)]
+        refs = [self.new_owned_ref(oid) for oid in return_ids]
+        rec = TaskRecord(task_id, None, args_blob, arg_refs, pins, opts, return_ids)
+        rec.actor_id, rec.method = actor_id, method
+        rec.retries_left = opts.max_task_retries
+        if streaming:
+            rec.stream = self.streams[task_id] = Stream(task_id)
+        self.tasks[task_id] = rec
+        aq = self._actor_queue(actor_id)
+        with self.lock:
+            aq.pending.append(rec)
+        self._resolve_then(rec, lambda r: self._pump_actor(aq))
+        if streaming:
+            return ObjectRefGenerator(task_id, self, rec.stream)
+        if n == 1:
+            return refs[0]
+        return refs
+
+    def _pump_actor(self, aq):
+        if aq.state == "DEAD":
+            self._fail_actor_calls(aq)
+            return
+        sends = []
+        with self.lock:
+            if aq.conn is None or aq.state != "ALIVE":
+                connect = aq.state == "ALIVE" and aq.address and not aq.connecting
+                if connect:
+                    aq.connecting = True
+            else:
+                connect = False
+                while aq.pending:
+                    rec = aq.pending[0]
+                    if rec.arg_values is None and rec.arg_refs:
+                        break  # keep order: wait for this call's arguments
+                    aq.pending.popleft()
+                    if rec.cancelled:
+                        continue
+                    aq.inflight[rec.task_id] = rec
+                    sends.append(rec)
+        if connect:
+            self.loop.call_soon(self._connect_actor, aq)
+            return
+        conn = aq.conn
+        for rec in sends:
+            try:
+                conn.send(P.ACTOR_CALL, (rec.task_id, rec.method, rec.args_blob,
+                                         rec.arg_values, rec.opts.num_returns,
+                                         rec.opts.wire))
+            except transport.ConnectionClosed:
+                pass
+
+    def _connect_actor(self, aq):
+        try:
+            sock = transport.connect_unix(aq.address, timeout=5)
+        except OSError:
+            aq.connecting = False
+            return  # the actor died; its state update follows
+        conn = transport.Connection(sock)
+        conn.info["actor"] = aq
+        conn.send(P.HELLO, (self.client_id,))
+        self.loop.add_connection(conn, self._on_actor_frame, self._on_actor_closed)
+        with self.lock:
+            aq.conn = conn
+            aq.connecting = False
+        self._pump_actor(aq)
+
+    def _on_actor_frame(self, conn, kind, msg):
+        aq = conn.info["actor"]
+        if kind == P.DONE:
+            task_id, results, contained, retryable = msg
+            with self.lock:
+                rec = aq.inflight.pop(task_id, None)
+            if rec is None:
+                return
+            self.tasks.pop(task_id, None)
+            if rec.stream is not None:
+                self._finish_stream(rec, results)
+            else:
+                for oid, blob, c in zip(rec.return_ids, results, contained):
+                    self._complete(oid, blob, c)
+        elif kind == P.GEN_ITEM:
+            self._on_gen_item(msg)
+
+    def _on_actor_closed(self, conn):
+        aq = conn.info["actor"]
+        with self.lock:
+            if aq.conn is conn:
+                aq.conn = None
+                if aq.state == "ALIVE":
+                    aq.state = "DISCONNECTED"
+        # Wait for the node manager to say whether it restarts or is dead.
+        self.call_async("subscribe_actor", (aq.actor_id,),
+                        lambda ok, v: ok and v and self._push_actor_state(*v))
+
+    def _push_actor_state(self, actor_id, state, address, cause, num_restarts):
+        aq = self.actor_queues.get(actor_id)
+        if aq is None:
+            return
+        lost = []
+        with self.lock:
+            restarted = num_restarts > aq.num_restarts
+            if state in ("DEAD", "RESTARTING") or restarted:
+                lost = list(aq.inflight.values())
+                aq.inflight.clear()
+                if aq.conn is not None and (state != "ALIVE" or address != aq.address):
+                    old, aq.conn = aq.conn, None
+                    old.on_close = None
+                    self.loop.call_soon(self.loop.close_connection, old)
+            aq.num_restarts = num_restarts
+            if aq.state == "DEAD":
+                return
+            aq.state, aq.address, aq.cause = state, address, cause
+        for rec in lost:
+            if state != "DEAD" and rec.retries_left != 0:
+                if rec.retries_left > 0:
+                    rec.retries_left -= 1
+                with self.lock:
+                    aq.pending.appendleft(rec)
+            else:
+                self._finish_with_error(rec, cause if (state == "DEAD" and cause) else
+                                        serialization.error_blob(exceptions.ActorDiedError(
+                                            "The actor died while running this call (it is "
+                                            "restarting; set max_task_retries to retry "
+                                            "calls).", actor_id=actor_id.hex())))
+        self._pump_actor(aq)
+
+    def _fail_actor_calls(self, aq):
+        with self.lock:
+            recs = list(aq.pending) + list(aq.inflight.values())
+            aq.pending.clear()
+            aq.inflight.clear()
+        cause = aq.cause or serialization.error_blob(
+            exceptions.ActorDiedError(actor_id=aq.actor_id.hex()))
+        for rec in recs:
+            self._finish_with_error(rec, cause)
+
+    def _cancel_actor_task(self, rec, recursive):
+        aq = self.actor_queues.get(rec.actor_id)
+        if aq is None:
+            return
+        with self.lock:
+            queued = rec in aq.pending
+            if queued:
+                aq.pending.remove(rec)
+        rec.cancelled = True
+        if queued:
+            self._finish_with_error(rec, serialization.error_blob(
+                exceptions.TaskCancelledError(rec.task_id.hex())))
+
+    def kill_actor(self, actor_id, no_restart):
+        return self.call("kill_actor", actor_id, no_restart)
+
+    # ================================================================ shutdown
+    def close(self):
+        self.shutting_down = True
+        try:
+            self.drain_releases()
+        except Exception:
+            pass
+        self.loop.stop()
+        try:
+            self.nm.close()
+        except Exception:
+            pass
+
+
+_EMPTY_ARGS = serialization.dumps_inline(((), {}))
+
+
+def _blob_from_location(loc):
+    if loc[0] == "inline":
+        return loc[1]
+    return serialization.shm_blob(loc[2]) + loc[1].encode()
+
+
+def _check_shm_space(size):
+    free = shm.shm_free_bytes()
+    if free and size > free:
+        raise exceptions.ObjectStoreFullError(
+            f"Cannot store an object of {size / 2**20:.1f} MiB: /dev/shm has only "
+            f"{free / 2**20:.1f} MiB free. Free references to large objects (del ref), "
+            "or make /dev/shm larger (e.g. docker --shm-size).")

@@ -1,0 +1,106 @@
+"""Starting and finding node managers on this machine.
+
+    init() -> start_node(): session dir (mode 0700) -> spawn the node manager
+              -> wait for its "nm.ready" file -> connect the driver's core client
+    init(address="auto") -> the newest live session recorded under the temp dir
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+from . import ids
+
+DEFAULT_TEMP_DIR = os.path.join(tempfile.gettempdir(), "minray")
+
+
+def default_object_store_memory():
+    """30% of RAM, capped by what /dev/shm can hold (as Ray sizes its store)."""
+    total = psutil.virtual_memory().total
+    cap = int(total * 0.3)
+    try:
+        st = os.statvfs("/dev/shm")
+        cap = min(cap, int(st.f_bavail * st.f_frsize * 0.9))
+    except OSError:
+        pass
+    return max(cap, 64 * 1024 * 1024)
+
+
+def make_session_dir(temp_dir=None):
+    root = temp_dir or DEFAULT_TEMP_DIR
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    try:
+        os.chmod(root, 0o700)
+    except PermissionError:
+        pass
+    name = f"s{os.urandom(4).hex()}"
+    path = os.path.join(root, name)
+    os.makedirs(path, mode=0o700)
+    os.makedirs(os.path.join(path, "logs"), mode=0o700)
+    return path
+
+
+def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_pid=None,
+               timeout=30.0):
+    """Spawn a node manager; returns (session_dir, process)."""
+    session_dir = make_session_dir(temp_dir)
+    node_id = ids.new_unique_id(14).hex()
+    resources = dict(resources)
+    resources.setdefault("node:127.0.0.1", 1.0)
+    resources.setdefault("node:__internal_head__", 1.0)
+    resources[f"_node_id:{node_id}"] = 1000.0
+    cmd = [sys.executable, "-m", "minray._private.node_manager",
+           "--session-dir", session_dir, "--resources", json.dumps(resources),
+           "--object-store-memory", str(int(object_store_memory)), "--node-id", node_id]
+    if head:
+        cmd.append("--head")
+    if owner_pid:
+        cmd += ["--owner-pid", str(owner_pid)]
+    log = open(os.path.join(session_dir, "logs", "node_manager.log"), "ab")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                            start_new_session=head, close_fds=True)
+    log.close()
+    ready = os.path.join(session_dir, "nm.ready")
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(ready):
+        if proc.poll() is not None:
+            with open(os.path.join(session_dir, "logs", "node_manager.log")) as f:
+                tail = f.read()[-3000:]
+            raise RuntimeError(f"The minray node manager exited during start-up "
+                               f"(code {proc.returncode}). Its log:\n{tail}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"The minray node manager did not start within {timeout}s; "
+                               f"see {session_dir}/logs/node_manager.log")
+        time.sleep(0.002)
+    return session_dir, proc
+
+
+def find_running_session(temp_dir=None):
+    """The socket of the newest node manager running on this machine, or None."""
+    root = temp_dir or DEFAULT_TEMP_DIR
+    best = None
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return None
+    for name in names:
+        ready = os.path.join(root, name, "nm.ready")
+        head = os.path.join(root, name, "head.json")
+        if not os.path.exists(ready) or not os.path.exists(head):
+            continue
+        try:
+            pid = int(open(ready).read().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if not psutil.pid_exists(pid):
+            continue
+        mtime = os.path.getmtime(ready)
+        if best is None or mtime > best[0]:
+            best = (mtime, os.path.join(root, name))
+    return best[1] if best else None

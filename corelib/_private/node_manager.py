@@ -1,0 +1,982 @@
+"""The node manager: one process per node, and on one machine the head too.
+
+    drivers, workers --REQUEST/NOTICE--> NodeManager.handlers[...] --REPLY/PUSH--> clients
+                                             |
+               Scheduler (resources, leases) | ObjectDirectory (shared objects, spill)
+               actors table, named actors    | KV store, placement groups
+                                             |
+                          zygote --fork--> workers (one per lease; one per actor)
+
+It never runs user code and never blocks: a single thread runs a selector
+loop, every write is buffered (a stopped peer cannot stall it), and each
+message kind is one method in the ``handlers`` table below.
+
+Started by ``minray.init()`` as a child of the driver (and then it exits with
+that driver), or by ``minray start --head`` as a node that outlives drivers.
+"""
+
+import argparse
+import collections
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from .. import exceptions
+from . import protocol as P
+from . import scheduler as sched
+from . import serialization, shm, transport, zygote
+from .object_directory import ObjectDirectory
+
+ACTOR_TOKEN_INDEX = 0xFFFFFFFF
+LOG_POLL_S = 0.1
+IDLE_WORKER_LIMIT_FACTOR = 2
+TASK_NAME_MARKER = "\x1e:task_name:"
+
+
+def token_oid(actor_id):
+    return actor_id + ACTOR_TOKEN_INDEX.to_bytes(4, "big")
+
+
+class WorkerInfo:
+    __slots__ = ("worker_id", "pid", "job_id", "env_key", "address", "conn", "state",
+                 "lease", "charge", "blocked_charge", "actor_id", "log_out", "log_err",
+                 "log_pos", "task_name", "started", "idle_since", "exit_status")
+
+    def __init__(self, worker_id, job_id, env_key, log_out, log_err):
+        self.worker_id = worker_id
+        self.pid = None
+        self.job_id = job_id
+        self.env_key = env_key
+        self.address = None
+        self.conn = None
+        self.state = "starting"   # starting | idle | leased | actor | dead
+        self.lease = None         # (client conn, req_id) waiting for this worker, or holder conn
+        self.charge = None
+        self.blocked_charge = None
+        self.actor_id = None
+        self.log_out = log_out
+        self.log_err = log_err
+        self.log_pos = [0, 0]
+        self.task_name = ["", ""]
+        self.started = time.monotonic()
+        self.idle_since = None
+        self.exit_status = None
+
+
+class ActorInfo:
+    __slots__ = ("actor_id", "spec", "owner", "job_id", "name", "namespace", "detached",
+                 "max_restarts", "num_restarts", "state", "worker", "address", "cause",
+                 "subscribers", "exit_intended", "lease_key", "meta", "pg")
+
+    def __init__(self, actor_id, spec, owner, job_id):
+        opts = spec["options"]
+        self.actor_id = actor_id
+        self.spec = spec
+        self.owner = owner
+        self.job_id = job_id
+        self.name = opts.get("name")
+        self.namespace = opts.get("namespace")
+        self.detached = opts.get("lifetime") == "detached"
+        self.max_restarts = opts.get("max_restarts", 0)
+        self.num_restarts = 0
+        self.state = "PENDING_CREATION"
+        self.worker = None
+        self.address = None
+        self.cause = None
+        self.subscribers = set()
+        self.exit_intended = False
+        self.lease_key = None
+        self.meta = spec["meta"]
+        self.pg = spec.get("pg")
+
+    def state_msg(self):
+        return ("actor_state", (self.actor_id, self.state, self.address, self.cause,
+                                self.num_restarts))
+
+
+class NodeManager:
+    def __init__(self, session_dir, resources, object_store_memory, node_id, head=False,
+                 node_ip="127.0.0.1"):
+        self.session_dir = session_dir
+        self.node_id = node_id
+        self.node_ip = node_ip
+        self.head = head
+        self.socket_path = os.path.join(session_dir, "nm.sock")
+        self.logs_dir = os.path.join(session_dir, "logs")
+        os.makedirs(self.logs_dir, exist_ok=True)
+        self.segment_prefix = "mr" + os.path.basename(session_dir)[-8:] + "_"
+        self.objects = ObjectDirectory(object_store_memory,
+                                       os.path.join(session_dir, "spill"),
+                                       self.segment_prefix + "nm_")
+        self.sched = sched.Scheduler(resources)
+        self.loop = transport.Loop("minray-node-manager")
+        self.clients = {}            # conn -> info dict
+        self.client_conns = {}       # client_id -> conn
+        self.workers = {}            # worker_id -> WorkerInfo
+        self.workers_by_pid = {}
+        self.actors = {}
+        self.named = {}              # (namespace, name) -> actor_id
+        self.kv = {}
+        self.jobs = {}               # job_id -> {"config":..., "driver": conn, "start": t}
+        self.job_seq = itertools.count(1)
+        self.worker_seq = itertools.count(1)
+        self.lease_seq = itertools.count(1)
+        self.pg_waiters = collections.defaultdict(list)
+        self.exit_statuses = {}
+        self.stopping = False
+        self.start_time = time.time()
+        self.owner_pid = None
+        self.current_req_id = None
+        self.handlers = {
+            "register_client": self.h_register_client,
+            "request_lease": self.h_request_lease,
+            "cancel_lease_request": self.h_cancel_lease_request,
+            "return_lease": self.h_return_lease,
+            "worker_blocked": self.h_worker_blocked,
+            "worker_unblocked": self.h_worker_unblocked,
+            "cancel_task": self.h_cancel_task,
+            "seal": self.h_seal,
+            "publish": self.h_publish,
+            "owner_release": self.h_owner_release,
+            "borrow": self.h_borrow,
+            "unborrow": self.h_unborrow,
+            "hold": self.h_hold,
+            "release_holds": self.h_release_holds,
+            "get_object": self.h_get_object,
+            "object_stats": self.h_object_stats,
+            "create_actor": self.h_create_actor,
+            "subscribe_actor": self.h_subscribe_actor,
+            "actor_ready": self.h_actor_ready,
+            "actor_failed": self.h_actor_failed,
+            "actor_exiting": self.h_actor_exiting,
+            "kill_actor": self.h_kill_actor,
+            "get_actor": self.h_get_actor,
+            "list_named_actors": self.h_list_named_actors,
+            "list_actors": self.h_list_actors,
+            "create_pg": self.h_create_pg,
+            "wait_pg": self.h_wait_pg,
+            "remove_pg": self.h_remove_pg,
+            "pg_table": self.h_pg_table,
+            "kv_put": self.h_kv_put,
+            "kv_get": self.h_kv_get,
+            "kv_del": self.h_kv_del,
+            "kv_keys": self.h_kv_keys,
+            "cluster_resources": self.h_cluster_resources,
+            "available_resources": self.h_available_resources,
+            "nodes": self.h_nodes,
+            "status": self.h_status,
+            "shutdown": self.h_shutdown,
+            "ping": lambda conn, info: "pong",
+        }
+
+    # ------------------------------------------------------------------ start
+    def start(self):
+        # Fork the zygote first, while this process still has a single thread.
+        self.zygote_pid, zsock = zygote.start_zygote()
+        self.zygote = transport.Connection(zsock, buffered=True)
+        self.zreader = zygote.MessageReader()
+        self.listener = transport.listen_unix(self.socket_path)
+        self.loop.add_listener(self.listener, self.on_accept)
+        self.loop.add_reader(zsock, _ZygoteReader(self))
+        self.loop.call_soon(self._arm_zygote_writes)
+        self.loop.call_later(LOG_POLL_S, self.poll_logs)
+        self.loop.call_later(0.5, self.housekeeping)
+
+    def _arm_zygote_writes(self):
+        # Writes to the zygote are rare and tiny: send them synchronously.
+        self.zygote.buffered = False
+        self.zygote.sock.setblocking(True)
+
+    def on_accept(self, sock):
+        conn = transport.Connection(sock, buffered=True)
+        self.clients[conn] = {"kind": None}
+        self.loop.add_connection(conn, self.on_frame, self.on_disconnect)
+
+    def on_frame(self, conn, kind, msg):
+        try:
+            if kind == P.REQUEST:
+                req_id, method, args = msg
+                self.current_req_id = req_id
+                handler = self.handlers.get(method)
+                if handler is None:
+                    raise ValueError(f"unknown request {method!r}")
+                result = handler(conn, *args) if args else handler(conn)
+                if result is not _DEFERRED:
+                    self.reply(conn, req_id, True, result)
+            elif kind == P.NOTICE:
+                method, args = msg
+                self.handlers[method](conn, *args)
+            else:
+                raise transport.ProtocolError(f"unexpected message kind {kind}")
+        except Exception as exc:
+            if kind == P.REQUEST:
+                try:
+                    self.reply(conn, msg[0], False, exc)
+                except Exception:
+                    self.reply(conn, msg[0], False, RuntimeError(repr(exc)))
+            else:
+                traceback.print_exc()
+
+    def reply(self, conn, req_id, ok, value):
+        if not conn.closed:
+            try:
+                conn.send(P.REPLY, (req_id, ok, value))
+            except transport.ConnectionClosed:
+                pass
+
+    def push(self, conn, event, args):
+        if conn is not None and not conn.closed:
+            try:
+                conn.send(P.PUSH, (event, args))
+            except transport.ConnectionClosed:
+                pass
+
+    # ---------------------------------------------------------------- clients
+    def h_register_client(self, conn, kind, client_id, pid, worker_id, job_config):
+        info = self.clients[conn]
+        info.update(kind=kind, client_id=client_id, pid=pid, worker_id=worker_id)
+        self.client_conns[client_id] = conn
+        if kind == "driver":
+            job_id = next(self.job_seq)
+            info["job_id"] = job_id
+            self.jobs[job_id] = {"config": job_config, "driver": conn, "start": time.time(),
+                                 "pid": pid, "end": None}
+            if self.owner_pid is None and not self.head:
+                self.owner_pid = pid
+        else:
+            w = self.workers.get(worker_id)
+            if w is None:
+                raise ValueError(f"unknown worker {worker_id!r}")
+            info["job_id"] = w.job_id
+            w.conn, w.pid, w.address = conn, pid, job_config["address"]
+            self.workers_by_pid[pid] = w
+            self.loop.call_soon(self.on_worker_ready, w)
+        return {"node_id": self.node_id, "job_id": info["job_id"],
+                "session_dir": self.session_dir, "segment_prefix": self.segment_prefix,
+                "resources": dict(self.sched.total), "node_ip": self.node_ip}
+
+    def on_disconnect(self, conn):
+        info = self.clients.pop(conn, None)
+        if not info or info.get("kind") is None:
+            return
+        client_id = info.get("client_id")
+        self.client_conns.pop(client_id, None)
+        # Objects it owned fail; its borrows end.
+        ready, _ = self.objects.fail_owned_by(client_id, self._owner_died_blob)
+        self.answer_waiters(ready)
+        # Leases it held go back; waiting lease requests from it are dropped.
+        for w in list(self.workers.values()):
+            if w.state == "leased" and w.lease is conn:
+                self.release_worker(w)
+        for key, req in list(self.sched.queue.items()):
+            if req.owner is conn:
+                self.sched.cancel(key)
+        # Actors it owned die with it (unless detached).
+        for a in list(self.actors.values()):
+            a.subscribers.discard(conn)
+            if a.owner == client_id and not a.detached and a.state != "DEAD":
+                self.kill_actor(a, "the owner of the actor (the process that created it) died",
+                                no_restart=True)
+        if info["kind"] == "driver":
+            self.end_job(info["job_id"])
+            if self.owner_pid == info.get("pid"):
+                self.shutdown()
+                return
+        else:
+            w = self.workers.get(info.get("worker_id"))
+            if w is not None:
+                self.on_worker_death(w)
+        self.schedule()
+
+    def _owner_died_blob(self, oid):
+        return serialization.error_blob(exceptions.OwnerDiedError(oid.hex()))
+
+    def end_job(self, job_id):
+        job = self.jobs.get(job_id)
+        if job:
+            job["end"] = time.time()
+        for w in list(self.workers.values()):
+            if w.job_id == job_id and w.state != "actor":
+                self.kill_worker(w)
+        for a in list(self.actors.values()):
+            if a.job_id == job_id and not a.detached and a.state != "DEAD":
+                self.kill_actor(a, "the job that created the actor finished", no_restart=True)
+
+    # ---------------------------------------------------------------- workers
+    def start_worker(self, job_id, env_key, env_vars, purpose):
+        worker_id = f"{next(self.worker_seq):04d}{os.urandom(4).hex()}"
+        out = os.path.join(self.logs_dir, f"worker-{worker_id}.out")
+        err = os.path.join(self.logs_dir, f"worker-{worker_id}.err")
+        w = WorkerInfo(worker_id, job_id, env_key, out, err)
+        self.workers[worker_id] = w
+        job = self.jobs.get(job_id, {}).get("config", {}) or {}
+        env = dict(job.get("env_vars") or {})
+        env.update(env_vars or {})
+        spec = {
+            "worker_id": worker_id, "job_id": job_id, "nm_socket": self.socket_path,
+            "session_dir": self.session_dir, "stdout": out, "stderr": err,
+            "env_vars": env, "sys_path": job.get("sys_path"), "cwd": job.get("cwd"),
+            "namespace": job.get("namespace"), "node_id": self.node_id, "purpose": purpose,
+            "segment_prefix": self.segment_prefix,
+        }
+        self.zygote.send_bytes(_zygote_frame(("fork", worker_id, spec)))
+        return w
+
+    def on_zygote_msg(self, msg):
+        if msg[0] == "forked":
+            w = self.workers.get(msg[1])
+            if w is not None and w.pid is None:
+                w.pid = msg[2]
+                self.workers_by_pid[msg[2]] = w
+        elif msg[0] == "exited":
+            _, pid, status = msg
+            self.exit_statuses[pid] = status
+            w = self.workers_by_pid.get(pid)
+            if w is not None:
+                w.exit_status = status
+                if w.state != "dead" and w.conn is None:
+                    self.on_worker_death(w)  # died before it connected
+
+    def on_worker_ready(self, w):
+        if w.state == "dead":
+            return
+        if w.actor_id is not None:
+            a = self.actors.get(w.actor_id)
+            if a is None or a.state == "DEAD":
+                self.kill_worker(w)
+                return
+            w.state = "actor"
+            self.push(w.conn, "become_actor", (a.actor_id, a.spec, a.num_restarts))
+            return
+        if w.lease is not None:
+            holder, req_id = w.lease
+            w.state = "leased"
+            w.lease = holder
+            self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid))
+            return
+        self.make_idle(w)
+
+    def make_idle(self, w):
+        w.state, w.lease, w.idle_since = "idle", None, time.monotonic()
+        self.schedule()
+
+    def release_worker(self, w):
+        self.sched.release(w.charge)
+        w.charge = None
+        if w.blocked_charge is not None:
+            w.blocked_charge = None
+        if w.state != "dead":
+            self.make_idle(w)
+
+    def kill_worker(self, w, sig=signal.SIGKILL):
+        if w.pid:
+            try:
+                os.kill(w.pid, sig)
+            except ProcessLookupError:
+                pass
+        if w.state != "dead" and w.conn is None:
+            self.on_worker_death(w)
+
+    def on_worker_death(self, w):
+        if w.state == "dead":
+            return
+        prev = w.state
+        w.state = "dead"
+        self.workers.pop(w.worker_id, None)
+        self.sched.release(w.charge)
+        w.charge = None
+        self.flush_log(w)
+        if w.pid:
+            for name in shm.list_segments(f"{self.segment_prefix}{w.pid}_"):
+                if not self._segment_known(name):
+                    shm.unlink(name)
+        if prev == "starting" and w.lease is not None and w.actor_id is None:
+            holder, req_id = w.lease
+            self.reply(holder, req_id, False, exceptions.WorkerCrashedError(
+                f"A worker process (pid={w.pid}) died while starting; see its log {w.log_err}"))
+        if w.actor_id is not None:
+            a = self.actors.get(w.actor_id)
+            if a is not None and a.worker is w:
+                self.on_actor_process_died(a, w)
+        self.schedule()
+
+    def _segment_known(self, name):
+        return any(e.segment == name for e in self.objects.entries.values())
+
+    def describe_exit(self, w):
+        status = w.exit_status if w.exit_status is not None else self.exit_statuses.get(w.pid)
+        if status is None:
+            return f"the process (pid={w.pid}) exited unexpectedly"
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else sig
+            hint = " (killed with SIGKILL: by a user, the OOM killer, or ray.kill)" if sig == 9 else ""
+            return f"the process (pid={w.pid}) was killed by signal {name}{hint}"
+        return f"the process (pid={w.pid}) exited with code {os.WEXITSTATUS(status)}"
+
+    # ----------------------------------------------------------------- leases
+    def h_request_lease(self, conn, resources, pg, env_key, env_vars):
+        req_id = self.current_req_id
+        info = self.clients[conn]
+        key = ("lease", next(self.lease_seq))
+        req = sched.LeaseRequest(key, resources, pg=pg, owner=conn,
+                                 payload=(req_id, info["job_id"], env_key, env_vars))
+        if not self.sched.feasible(req):
+            self.warn_infeasible(conn, resources, pg)
+        self.sched.request(req)
+        self.schedule()
+        if key in self.sched.queue:
+            self.revoke_idle_leases()
+        return _DEFERRED
+
+    def h_cancel_lease_request(self, conn, key):
+        req = self.sched.cancel(key)
+        return req is not None
+
+    def warn_infeasible(self, conn, resources, pg):
+        what = f"placement group bundle {pg}" if pg else "this node"
+        text = (f"Warning: a task or actor requests {resources}, which {what} can never "
+                f"provide (total: {self.sched.total}). It stays pending until a node with "
+                "these resources joins. Lower the request or start minray with more "
+                "resources (init(num_cpus=..., resources={...})).")
+        self.push(conn, "warning", (text,))
+
+    def revoke_idle_leases(self):
+        for w in self.workers.values():
+            if w.state == "leased" and w.lease is not None:
+                self.push(w.lease, "revoke_idle", ())
+
+    def schedule(self):
+        if self.stopping:
+            return
+        for pg in self.sched.try_place_pgs():
+            for conn, req_id in self.pg_waiters.pop(pg.pg_id, []):
+                self.reply(conn, req_id, True, True)
+        for req, charge in self.sched.schedule():
+            if req.key[0] == "actor":
+                self.start_actor_worker(req.key[1], charge)
+                continue
+            req_id, job_id, env_key, env_vars = req.payload
+            holder = req.owner
+            if holder.closed:
+                self.sched.release(charge)
+                continue
+            w = self._idle_worker(job_id, env_key)
+            if w is None:
+                w = self.start_worker(job_id, env_key, env_vars, "task")
+                w.lease, w.charge = (holder, req_id), charge
+            else:
+                w.state, w.lease, w.charge = "leased", holder, charge
+                self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid))
+
+    def _idle_worker(self, job_id, env_key):
+        for w in self.workers.values():
+            if w.state == "idle" and w.job_id == job_id and w.env_key == env_key:
+                return w
+        return None
+
+    def h_return_lease(self, conn, worker_id, kill):
+        w = self.workers.get(worker_id)
+        if w is None or w.state != "leased":
+            return
+        if kill:
+            self.kill_worker(w)
+            return
+        self.release_worker(w)
+
+    def h_worker_blocked(self, conn, worker_id):
+        w = self.workers.get(worker_id)
+        if w is None or w.charge is None or w.blocked_charge is not None:
+            return
+        if w.charge[0] == "node":
+            cpu = {k: v for k, v in w.charge[1].items() if k == "CPU"}
+            if cpu:
+                sched.add(self.sched.available, cpu)
+                w.blocked_charge = cpu
+                self.schedule()
+
+    def h_worker_unblocked(self, conn, worker_id):
+        w = self.workers.get(worker_id)
+        if w is None or w.blocked_charge is None:
+            return
+        sched.subtract(self.sched.available, w.blocked_charge)
+        w.blocked_charge = None
+
+    def h_cancel_task(self, conn, worker_id, task_id, force, recursive):
+        w = self.workers.get(worker_id)
+        if w is None:
+            return False
+        if force:
+            self.kill_worker(w)
+        else:
+            self.push(w.conn, "cancel", (task_id, recursive))
+        return True
+
+    # ----------------------------------------------------------------- objects
+    def h_seal(self, conn, oid, segment, size, owner):
+        self.answer_waiters(self.objects.seal(oid, segment, size, owner))
+
+    def h_publish(self, conn, oid, owner, blob):
+        self.answer_waiters(self.objects.publish(oid, owner, blob))
+
+    def h_owner_release(self, conn, oids):
+        for oid in oids:
+            self.on_freed(self.objects.owner_release(oid))
+
+    def h_borrow(self, conn, oids):
+        cid = self.clients[conn].get("client_id")
+        for oid in oids:
+            self.objects.borrow(oid, cid)
+        return True
+
+    def h_unborrow(self, conn, oids):
+        cid = self.clients[conn].get("client_id")
+        for oid in oids:
+            self.on_freed(self.objects.unborrow(oid, cid))
+
+    def h_hold(self, conn, inner, outer):
+        self.objects.hold(inner, outer)
+        return True
+
+    def h_release_holds(self, conn, outers):
+        for outer in outers:
+            self.on_freed(self.objects.release_holds(outer))
+
+    def h_get_object(self, conn, oid):
+        req_id = self.current_req_id
+        loc = self.objects.locate(oid, (conn, req_id))
+        if loc is None:
+            return _DEFERRED
+        return loc
+
+    def answer_waiters(self, ready):
+        for (conn, req_id), loc in ready:
+            self.reply(conn, req_id, True, loc)
+
+    def on_freed(self, oids):
+        for oid in oids:
+            if oid[-4:] == b"\xff\xff\xff\xff":
+                a = self.actors.get(oid[:16])
+                if a is not None and not a.detached and a.state != "DEAD":
+                    self.kill_actor(a, "all references to the actor were deleted",
+                                    no_restart=True, graceful=True)
+
+    def h_object_stats(self, conn):
+        return self.objects.stats()
+
+    # ------------------------------------------------------------------ actors
+    def h_create_actor(self, conn, actor_id, spec):
+        info = self.clients[conn]
+        opts = spec["options"]
+        name = opts.get("name")
+        ns = opts.get("namespace") or self.jobs.get(info["job_id"], {}).get(
+            "config", {}).get("namespace")
+        opts["namespace"] = ns
+        if name:
+            existing = self.named.get((ns, name))
+            if existing is not None and self.actors[existing].state != "DEAD":
+                if opts.get("get_if_exists"):
+                    a = self.actors[existing]
+                    self.objects.borrow(token_oid(existing), info["client_id"])
+                    return ("existing", existing, a.meta)
+                raise ValueError(f"The name {name} (namespace={ns}) is already taken by "
+                                 "another actor. Pick another name, pass "
+                                 "get_if_exists=True, or kill the existing actor first.")
+        a = ActorInfo(actor_id, spec, info["client_id"], info["job_id"])
+        self.actors[actor_id] = a
+        a.subscribers.add(conn)
+        if name:
+            self.named[(ns, name)] = actor_id
+        tok = self.objects.entry(token_oid(actor_id))
+        tok.owner, tok.state, tok.blob = info["client_id"], 1, b"P" + b"N."
+        self.queue_actor_lease(a)
+        return ("created", actor_id, a.meta)
+
+    def queue_actor_lease(self, a):
+        resources = a.spec["resources"]
+        req = sched.LeaseRequest(("actor", a.actor_id, a.num_restarts), resources,
+                                 pg=a.pg, owner=None)
+        if not self.sched.feasible(req):
+            owner = self.client_conns.get(a.owner)
+            if owner is not None:
+                self.warn_infeasible(owner, resources, a.pg)
+        a.lease_key = req.key
+        self.sched.request(req)
+        self.schedule()
+        if req.key in self.sched.queue:
+            self.revoke_idle_leases()
+
+    def start_actor_worker(self, actor_id, charge):
+        a = self.actors.get(actor_id)
+        if a is None or a.state == "DEAD":
+            self.sched.release(charge)
+            return
+        w = self.start_worker(a.job_id, "actor", a.spec.get("env_vars"), "actor")
+        w.actor_id, w.charge = actor_id, charge
+        a.worker = w
+
+    def h_actor_ready(self, conn, actor_id, address):
+        a = self.actors.get(actor_id)
+        if a is None or a.state == "DEAD":
+            return
+        a.state, a.address, a.cause = "ALIVE", address, None
+        self.publish_actor(a)
+
+    def h_actor_failed(self, conn, actor_id, cause_blob):
+        a = self.actors.get(actor_id)
+        if a is None:
+            return
+        a.exit_intended = True
+        self.mark_actor_dead(a, cause_blob)
+        if a.worker is not None:
+            self.kill_worker(a.worker)
+
+    def h_actor_exiting(self, conn, actor_id, reason):
+        a = self.actors.get(actor_id)
+        if a is not None:
+            a.exit_intended = True
+            a.cause = serialization.error_blob(exceptions.ActorDiedError(
+                f"The actor {actor_id.hex()} exited: {reason}", actor_id=actor_id.hex()))
+
+    def on_actor_process_died(self, a, w):
+        if a.state == "DEAD":
+            return
+        if not a.exit_intended and (a.max_restarts == -1 or a.num_restarts < a.max_restarts):
+            a.num_restarts += 1
+            a.state, a.address, a.worker = "RESTARTING", None, None
+            self.publish_actor(a)
+            self.queue_actor_lease(a)
+            return
+        cause = a.cause or serialization.error_blob(exceptions.ActorDiedError(
+            f"The actor {a.actor_id.hex()} ({a.meta.get('class_name')}) died: "
+            f"{self.describe_exit(w)}; restarts used {a.num_restarts} of max_restarts="
+            f"{a.max_restarts}. Worker logs: {w.log_err}", actor_id=a.actor_id.hex()))
+        self.mark_actor_dead(a, cause)
+
+    def mark_actor_dead(self, a, cause_blob):
+        a.state, a.address, a.cause = "DEAD", None, cause_blob
+        if a.lease_key is not None:
+            self.sched.cancel(a.lease_key)
+        if a.name and self.named.get((a.namespace, a.name)) == a.actor_id:
+            del self.named[(a.namespace, a.name)]
+        self.publish_actor(a)
+
+    def publish_actor(self, a):
+        event, args = a.state_msg()
+        for conn in list(a.subscribers):
+            self.push(conn, event, args)
+
+    def kill_actor(self, a, reason, no_restart=True, graceful=False):
+        if a.state == "DEAD":
+            return
+        if no_restart:
+            a.exit_intended = True
+            a.cause = serialization.error_blob(exceptions.ActorDiedError(
+                f"The actor {a.actor_id.hex()} ({a.meta.get('class_name')}) was killed: "
+                f"{reason}.", actor_id=a.actor_id.hex()))
+        w = a.worker
+        if w is None or w.state == "dead":
+            if no_restart:
+                self.mark_actor_dead(a, a.cause)
+            return
+        if graceful and w.conn is not None:
+            self.push(w.conn, "terminate", ())
+            self.loop.call_later(5.0, self.kill_worker, w)
+        else:
+            self.kill_worker(w)
+
+    def h_subscribe_actor(self, conn, actor_id):
+        a = self.actors.get(actor_id)
+        if a is None:
+            return None
+        a.subscribers.add(conn)
+        return a.state_msg()[1]
+
+    def h_kill_actor(self, conn, actor_id, no_restart):
+        a = self.actors.get(actor_id)
+        if a is None:
+            raise ValueError(f"no actor with id {actor_id.hex()}")
+        self.kill_actor(a, "ray.kill() was called on it", no_restart=no_restart)
+        return True
+
+    def h_get_actor(self, conn, name, namespace):
+        info = self.clients[conn]
+        ns = namespace if namespace is not None else self.jobs.get(
+            info["job_id"], {}).get("config", {}).get("namespace")
+        actor_id = self.named.get((ns, name))
+        if actor_id is None or self.actors[actor_id].state == "DEAD":
+            raise ValueError(f"Failed to look up actor with name '{name}' in namespace "
+                             f"'{ns}'. Check the name and namespace (get_actor(name, "
+                             "namespace=...)), and that the actor is still alive.")
+        self.objects.borrow(token_oid(actor_id), info["client_id"])
+        return actor_id, self.actors[actor_id].meta
+
+    def h_list_named_actors(self, conn, all_namespaces):
+        ns = self.jobs.get(self.clients[conn]["job_id"], {}).get("config", {}).get("namespace")
+        out = []
+        for (n, name), aid in self.named.items():
+            if self.actors[aid].state == "DEAD":
+                continue
+            if all_namespaces:
+                out.append({"name": name, "namespace": n})
+            elif n == ns:
+                out.append(name)
+        return out
+
+    def h_list_actors(self, conn):
+        return [{"actor_id": a.actor_id.hex(), "class_name": a.meta.get("class_name"),
+                 "state": a.state, "name": a.name or "", "namespace": a.namespace,
+                 "pid": a.worker.pid if a.worker else None,
+                 "num_restarts": a.num_restarts} for a in self.actors.values()]
+
+    # ----------------------------------------------------------- placement groups
+    def h_create_pg(self, conn, pg_id, bundles, strategy, name, lifetime):
+        pg = sched.PlacementGroupState(pg_id, bundles, strategy, name, lifetime,
+                                       owner=self.clients[conn].get("client_id"))
+        if not self.sched.pg_feasible(pg):
+            self.push(conn, "warning", (
+                f"Warning: placement group {name or pg_id.hex()} with bundles {bundles} and "
+                f"strategy {strategy} cannot be placed on this cluster (resources "
+                f"{self.sched.total}, {self.sched.num_nodes} node(s)); it stays pending.",))
+        self.sched.create_pg(pg)
+        self.schedule()
+        return True
+
+    def h_wait_pg(self, conn, pg_id):
+        req_id = self.current_req_id
+        pg = self.sched.pgs.get(pg_id)
+        if pg is None:
+            raise ValueError(f"placement group {pg_id.hex()} does not exist (removed?)")
+        if pg.state == "CREATED":
+            return True
+        self.pg_waiters[pg_id].append((conn, req_id))
+        return _DEFERRED
+
+    def h_remove_pg(self, conn, pg_id):
+        pg = self.sched.remove_pg(pg_id)
+        if pg is None:
+            return False
+        for a in list(self.actors.values()):
+            if a.pg and a.pg[0] == pg_id and a.state != "DEAD":
+                self.kill_actor(a, "its placement group was removed", no_restart=True)
+        for w in list(self.workers.values()):
+            if w.charge and w.charge[0] == "pg" and w.charge[1] == pg_id:
+                w.charge = None
+                self.kill_worker(w)
+        for c, req_id in self.pg_waiters.pop(pg_id, []):
+            self.reply(c, req_id, False, ValueError("the placement group was removed"))
+        self.schedule()
+        return True
+
+    def h_pg_table(self, conn, pg_id):
+        def row(pg):
+            return {"placement_group_id": pg.pg_id.hex(), "name": pg.name,
+                    "bundles": {i: b for i, b in enumerate(pg.bundles)},
+                    "strategy": pg.strategy, "state": pg.state}
+        if pg_id is not None:
+            pg = self.sched.pgs.get(pg_id)
+            return row(pg) if pg else {"placement_group_id": pg_id.hex(), "state": "REMOVED"}
+        return {pg.pg_id.hex(): row(pg) for pg in self.sched.pgs.values()}
+
+    # ---------------------------------------------------------------- KV, info
+    def h_kv_put(self, conn, key, value, overwrite):
+        if not overwrite and key in self.kv:
+            return False
+        self.kv[key] = value
+        return True
+
+    def h_kv_get(self, conn, key):
+        return self.kv.get(key)
+
+    def h_kv_del(self, conn, key):
+        return self.kv.pop(key, None) is not None
+
+    def h_kv_keys(self, conn, prefix):
+        return [k for k in self.kv if k.startswith(prefix)]
+
+    def h_cluster_resources(self, conn):
+        return {k: v for k, v in self.sched.total.items() if v}
+
+    def h_available_resources(self, conn):
+        return {k: v for k, v in self.sched.available.items() if v > 1e-9}
+
+    def h_nodes(self, conn):
+        return [{"NodeID": self.node_id, "Alive": True, "NodeManagerAddress": self.node_ip,
+                 "NodeManagerHostname": socket.gethostname(),
+                 "NodeName": self.node_ip, "Resources": self.h_cluster_resources(conn),
+                 "alive": True, "ObjectStoreSocketName": self.socket_path,
+                 "RayletSocketName": self.socket_path, "MetricsExportPort": 0}]
+
+    def h_status(self, conn):
+        workers = collections.Counter(w.state for w in self.workers.values())
+        return {"node_id": self.node_id, "resources_total": dict(self.sched.total),
+                "resources_available": dict(self.sched.available),
+                "workers": dict(workers), "actors": self.h_list_actors(conn),
+                "objects": self.objects.stats(), "pending_leases": len(self.sched.queue),
+                "jobs": len(self.jobs), "uptime_s": time.time() - self.start_time}
+
+    def h_shutdown(self, conn):
+        self.loop.call_soon(self.shutdown)
+        return True
+
+    # ------------------------------------------------------------------- logs
+    def poll_logs(self):
+        by_job = collections.defaultdict(list)
+        for w in list(self.workers.values()):
+            self._read_log(w, by_job)
+        for job_id, records in by_job.items():
+            job = self.jobs.get(job_id)
+            if job and job["end"] is None and job.get("config", {}).get("log_to_driver", True):
+                self.push(job["driver"], "logs", (records,))
+        if not self.stopping:
+            self.loop.call_later(LOG_POLL_S, self.poll_logs)
+
+    def flush_log(self, w):
+        by_job = collections.defaultdict(list)
+        self._read_log(w, by_job)
+        for job_id, records in by_job.items():
+            job = self.jobs.get(job_id)
+            if job and job["end"] is None:
+                self.push(job["driver"], "logs", (records,))
+
+    def _read_log(self, w, by_job):
+        for i, path in enumerate((w.log_out, w.log_err)):
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                continue
+            if size <= w.log_pos[i]:
+                continue
+            with open(path, "rb") as f:
+                f.seek(w.log_pos[i])
+                data = f.read(min(size - w.log_pos[i], 1 << 20))
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                if len(data) < (1 << 16) and w.state != "dead":
+                    continue
+                cut = len(data) - 1
+            data = data[:cut + 1]
+            w.log_pos[i] += len(data)
+            lines = []
+            for line in data.decode("utf-8", "replace").splitlines():
+                if line.startswith(TASK_NAME_MARKER):
+                    if lines:
+                        by_job[w.job_id].append((w.pid, w.task_name[i], i == 1, lines))
+                        lines = []
+                    w.task_name[i] = line[len(TASK_NAME_MARKER):]
+                    continue
+                lines.append(line)
+            if lines:
+                by_job[w.job_id].append((w.pid, w.task_name[i], i == 1, lines))
+
+    # ------------------------------------------------------------ housekeeping
+    def housekeeping(self):
+        # Trim idle workers beyond a small pool, oldest first.
+        idle = sorted((w for w in self.workers.values() if w.state == "idle"),
+                      key=lambda w: w.idle_since)
+        limit = max(int(self.sched.total.get("CPU", 1)), 1) * IDLE_WORKER_LIMIT_FACTOR
+        for w in idle[:max(0, len(idle) - limit)]:
+            self.kill_worker(w)
+        if self.owner_pid is not None and not _pid_alive(self.owner_pid):
+            self.shutdown()
+            return
+        if not self.stopping:
+            self.loop.call_later(0.5, self.housekeeping)
+
+    def shutdown(self):
+        if self.stopping:
+            return
+        self.stopping = True
+        for w in list(self.workers.values()):
+            if w.pid:
+                try:
+                    os.kill(w.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            os.kill(self.zygote_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.objects.shutdown()
+        for name in shm.list_segments(self.segment_prefix):
+            shm.unlink(name)
+        shutil.rmtree(os.path.join(self.session_dir, "spill"), ignore_errors=True)
+        for path in (self.socket_path,):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.loop.stop()
+
+
+_DEFERRED = object()
+
+
+class _ZygoteReader:
+    """Reads the zygote's socket (length-prefixed pickles, not frames)."""
+
+    def __init__(self, nm):
+        self.nm = nm
+
+    def on_readable(self):
+        nm = self.nm
+        try:
+            data = nm.zygote.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        if not data:
+            if not nm.stopping:
+                print("minray: the worker template process died; shutting down",
+                      file=sys.stderr)
+                nm.shutdown()
+            return
+        for msg in nm.zreader.feed(data):
+            nm.on_zygote_msg(msg)
+
+
+def _zygote_frame(msg):
+    import pickle
+    data = pickle.dumps(msg, 5)
+    return zygote._LEN.pack(len(data)) + data
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="minray-node-manager")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--resources", required=True)
+    parser.add_argument("--object-store-memory", type=int, required=True)
+    parser.add_argument("--node-id", required=True)
+    parser.add_argument("--head", action="store_true")
+    parser.add_argument("--owner-pid", type=int, default=None)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.owner_pid:
+        zygote.die_with_parent(signal.SIGTERM)
+    nm = NodeManager(args.session_dir, json.loads(args.resources), args.object_store_memory,
+                     args.node_id, head=args.head)
+    nm.owner_pid = args.owner_pid
+    signal.signal(signal.SIGTERM, lambda *a: nm.loop.call_soon(nm.shutdown))
+    nm.start()
+    with open(os.path.join(args.session_dir, "nm.ready"), "w") as f:
+        f.write(str(os.getpid()))
+    nm.loop.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""The node's object directory: every object that left its owner, and every
+object in shared memory, with its location, its holders and its spill file.
+
+    producer --seal(oid, segment)--> directory <--get_object(oid)-- any process
+    owner    --export(oid, value)-->           <--borrow/unborrow-- borrowers
+    owner    --owner_release(oid)->  frees when the owner, every borrower and
+                                     every containing object let go
+
+Objects that never leave their owner and are small live only in the owner's
+memory and never reach this table (the fast path).  The table holds no
+sockets: waiting requests are opaque ``waiter`` values handed back in the
+``ready`` list that the node manager answers.
+
+When the shared-memory bytes exceed ``capacity``, the least recently used
+segments are copied to ``spill_dir`` and unlinked; ``locate`` restores them.
+"""
+
+import collections
+import os
+import time
+
+from . import serialization, shm
+
+PENDING, READY = 0, 1
+
+
+class Entry:
+    __slots__ = ("oid", "state", "blob", "segment", "size", "owner", "owner_released",
+                 "borrowers", "held_by", "holds", "waiters", "spill_path", "last_use")
+
+    def __init__(self, oid):
+        self.oid = oid
+        self.state = PENDING
+        self.blob = None         # inline blob (P/B/E) when not in shared memory
+        self.segment = None      # segment name when in shared memory
+        self.size = 0
+        self.owner = None
+        self.owner_released = False
+        self.borrowers = collections.Counter()
+        self.held_by = collections.Counter()  # outer oid -> count: values containing this one
+        self.holds = []          # inner oids this object's value keeps alive
+        self.waiters = []
+        self.spill_path = None
+        self.last_use = time.monotonic()
+
+    def describe(self):
+        where = "shm" if self.segment else ("spilled" if self.spill_path else "inline")
+        return {"object_id": self.oid.hex(), "state": "READY" if self.state else "PENDING",
+                "size": self.size, "where": where}
+
+
+class ObjectDirectory:
+    def __init__(self, capacity, spill_dir, segment_prefix):
+        self.capacity = capacity
+        self.spill_dir = spill_dir
+        self.segment_prefix = segment_prefix
+        self.entries = {}
+        self.used = 0
+        self.spilled_bytes = 0
+        self.num_spilled = 0
+        self.num_restored = 0
+        self._restore_seq = 0
+
+    def entry(self, oid):
+        e = self.entries.get(oid)
+        if e is None:
+            e = self.entries[oid] = Entry(oid)
+        return e
+
+    # -- values arriving ------------------------------------------------------
+    def seal(self, oid, segment, size, owner):
+        """A producer wrote ``oid`` into ``segment``. Returns waiters to answer."""
+        e = self.entry(oid)
+        if e.owner is None:
+            e.owner = owner
+        if e.segment is not None or e.spill_path is not None:
+            # A retried task wrote the value again: keep the first copy.
+            shm.unlink(segment)
+            return []
+        e.segment, e.size, e.state = segment, size, READY
+        self.used += size
+        self.spill_if_needed(keep=oid)
+        return self._take_waiters(e)
+
+    def publish(self, oid, owner, blob):
+        """The owner exported ``oid``; ``blob`` is its inline value, or None while pending."""
+        e = self.entry(oid)
+        e.owner = owner
+        if blob is None or e.state == READY:
+            return []
+        if blob[0] == serialization.TAG_SHM:
+            return []  # the segment's seal brings the value
+        e.blob, e.size, e.state = blob, len(blob), READY
+        return self._take_waiters(e)
+
+    def fail_owned_by(self, owner, make_error_blob):
+        """The owner died: pending objects it owned become errors; it lets go of the rest."""
+        ready, freed = [], []
+        for e in list(self.entries.values()):
+            if e.owner != owner:
+                if owner in e.borrowers:
+                    del e.borrowers[owner]
+                    freed.extend(self._maybe_free(e))
+                continue
+            if e.state == PENDING:
+                e.blob, e.state = make_error_blob(e.oid), READY
+                ready.extend(self._take_waiters(e))
+            e.owner_released = True
+            freed.extend(self._maybe_free(e))
+        return ready, freed
+
+    # -- reference counting ------------------------------------------------
+    def owner_release(self, oid):
+        e = self.entries.get(oid)
+        if e is None:
+            return []
+        e.owner_released = True
+        return self._maybe_free(e)
+
+    def borrow(self, oid, client):
+        self.entry(oid).borrowers[client] += 1
+
+    def unborrow(self, oid, client):
+        e = self.entries.get(oid)
+        if e is None:
+            return []
+        if e.borrowers[client] <= 1:
+            e.borrowers.pop(client, None)
+        else:
+            e.borrowers[client] -= 1
+        return self._maybe_free(e)
+
+    def hold(self, inner_oids, outer):
+        self.entry(outer).holds.extend(inner_oids)
+        for oid in inner_oids:
+            self.entry(oid).held_by[outer] += 1
+
+    def release_holds(self, outer):
+        e = self.entries.get(outer)
+        if e is None:
+            return []
+        freed = []
+        inner, e.holds = e.holds, []
+        for oid in inner:
+            ie = self.entries.get(oid)
+            if ie is None:
+                continue
+            if ie.held_by[outer] <= 1:
+                ie.held_by.pop(outer, None)
+            else:
+                ie.held_by[outer] -= 1
+            freed.extend(self._maybe_free(ie))
+        freed.extend(self._maybe_free(e))
+        return freed
+
+    def _maybe_free(self, e):
+        if not e.owner_released or e.borrowers or e.held_by or e.waiters:
+            return []
+        return self.free(e.oid)
+
+    def free(self, oid):
+        """Drop ``oid`` now. Returns the oids freed (this one and values it held)."""
+        e = self.entries.pop(oid, None)
+        if e is None:
+            return []
+        if e.segment is not None:
+            shm.unlink(e.segment)
+            self.used -= e.size
+        if e.spill_path is not None:
+            _remove(e.spill_path)
+            self.spilled_bytes -= e.size
+        freed = [oid]
+        for ioid in e.holds:
+            ie = self.entries.get(ioid)
+            if ie is None:
+                continue
+            left = ie.held_by.get(oid, 0) - 1
+            if left <= 0:
+                ie.held_by.pop(oid, None)
+            else:
+                ie.held_by[oid] = left
+            freed.extend(self._maybe_free(ie))
+        return freed
+
+    # -- reading ---------------------------------------------------------------
+    def locate(self, oid, waiter):
+        """Return ("inline", blob) / ("shm", segment), or None after queueing ``waiter``."""
+        e = self.entry(oid)
+        if e.state == PENDING:
+            e.waiters.append(waiter)
+            return None
+        return self._location(e)
+
+    def _location(self, e):
+        e.last_use = time.monotonic()
+        if e.segment is not None:
+            return ("shm", e.segment, e.size)
+        if e.spill_path is not None:
+            self.restore(e)
+            return ("shm", e.segment, e.size)
+        return ("inline", e.blob)
+
+    def _take_waiters(self, e):
+        waiters, e.waiters = e.waiters, []
+        loc = self._location(e)
+        return [(w, loc) for w in waiters]
+
+    def drop_waiter(self, oid, waiter):
+        e = self.entries.get(oid)
+        if e is not None and waiter in e.waiters:
+            e.waiters.remove(waiter)
+            return self._maybe_free(e)
+        return []
+
+    # -- spilling ---------------------------------------------------------------
+    def spill_if_needed(self, keep=None):
+        if self.used <= self.capacity:
+            return 0
+        target = self.capacity * 0.8
+        victims = sorted((e for e in self.entries.values()
+                          if e.segment is not None and e.oid != keep),
+                         key=lambda e: e.last_use)
+        n = 0
+        for e in victims:
+            if self.used <= target:
+                break
+            self.spill(e)
+            n += 1
+        return n
+
+    def spill(self, e):
+        os.makedirs(self.spill_dir, exist_ok=True)
+        path = os.path.join(self.spill_dir, e.oid.hex())
+        buf = shm.attach(e.segment)
+        try:
+            with open(path, "wb") as f:
+                f.write(buf)
+        finally:
+            buf.close()
+        shm.unlink(e.segment)
+        self.used -= e.size
+        self.spilled_bytes += e.size
+        self.num_spilled += 1
+        e.segment, e.spill_path = None, path
+
+    def restore(self, e):
+        self._restore_seq += 1
+        name = f"{self.segment_prefix}r{self._restore_seq}_{e.oid.hex()[-12:]}"
+        size = os.path.getsize(e.spill_path)
+        buf = shm.create(name, max(size, 1))
+        try:
+            with open(e.spill_path, "rb") as f:
+                f.readinto(memoryview(buf)[:size])
+        finally:
+            buf.close()
+        _remove(e.spill_path)
+        self.spilled_bytes -= e.size
+        self.num_restored += 1
+        e.spill_path, e.segment = None, name
+        self.used += e.size
+        self.spill_if_needed(keep=e.oid)
+
+    def stats(self):
+        return {"num_objects": len(self.entries), "shm_bytes": self.used,
+                "capacity": self.capacity, "spilled_bytes": self.spilled_bytes,
+                "num_spilled": self.num_spilled, "num_restored": self.num_restored}
+
+    def shutdown(self):
+        for e in list(self.entries.values()):
+            if e.segment is not None:
+                shm.unlink(e.segment)
+            if e.spill_path is not None:
+                _remove(e.spill_path)
+        self.entries.clear()
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,34 @@
+"""Message kinds, the whole protocol in one table.
+
+Every frame is ``kind`` (one byte) + a pickled tuple.  Requests that expect an
+answer carry a request id as their first element and are answered by REPLY
+``(req_id, ok, value)``; ``ok`` False means ``value`` is an exception to raise.
+
+Client (driver or worker core) -> node manager, request/reply:
+    REQUEST: (req_id, method, args)   method names are the node manager's
+                                      handler table (node_manager.NodeManager.handlers)
+Client -> node manager, one-way notices:
+    NOTICE:  (method, args)
+Node manager -> client, pushed:
+    PUSH:    (event, args)            lease revocations, actor state, object ready, logs
+
+Submitter -> worker (task socket):
+    TASK:       (task_id, fn_id, fn_blob|None, args_blob, arg_values, num_returns, opts)
+    ACTOR_CALL: (task_id, method, args_blob, arg_values, num_returns, opts)
+Worker -> submitter:
+    DONE:       (task_id, results, contained)   results: list of blobs (serialization.py)
+    GEN_ITEM:   (task_id, index, blob)          one item of a streaming generator
+"""
+
+REQUEST = 1
+REPLY = 2
+NOTICE = 3
+PUSH = 4
+
+TASK = 10
+ACTOR_CALL = 11
+DONE = 12
+GEN_ITEM = 13
+HELLO = 14   # submitter -> worker: (client_id,) first message on a task socket
+
+KIND_NAMES = {v: k for k, v in dict(globals()).items() if isinstance(v, int) and k.isupper()}

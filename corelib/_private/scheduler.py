@@ -1,0 +1,168 @@
+"""Resource accounting and lease granting for one node: pure logic, no I/O.
+
+    lease requests --> queue (FIFO, per request) --> grant when resources fit
+    placement groups reserve bundles out of the node's resources; a request
+    that names a bundle is charged against that bundle instead.
+
+The node manager feeds events in (``request``, ``release``, ``create_pg`` ...)
+and reads grants out of ``schedule()``; tests drive it without processes.
+"""
+
+import collections
+
+EPS = 1e-9
+
+
+def fits(available, request):
+    for k, v in request.items():
+        if v > EPS and available.get(k, 0.0) + EPS < v:
+            return False
+    return True
+
+
+def subtract(available, request):
+    for k, v in request.items():
+        if v:
+            available[k] = available.get(k, 0.0) - v
+
+
+def add(available, request):
+    for k, v in request.items():
+        if v:
+            available[k] = available.get(k, 0.0) + v
+
+
+class LeaseRequest:
+    __slots__ = ("key", "resources", "pg", "owner", "payload", "warned")
+
+    def __init__(self, key, resources, pg=None, owner=None, payload=None):
+        self.key = key              # unique per request
+        self.resources = resources  # {"CPU": 1.0, ...}
+        self.pg = pg                # None or (pg_id, bundle_index); -1 = any bundle
+        self.owner = owner
+        self.payload = payload
+        self.warned = False
+
+
+class PlacementGroupState:
+    __slots__ = ("pg_id", "bundles", "strategy", "name", "state", "available",
+                 "waiters", "lifetime", "owner")
+
+    def __init__(self, pg_id, bundles, strategy, name="", lifetime=None, owner=None):
+        self.pg_id = pg_id
+        self.bundles = [dict(b) for b in bundles]
+        self.strategy = strategy
+        self.name = name
+        self.state = "PENDING"
+        self.available = [dict(b) for b in bundles]
+        self.waiters = []
+        self.lifetime = lifetime
+        self.owner = owner
+
+
+class Scheduler:
+    def __init__(self, total, num_nodes=1):
+        self.total = dict(total)
+        self.available = dict(total)
+        self.queue = collections.OrderedDict()
+        self.pgs = {}
+        self.num_nodes = num_nodes
+
+    # -- leases ------------------------------------------------------------
+    def feasible(self, req):
+        if req.pg is not None:
+            pg = self.pgs.get(req.pg[0])
+            if pg is None:
+                return False
+            idx = req.pg[1]
+            bundles = pg.bundles if idx < 0 else pg.bundles[idx:idx + 1]
+            return any(fits(b, req.resources) for b in bundles)
+        return fits(self.total, req.resources)
+
+    def request(self, req):
+        self.queue[req.key] = req
+
+    def cancel(self, key):
+        return self.queue.pop(key, None)
+
+    def try_acquire(self, req):
+        """Charge ``req`` if it fits now. Returns the charge (to release later) or None."""
+        if req.pg is None:
+            if fits(self.available, req.resources):
+                subtract(self.available, req.resources)
+                return ("node", req.resources)
+            return None
+        pg = self.pgs.get(req.pg[0])
+        if pg is None or pg.state != "CREATED":
+            return None
+        idxs = range(len(pg.bundles)) if req.pg[1] < 0 else [req.pg[1]]
+        for i in idxs:
+            if i < len(pg.available) and fits(pg.available[i], req.resources):
+                subtract(pg.available[i], req.resources)
+                return ("pg", req.pg[0], i, req.resources)
+        return None
+
+    def release(self, charge):
+        if charge is None:
+            return
+        if charge[0] == "node":
+            add(self.available, charge[1])
+        else:
+            pg = self.pgs.get(charge[1])
+            if pg is not None and pg.state == "CREATED":
+                add(pg.available[charge[2]], charge[3])
+
+    def schedule(self, can_start=lambda req: True):
+        """Grant every queued request that fits, in order; returns [(req, charge)]."""
+        grants = []
+        for key in list(self.queue):
+            req = self.queue[key]
+            if not can_start(req):
+                continue
+            charge = self.try_acquire(req)
+            if charge is not None:
+                del self.queue[key]
+                grants.append((req, charge))
+        return grants
+
+    def infeasible(self):
+        return [r for r in self.queue.values() if not self.feasible(r)]
+
+    # -- placement groups ---------------------------------------------------
+    def create_pg(self, pg):
+        self.pgs[pg.pg_id] = pg
+        return self.try_place_pgs()
+
+    def pg_feasible(self, pg):
+        if pg.strategy == "STRICT_SPREAD" and len(pg.bundles) > self.num_nodes:
+            return False
+        need = {}
+        for b in pg.bundles:
+            add(need, b)
+        return fits(self.total, need)
+
+    def try_place_pgs(self):
+        placed = []
+        for pg in self.pgs.values():
+            if pg.state != "PENDING" or not self.pg_feasible(pg):
+                continue
+            need = {}
+            for b in pg.bundles:
+                add(need, b)
+            if fits(self.available, need):
+                subtract(self.available, need)
+                pg.state = "CREATED"
+                placed.append(pg)
+        return placed
+
+    def remove_pg(self, pg_id):
+        pg = self.pgs.pop(pg_id, None)
+        if pg is None:
+            return None
+        if pg.state == "CREATED":
+            need = {}
+            for b in pg.bundles:
+                add(need, b)
+            add(self.available, need)
+        pg.state = "REMOVED"
+        return pg

@@ -1,0 +1,134 @@
+"""Shared-memory segments that hold large objects.
+
+Byte layout of a segment (all integers little-endian)::
+
+    0   8  magic  b"MRSEG001"
+    8   4  number of out-of-band buffers (n)
+    12  4  reserved (0)
+    16  8  offset of the in-band pickle
+    24  8  length of the in-band pickle
+    32 16n (offset, length) of each out-of-band buffer
+    ...    the pickle, then each buffer at a 64-byte aligned offset
+
+Segments are POSIX shared memory objects (``/dev/shm/<name>``), the same
+primitive ``multiprocessing.shared_memory.SharedMemory`` uses.  Before Python
+3.13 that class registers every segment it *attaches* to with the resource
+tracker, which unlinks it when the attaching process exits (gh-82300), and a
+worker exiting would then destroy objects others still read.  So below 3.13 we
+open segments with ``_posixshmem`` directly; from 3.13 on SharedMemory's
+``track=False`` does the same thing.  Only the node manager unlinks a segment.
+"""
+
+import mmap
+import os
+import struct
+import sys
+
+try:
+    import _posixshmem
+except ImportError:  # pragma: no cover - Windows
+    _posixshmem = None
+
+from multiprocessing import shared_memory as _shared_memory
+
+MAGIC = b"MRSEG001"
+_HEAD = struct.Struct("<8sIIQQ")
+_BUF = struct.Struct("<QQ")
+ALIGN = 64
+
+_USE_TRACKLESS_CLASS = sys.version_info >= (3, 13)
+
+
+def _align(n):
+    return (n + ALIGN - 1) & ~(ALIGN - 1)
+
+
+def layout_size(inband_len, buffer_lens):
+    """Total bytes needed for a pickle of ``inband_len`` and the given buffers."""
+    pos = _align(_HEAD.size + _BUF.size * len(buffer_lens)) + inband_len
+    for n in buffer_lens:
+        pos = _align(pos) + n
+    return max(pos, 1)
+
+
+def create(name, size):
+    """Create a segment and map it read-write. Returns the mmap."""
+    if _USE_TRACKLESS_CLASS:
+        seg = _shared_memory.SharedMemory(name=name, create=True, size=size, track=False)
+        return seg._mmap
+    fd = _posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    try:
+        os.ftruncate(fd, size)
+        return mmap.mmap(fd, size)
+    except OSError:
+        _posixshmem.shm_unlink("/" + name)
+        raise
+    finally:
+        os.close(fd)
+
+
+def attach(name):
+    """Map an existing segment read-only (numpy arrays built on it are read-only)."""
+    fd = _posixshmem.shm_open("/" + name, os.O_RDONLY, mode=0o600)
+    try:
+        size = os.fstat(fd).st_size
+        return mmap.mmap(fd, size, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+
+
+def unlink(name):
+    """Remove a segment's name; memory stays until the last mapping goes away."""
+    try:
+        _posixshmem.shm_unlink("/" + name)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def write(buf, inband, buffers):
+    """Write a pickle and its out-of-band buffers into ``buf`` (a writable mmap)."""
+    mv = memoryview(buf)
+    n = len(buffers)
+    pos = _align(_HEAD.size + _BUF.size * n)
+    inband_off = pos
+    mv[pos:pos + len(inband)] = inband
+    pos += len(inband)
+    for i, b in enumerate(buffers):
+        raw = b.raw() if hasattr(b, "raw") else memoryview(b).cast("B")
+        pos = _align(pos)
+        ln = raw.nbytes
+        mv[pos:pos + ln] = raw
+        _BUF.pack_into(mv, _HEAD.size + _BUF.size * i, pos, ln)
+        pos += ln
+    _HEAD.pack_into(mv, 0, MAGIC, n, 0, inband_off, len(inband))
+    mv.release()
+
+
+def read(buf):
+    """Return (inband memoryview, [buffer memoryviews]) views into ``buf``; no copies."""
+    mv = memoryview(buf)
+    magic, n, _, inband_off, inband_len = _HEAD.unpack_from(mv, 0)
+    if magic != MAGIC:
+        raise ValueError("not a minray object segment (bad magic)")
+    buffers = []
+    for i in range(n):
+        off, ln = _BUF.unpack_from(mv, _HEAD.size + _BUF.size * i)
+        buffers.append(mv[off:off + ln])
+    return mv[inband_off:inband_off + inband_len], buffers
+
+
+def list_segments(prefix):
+    """Names of the segments in /dev/shm that start with ``prefix``."""
+    try:
+        return [n for n in os.listdir("/dev/shm") if n.startswith(prefix)]
+    except FileNotFoundError:  # pragma: no cover - not Linux
+        return []
+
+
+def shm_free_bytes():
+    try:
+        st = os.statvfs("/dev/shm")
+        return st.f_bavail * st.f_frsize
+    except OSError:  # pragma: no cover
+        return 0

@@ -1,0 +1,337 @@
+"""Connections and the event loop that reads them.
+
+Every process talks over stream sockets (Unix sockets on one node) carrying
+frames from ``minray._ext.frame``: a 4-byte length, a 1-byte message kind, and a
+payload that is a pickled tuple (see protocol.py for the kinds).
+
+    sender thread --send()--> socket --> Loop thread: recv -> FrameReader -> handler(conn, kind, msg)
+
+A ``Loop`` is one selector in one thread.  Handlers run on that thread and must
+not block.  ``Connection.send`` may be called from any thread: by default it
+writes synchronously under a lock; connections owned by the node manager use
+``buffered=True`` so a slow or stopped peer can never block the node manager,
+whose writes then queue and drain when the socket becomes writable.
+"""
+
+import collections
+import errno
+import heapq
+import itertools
+import os
+import pickle
+import selectors
+import socket
+import threading
+import time
+import traceback
+
+from .._ext import frame as _frame
+
+ProtocolError = _frame.ProtocolError
+_encode = _frame.encode
+_dumps = pickle.dumps
+_loads = pickle.loads
+
+RECV_SIZE = 1 << 18
+
+
+class ConnectionClosed(ConnectionError):
+    pass
+
+
+class Connection:
+    """One socket with a frame reader; safe to send from many threads."""
+
+    __slots__ = ("sock", "reader", "lock", "closed", "buffered", "outbuf", "loop",
+                 "on_frame", "on_close", "peer", "info", "fileno_", "__weakref__")
+
+    def __init__(self, sock, buffered=False, max_frame_size=_frame.MAX_FRAME_SIZE):
+        self.sock = sock
+        self.reader = _frame.FrameReader(max_frame_size)
+        self.lock = threading.Lock()
+        self.closed = False
+        self.buffered = buffered
+        self.outbuf = collections.deque()
+        self.loop = None
+        self.on_frame = None
+        self.on_close = None
+        self.peer = None
+        self.info = {}
+        self.fileno_ = sock.fileno()
+
+    def fileno(self):
+        return self.fileno_
+
+    def send(self, kind, msg):
+        self.send_bytes(_encode(kind, _dumps(msg, 5)))
+
+    def send_bytes(self, data):
+        if self.closed:
+            raise ConnectionClosed("connection is closed")
+        if self.buffered:
+            with self.lock:
+                was_empty = not self.outbuf
+                self.outbuf.append(data)
+            if was_empty and self.loop is not None:
+                self.loop.want_write(self)
+            return
+        with self.lock:
+            try:
+                self.sock.sendall(data)
+            except OSError as exc:
+                self.closed = True
+                raise ConnectionClosed(str(exc)) from exc
+
+    def flush_some(self):
+        """Write queued bytes without blocking. Returns True when the queue is empty."""
+        with self.lock:
+            while self.outbuf:
+                data = self.outbuf[0]
+                try:
+                    n = self.sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    return False
+                except OSError:
+                    self.outbuf.clear()
+                    return True
+                if n < len(data):
+                    self.outbuf[0] = data[n:]
+                    return False
+                self.outbuf.popleft()
+            return True
+
+    def close(self):
+        if self.closed and self.sock is None:
+            return
+        self.closed = True
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def connect_unix(path, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return s
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def listen_unix(path, backlog=512):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    os.chmod(path, 0o600)
+    s.listen(backlog)
+    return s
+
+
+class Loop:
+    """A selector loop in one thread: reads connections, runs timers and callbacks."""
+
+    def __init__(self, name="minray-io"):
+        self.name = name
+        self.sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._callbacks = collections.deque()
+        self._timers = []
+        self._timer_seq = itertools.count()
+        self._stopping = False
+        self.thread = None
+        self._woken = False
+
+    # --- called from any thread ------------------------------------------
+    def call_soon(self, fn, *args):
+        self._callbacks.append((fn, args))
+        self._wake()
+
+    def call_later(self, delay, fn, *args):
+        self.call_soon(self._add_timer, time.monotonic() + delay, fn, args)
+
+    def add_connection(self, conn, on_frame, on_close=None):
+        conn.on_frame = on_frame
+        conn.on_close = on_close
+        conn.loop = self
+        if threading.current_thread() is self.thread:
+            self._register(conn)
+        else:
+            self.call_soon(self._register, conn)
+
+    def add_listener(self, sock, on_accept):
+        sock.setblocking(False)
+        self.call_soon(lambda: self.sel.register(sock, selectors.EVENT_READ, ("listen", on_accept)))
+
+    def add_reader(self, sock, reader):
+        """Watch a raw socket; ``reader.on_readable()`` runs on the loop thread."""
+        sock.setblocking(False)
+        self.call_soon(lambda: self.sel.register(sock, selectors.EVENT_READ, reader))
+
+    def want_write(self, conn):
+        if threading.current_thread() is self.thread:
+            self._arm_write(conn)
+        else:
+            self.call_soon(self._arm_write, conn)
+
+    def stop(self):
+        self._stopping = True
+        self._wake()
+
+    def start(self, daemon=True):
+        self.thread = threading.Thread(target=self.run, name=self.name, daemon=daemon)
+        self.thread.start()
+        return self.thread
+
+    # --- loop thread ------------------------------------------------------
+    def _wake(self):
+        if self._woken:
+            return
+        self._woken = True
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _add_timer(self, when, fn, args):
+        heapq.heappush(self._timers, (when, next(self._timer_seq), fn, args))
+
+    def _register(self, conn):
+        if conn.closed or conn.sock is None:
+            if conn.on_close:
+                conn.on_close(conn)
+            return
+        events = selectors.EVENT_READ
+        if conn.outbuf:
+            events |= selectors.EVENT_WRITE
+        if conn.buffered:
+            conn.sock.setblocking(False)
+        self.sel.register(conn.sock, events, conn)
+
+    def _arm_write(self, conn):
+        if conn.sock is None:
+            return
+        try:
+            self.sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+        except (KeyError, ValueError):
+            pass
+
+    def close_connection(self, conn):
+        if conn.sock is not None:
+            try:
+                self.sel.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+        already = conn.closed and conn.sock is None
+        conn.close()
+        if not already and conn.on_close is not None:
+            cb, conn.on_close = conn.on_close, None
+            cb(conn)
+
+    def run(self):
+        self.thread = threading.current_thread()
+        sel = self.sel
+        while not self._stopping:
+            timeout = None
+            if self._callbacks:
+                timeout = 0
+            elif self._timers:
+                timeout = max(0.0, self._timers[0][0] - time.monotonic())
+            events = sel.select(timeout)
+            for key, mask in events:
+                data = key.data
+                if data is None:
+                    try:
+                        self._wake_r.recv(4096)
+                    except BlockingIOError:
+                        pass
+                    self._woken = False
+                elif type(data) is tuple:
+                    self._accept(key.fileobj, data[1])
+                elif type(data) is not Connection:
+                    data.on_readable()
+                else:
+                    if mask & selectors.EVENT_WRITE:
+                        if data.flush_some() and data.sock is not None:
+                            try:
+                                sel.modify(data.sock, selectors.EVENT_READ, data)
+                            except (KeyError, ValueError):
+                                pass
+                    if mask & selectors.EVENT_READ:
+                        self._read(data)
+            self._woken = False
+            while self._callbacks:
+                fn, args = self._callbacks.popleft()
+                fn(*args)
+            if self._timers:
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, fn, args = heapq.heappop(self._timers)
+                    fn(*args)
+        for key in list(sel.get_map().values()):
+            if isinstance(key.data, Connection):
+                key.data.close()
+        sel.close()
+
+    def _accept(self, lsock, on_accept):
+        while True:
+            try:
+                s, _ = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            s.setblocking(True)
+            on_accept(s)
+
+    def _read(self, conn):
+        sock = conn.sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close_connection(conn)
+            return
+        try:
+            frames = conn.reader.feed(data)
+        except ProtocolError as exc:
+            conn.info["protocol_error"] = str(exc)
+            self.close_connection(conn)
+            return
+        on_frame = conn.on_frame
+        for kind, payload in frames:
+            try:
+                msg = _loads(payload)
+            except Exception as exc:  # undecodable payload: drop only this peer
+                conn.info["protocol_error"] = f"undecodable message: {exc!r}"
+                self.close_connection(conn)
+                return
+            try:
+                on_frame(conn, kind, msg)
+            except Exception:
+                traceback.print_exc()
+            if conn.sock is None:
+                return
+
+
+def is_connection_error(exc):
+    return isinstance(exc, (ConnectionClosed, BrokenPipeError, ConnectionResetError)) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.EBADF))

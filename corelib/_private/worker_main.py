@@ -1,0 +1,472 @@
+"""A worker process: runs tasks, or hosts one actor.
+
+    submitter --TASK / ACTOR_CALL--> [worker socket] --> main thread runs the code
+                                                    --> DONE / GEN_ITEM back
+    node manager --PUSH become_actor / cancel / terminate--> client I/O thread
+                                                    --> handed to the main thread
+
+Plain tasks and single-threaded actors run inline on the main thread, one at a
+time, in arrival order (so calls from one caller keep their order).  Threaded
+actors (max_concurrency > 1) run calls on a thread pool per concurrency group;
+async actors run them as coroutines on an event loop thread.
+"""
+
+import asyncio
+import concurrent.futures
+import inspect
+import os
+import pickle
+import signal
+import sys
+import threading
+import traceback
+
+import cloudpickle
+
+from .. import exceptions
+from . import protocol as P
+from . import serialization, state, transport
+from .core_client import CoreClient, _ArgRef
+from .node_manager import TASK_NAME_MARKER
+from .serialization import TAG_SHM
+
+
+class ActorExit(BaseException):
+    """Raised by exit_actor() to leave the actor after the current call."""
+
+
+class TaskContext:
+    """What get_runtime_context() reports inside a task or actor call."""
+
+    __slots__ = ("task_id", "name", "resources", "actor_id", "attempt")
+
+    def __init__(self, task_id, name, resources, actor_id=None):
+        self.task_id = task_id
+        self.name = name
+        self.resources = resources
+        self.actor_id = actor_id
+
+
+class WorkerServer:
+    def __init__(self, spec):
+        self.spec = spec
+        self.worker_id = spec["worker_id"]
+        self.address = os.path.join(spec["session_dir"], f"w-{self.worker_id}.sock")
+        self.listener = transport.listen_unix(self.address)
+        self.loop = transport.Loop("minray-worker-main")
+        self.loop.thread = threading.current_thread()
+        self.fns = {}
+        self.actor = None
+        self.actor_id = None
+        self.actor_meta = None
+        self.actor_name = ""
+        self.actor_mode = "sync"
+        self.executors = {}
+        self.async_loop = None
+        self.async_sems = {}
+        self.last_name = None
+        self.running_task = None
+        self.cancel_requested = set()
+        self.exiting = False
+        self.client = CoreClient("worker", spec["nm_socket"],
+                                 {"address": self.address}, worker_id=self.worker_id)
+        self.client.worker_server = self
+        self.client._push_become_actor = lambda *a: self.loop.call_soon(self.become_actor, *a)
+        self.client._push_cancel = self.on_cancel
+        self.client._push_terminate = lambda: self.loop.call_soon(self.terminate)
+        state.set_client(self.client)
+        self.loop.add_listener(self.listener, self.on_accept)
+
+    def on_accept(self, sock):
+        conn = transport.Connection(sock)
+        self.loop.add_connection(conn, self.on_frame, None)
+
+    def run(self):
+        self.loop.run()
+
+    # ----------------------------------------------------------------- frames
+    def on_frame(self, conn, kind, msg):
+        if kind == P.TASK:
+            self.run_task(conn, msg)
+        elif kind == P.ACTOR_CALL:
+            self.dispatch_actor_call(conn, msg)
+        elif kind == P.HELLO:
+            conn.info["client_id"] = msg[0]
+
+    def set_name(self, name):
+        if name != self.last_name:
+            self.last_name = name
+            marker = TASK_NAME_MARKER + name + "\n"
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.write(1, marker.encode())
+                os.write(2, marker.encode())
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------ tasks
+    def load_args(self, args_blob, arg_values):
+        if type(args_blob) is tuple:  # (oid, S blob): large args in the store
+            oid, blob = args_blob
+            buf = self.client._attach(oid, blob)
+            args, kwargs = serialization.loads_segment(buf)
+        else:
+            args, kwargs = serialization.loads_inline(args_blob)
+        if not arg_values:
+            return args, kwargs
+        values = {}
+        for pos, oid, blob in arg_values:
+            if blob[0] == TAG_SHM:
+                values[pos] = serialization.loads_segment(self.client._attach(oid, blob))
+            else:
+                values[pos] = serialization.loads_inline(blob)
+        args = tuple(values[a.pos] if type(a) is _ArgRef else a for a in args)
+        if kwargs:
+            kwargs = {k: values[v.pos] if type(v) is _ArgRef else v for k, v in kwargs.items()}
+        return args, kwargs
+
+    def run_task(self, conn, msg):
+        task_id, fn_id, fn_blob, args_blob, arg_values, num_returns, wire = msg
+        name, resources, retry_exc = wire[0], wire[1], wire[2]
+        owner = conn.info.get("client_id")
+        fn = self.fns.get(fn_id)
+        try:
+            if fn is None:
+                if fn_blob is None:
+                    raise exceptions.RaySystemError("function missing from the worker cache")
+                fn = self.fns[fn_id] = cloudpickle.loads(fn_blob)
+        except BaseException as exc:
+            self.reply_error(conn, task_id, name, exc, num_returns, False)
+            return
+        self.set_name(name)
+        ctx = TaskContext(task_id, name, resources)
+        self.client.current_task.task_id = task_id
+        self.client.current_task.ctx = ctx
+        self.running_task = task_id
+        try:
+            args, kwargs = self.load_args(args_blob, arg_values)
+            result = fn(*args, **kwargs)
+            if num_returns == "streaming" or (inspect.isgenerator(result) and
+                                              num_returns == "dynamic"):
+                self.stream(conn, task_id, result, owner)
+                return
+            self.reply_results(conn, task_id, name, result, num_returns, owner)
+        except KeyboardInterrupt:
+            if task_id in self.cancel_requested:
+                self.reply_blob(conn, task_id, serialization.error_blob(
+                    exceptions.TaskCancelledError(task_id.hex())), num_returns, False)
+            else:
+                self.reply_error(conn, task_id, name, KeyboardInterrupt(), num_returns, False)
+        except Exception as exc:
+            self.reply_error(conn, task_id, name, exc, num_returns,
+                             _retryable(exc, retry_exc))
+        finally:
+            self.running_task = None
+            self.cancel_requested.discard(task_id)
+            self.client.current_task.task_id = None
+            self.client.current_task.ctx = None
+
+    def reply_results(self, conn, task_id, name, result, num_returns, owner,
+                      actor_repr=None):
+        if num_returns == 1:
+            values = [result]
+        elif num_returns == 0:
+            values = []
+        else:
+            try:
+                values = list(result)
+            except TypeError:
+                values = None
+            if values is None or len(values) != num_returns:
+                raise ValueError(
+                    f"Task {name} was declared with num_returns={num_returns} but returned "
+                    f"{'a non-iterable ' + type(result).__name__ if values is None else len(values)}"
+                    " values. Return a tuple/list of exactly num_returns items.")
+        blobs, contained = [], []
+        for i, v in enumerate(values):
+            oid = task_id + (i + 1).to_bytes(4, "big")
+            try:
+                blob, c = self.client._store_value(oid, v, owner)
+            except TypeError as exc:
+                raise TypeError(f"The return value of {name} could not be serialized: "
+                                f"{exc}") from None
+            blobs.append(blob)
+            contained.append(c)
+        try:
+            conn.send(P.DONE, (task_id, blobs, contained, False))
+        except transport.ConnectionClosed:
+            pass
+
+    def stream(self, conn, task_id, gen, owner, name=""):
+        i = 0
+        try:
+            for value in gen:
+                oid = task_id + (i + 1).to_bytes(4, "big")
+                blob, c = self.client._store_value(oid, value, owner)
+                conn.send(P.GEN_ITEM, (task_id, i, blob, c))
+                i += 1
+        except transport.ConnectionClosed:
+            return
+        except Exception as exc:
+            err = exceptions.task_error_from_exception(name or self.last_name, exc,
+                                                       pid=os.getpid())
+            oid = task_id + (i + 1).to_bytes(4, "big")
+            try:
+                conn.send(P.GEN_ITEM, (task_id, i, serialization.error_blob(err), False))
+            except transport.ConnectionClosed:
+                return
+        try:
+            conn.send(P.DONE, (task_id, [], [], False))
+        except transport.ConnectionClosed:
+            pass
+
+    def reply_error(self, conn, task_id, name, exc, num_returns, retryable, actor_repr=None):
+        err = exceptions.task_error_from_exception(
+            name, exc, pid=os.getpid(), actor_repr=actor_repr,
+            actor_id=self.actor_id.hex() if self.actor_id else None)
+        self.reply_blob(conn, task_id, serialization.error_blob(err), num_returns, retryable)
+
+    def reply_blob(self, conn, task_id, blob, num_returns, retryable):
+        n = 1 if num_returns in ("streaming", "dynamic") else max(num_returns, 1)
+        if num_returns == "streaming":
+            try:
+                conn.send(P.GEN_ITEM, (task_id, 0, blob, False))
+                conn.send(P.DONE, (task_id, [], [], False))
+            except transport.ConnectionClosed:
+                pass
+            return
+        try:
+            conn.send(P.DONE, (task_id, [blob] * n, [False] * n, retryable))
+        except transport.ConnectionClosed:
+            pass
+
+    def on_cancel(self, task_id, recursive):
+        """Node manager asks to cancel ``task_id`` (client I/O thread)."""
+        if recursive:
+            self.client.cancel_children(task_id)
+        if self.running_task == task_id:
+            self.cancel_requested.add(task_id)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    # ----------------------------------------------------------------- actors
+    def become_actor(self, actor_id, spec, num_restarts):
+        self.actor_id = actor_id
+        self.actor_meta = spec["meta"]
+        opts = spec["options"]
+        name = spec["meta"].get("class_name", "Actor")
+        self.actor_name = name
+        self.set_name(name)
+        ctx = TaskContext(actor_id + b"\x00" * 0, f"{name}.__init__", spec["resources"],
+                          actor_id=actor_id)
+        ctx.attempt = num_restarts
+        self.client.current_task.task_id = None
+        self.client.current_task.ctx = ctx
+        self.client.actor_id = actor_id
+        self.client.actor_restarts = num_restarts
+        try:
+            cls = cloudpickle.loads(spec["class_blob"])
+            args, kwargs = self.load_args(spec["args_blob"], spec["arg_values"])
+            self.setup_concurrency(cls, opts)
+            if self.actor_mode == "async":
+                self.actor = self.run_coro_blocking(_construct_async(cls, args, kwargs))
+            else:
+                self.actor = cls(*args, **kwargs)
+        except BaseException as exc:
+            err = exceptions.task_error_from_exception(f"{name}.__init__", exc,
+                                                       pid=os.getpid())
+            cause = exceptions.ActorDiedError(
+                f"The actor died because of an error raised in its creation task, "
+                f"{name}.__init__():\n{err}", actor_id=actor_id.hex(), cause=err)
+            self.client.notice("actor_failed", actor_id, serialization.error_blob(cause))
+            return
+        self.client.notice("actor_ready", actor_id, self.address)
+
+    def setup_concurrency(self, cls, opts):
+        is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+                       for _, m in inspect.getmembers(cls, inspect.isfunction))
+        max_conc = opts.get("max_concurrency")
+        groups = opts.get("concurrency_groups") or {}
+        if is_async:
+            self.actor_mode = "async"
+            self.async_loop = asyncio.new_event_loop()
+            t = threading.Thread(target=self.async_loop.run_forever, name="minray-actor-async",
+                                 daemon=True)
+            t.start()
+            limit = max_conc or 1000
+            self.async_sems = {None: limit}
+            self.async_sems.update(groups)
+            self.async_sems = {k: self._make_sem(v) for k, v in self.async_sems.items()}
+        elif (max_conc or 1) > 1 or groups:
+            self.actor_mode = "threaded"
+            self.executors[None] = concurrent.futures.ThreadPoolExecutor(
+                max_conc or 1, thread_name_prefix="minray-actor")
+            for g, n in groups.items():
+                self.executors[g] = concurrent.futures.ThreadPoolExecutor(
+                    n, thread_name_prefix=f"minray-actor-{g}")
+
+    def _make_sem(self, n):
+        async def make():
+            return asyncio.Semaphore(n)
+        return self.run_coro_blocking(make())
+
+    def run_coro_blocking(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.async_loop).result()
+
+    def dispatch_actor_call(self, conn, msg):
+        if self.actor is None:
+            self.reply_error(conn, msg[0], msg[1], exceptions.RayActorError(
+                "the actor is not ready (its constructor failed)"), msg[4], False)
+            return
+        method = msg[1]
+        group = self.actor_meta.get("method_groups", {}).get(method)
+        wire = msg[5]
+        if len(wire) > 3 and wire[3]:
+            group = wire[3]
+        if self.actor_mode == "sync" or method == "__ray_terminate__":
+            self.run_actor_call(conn, msg)
+        elif self.actor_mode == "threaded":
+            ex = self.executors.get(group) or self.executors[None]
+            ex.submit(self.run_actor_call, conn, msg)
+        else:
+            sem = self.async_sems.get(group) or self.async_sems[None]
+            asyncio.run_coroutine_threadsafe(self.run_async_call(conn, msg, sem),
+                                             self.async_loop)
+
+    def _call_context(self, task_id, method):
+        ctx = TaskContext(task_id, f"{self.actor_name}.{method}", {}, actor_id=self.actor_id)
+        self.client.current_task.task_id = task_id
+        self.client.current_task.ctx = ctx
+
+    def run_actor_call(self, conn, msg):
+        task_id, method, args_blob, arg_values, num_returns, wire = msg
+        owner = conn.info.get("client_id")
+        name = f"{self.actor_name}.{method}"
+        if method == "__ray_terminate__":
+            self.reply_results(conn, task_id, name, None, num_returns, owner)
+            self.exit_actor("__ray_terminate__ was called")
+            return
+        self._call_context(task_id, method)
+        self.running_task = task_id
+        try:
+            args, kwargs = self.load_args(args_blob, arg_values)
+            fn = getattr(self.actor, method)
+            result = fn(*args, **kwargs)
+            if num_returns == "streaming":
+                self.stream(conn, task_id, result, owner, name)
+                return
+            self.reply_results(conn, task_id, name, result, num_returns, owner)
+        except ActorExit:
+            self.reply_blob(conn, task_id, serialization.error_blob(exceptions.ActorDiedError(
+                f"The actor {self.actor_name} exited by calling exit_actor().",
+                actor_id=self.actor_id.hex())), num_returns, False)
+            self.exit_actor("exit_actor() was called")
+        except KeyboardInterrupt:
+            self.reply_blob(conn, task_id, serialization.error_blob(
+                exceptions.TaskCancelledError(task_id.hex())), num_returns, False)
+        except Exception as exc:
+            self.reply_error(conn, task_id, name, exc, num_returns, False,
+                             actor_repr=self._actor_repr())
+        finally:
+            self.running_task = None
+            self.client.current_task.task_id = None
+
+    async def run_async_call(self, conn, msg, sem):
+        task_id, method, args_blob, arg_values, num_returns, wire = msg
+        owner = conn.info.get("client_id")
+        name = f"{self.actor_name}.{method}"
+        async with sem:
+            self._call_context(task_id, method)
+            try:
+                args, kwargs = self.load_args(args_blob, arg_values)
+                fn = getattr(self.actor, method)
+                if inspect.isasyncgenfunction(fn) and num_returns == "streaming":
+                    await self.stream_async(conn, task_id, fn(*args, **kwargs), owner, name)
+                    return
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                if num_returns == "streaming":
+                    self.stream(conn, task_id, result, owner, name)
+                    return
+                self.reply_results(conn, task_id, name, result, num_returns, owner)
+            except (ActorExit, exceptions.AsyncioActorExit):
+                self.reply_blob(conn, task_id, serialization.error_blob(
+                    exceptions.ActorDiedError(f"The actor {self.actor_name} exited by "
+                                              "calling exit_actor().",
+                                              actor_id=self.actor_id.hex())),
+                    num_returns, False)
+                self.loop.call_soon(self.exit_actor, "exit_actor() was called")
+            except asyncio.CancelledError:
+                self.reply_blob(conn, task_id, serialization.error_blob(
+                    exceptions.TaskCancelledError(task_id.hex())), num_returns, False)
+            except Exception as exc:
+                self.reply_error(conn, task_id, name, exc, num_returns, False,
+                                 actor_repr=self._actor_repr())
+
+    async def stream_async(self, conn, task_id, agen, owner, name):
+        i = 0
+        try:
+            async for value in agen:
+                oid = task_id + (i + 1).to_bytes(4, "big")
+                blob, c = self.client._store_value(oid, value, owner)
+                conn.send(P.GEN_ITEM, (task_id, i, blob, c))
+                i += 1
+        except Exception as exc:
+            err = exceptions.task_error_from_exception(name, exc, pid=os.getpid())
+            conn.send(P.GEN_ITEM, (task_id, i, serialization.error_blob(err), False))
+        conn.send(P.DONE, (task_id, [], [], False))
+
+    def _actor_repr(self):
+        try:
+            return repr(self.actor)
+        except Exception:
+            return self.actor_name
+
+    def exit_actor(self, reason):
+        if self.exiting:
+            return
+        self.exiting = True
+        self.client.notice("actor_exiting", self.actor_id, reason)
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        # Let the notice reach the node manager before the socket closes.
+        self.client.call("ping")
+        os._exit(0)
+
+    def terminate(self):
+        """All handles to this actor are gone: leave once queued calls are done."""
+        self.exit_actor("all references to the actor were deleted")
+
+
+async def _construct_async(cls, args, kwargs):
+    return cls(*args, **kwargs)
+
+
+def _retryable(exc, retry_exc):
+    if not retry_exc:
+        return False
+    if retry_exc is True:
+        return True
+    try:
+        classes = pickle.loads(retry_exc) if isinstance(retry_exc, bytes) else retry_exc
+        return isinstance(exc, tuple(classes))
+    except Exception:
+        return False
+
+
+def main(spec):
+    server = WorkerServer(spec)
+    server.run()
+
+
+def current_server():
+    client = state.current_client()
+    return getattr(client, "worker_server", None)
+
+
+def format_exc():  # pragma: no cover - debugging aid
+    return traceback.format_exc()

@@ -1,0 +1,162 @@
+"""The worker template ("zygote"): a warm process that forks new workers.
+
+    node manager --("fork", worker_id, spec)--> zygote --os.fork()--> worker
+    node manager <--("forked", worker_id, pid) / ("exited", pid, status)-- zygote
+
+The node manager forks the zygote once at start-up, before it runs any thread.
+The zygote imports what every worker needs (numpy, cloudpickle, the worker
+code) once, so a new worker starts in about a millisecond instead of paying
+for an interpreter and its imports.  The zygote is single-threaded, which is
+what makes ``fork`` safe here.  It reaps its children and reports their exit
+status, so the node manager can tell a user *how* a worker died.
+"""
+
+import ctypes
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+
+_LEN = struct.Struct("<I")
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig=signal.SIGKILL):
+    """Ask Linux to kill this process when its parent dies (no orphans)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+def send_msg(sock, msg):
+    data = pickle.dumps(msg, 5)
+    sock.sendall(_LEN.pack(len(data)) + data)
+
+
+class MessageReader:
+    def __init__(self):
+        self.buf = bytearray()
+
+    def feed(self, data):
+        self.buf += data
+        out = []
+        while len(self.buf) >= 4:
+            (n,) = _LEN.unpack_from(self.buf, 0)
+            if len(self.buf) < 4 + n:
+                break
+            out.append(pickle.loads(bytes(self.buf[4:4 + n])))
+            del self.buf[:4 + n]
+        return out
+
+
+def zygote_main(sock, preload=("numpy",)):
+    """Run in the forked child of the node manager; never returns."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for mod in preload:
+        try:
+            __import__(mod)
+        except ImportError:
+            pass
+    from . import worker_main  # noqa: F401  (warm the worker's imports)
+    reader = MessageReader()
+    children = set()
+    while True:
+        try:
+            r, _, _ = select.select([sock], [], [], 0.2)
+        except InterruptedError:
+            r = []
+        if r:
+            data = sock.recv(1 << 16)
+            if not data:
+                os._exit(0)
+            for msg in reader.feed(data):
+                if msg[0] == "fork":
+                    _, worker_id, spec = msg
+                    pid = os.fork()
+                    if pid == 0:
+                        sock.close()
+                        _run_worker(spec)
+                        os._exit(0)
+                    children.add(pid)
+                    send_msg(sock, ("forked", worker_id, pid))
+                elif msg[0] == "exit":
+                    os._exit(0)
+        for pid in list(children):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                children.discard(pid)
+                continue
+            if done:
+                children.discard(pid)
+                try:
+                    send_msg(sock, ("exited", pid, status))
+                except OSError:
+                    os._exit(0)
+
+
+def _run_worker(spec):
+    """Become a worker: logs, environment, then the worker's main loop."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from . import ids
+    ids.reset_after_fork()
+    out = os.open(spec["stdout"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    err = os.open(spec["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.close(out)
+    os.close(err)
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+        sys.stderr.reconfigure(line_buffering=True)
+    except AttributeError:  # pragma: no cover
+        pass
+    os.environ.update(spec.get("env_vars") or {})
+    for p in reversed(spec.get("sys_path") or []):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    cwd = spec.get("cwd")
+    if cwd:
+        try:
+            os.chdir(cwd)
+        except OSError:
+            pass
+    from . import worker_main
+    code = 0
+    try:
+        worker_main.main(spec)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
+def start_zygote():
+    """Fork the zygote from the calling (single-threaded) process. Returns (pid, socket)."""
+    parent_sock, child_sock = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        parent_sock.close()
+        try:
+            zygote_main(child_sock)
+        finally:
+            os._exit(0)
+    child_sock.close()
+    return pid, parent_sock

@@ -1,0 +1,109 @@
+"""Build minray: map the repository's folders onto the `minray` package and
+compile the Cython hot paths.
+
+    corelib/          -> minray            (and every subpackage below it)
+    _ext/             -> minray._ext       (_ext/_<name>.pyx -> minray._ext._<name>)
+    libs/<lib>/       -> minray.<lib>      for data, tune, train, rllib, serve,
+                                           each only once libs/<lib>/__init__.py exists
+
+Install for development (builds the extensions into _ext/ in place):
+
+    pip install -c constraints.txt -e ".[test]"
+
+Rebuild the extensions after editing a .pyx, in an environment that has
+Cython>=3.0 (pip's editable install builds in an isolated environment, so the
+venv itself may not have Cython: `pip install "Cython>=3.0"` first, or rerun
+the `pip install -e` above):
+
+    python setup.py build_ext --inplace
+
+Editable installs and package_dir: setuptools' PEP 660 editable wheel (the
+default "lenient" mode, setuptools>=64) sees that `minray` does not live in a
+folder named minray, so instead of a plain .pth entry it installs a small
+meta-path finder (`__editable___minray_*_finder.py` in site-packages) whose
+table maps each top-level root of this package_dir onto its folder:
+minray -> corelib, minray._ext -> _ext, minray.<lib> -> libs/<lib>. Deeper
+modules are found through the parent package's __path__, so files added to
+these folders later are picked up without reinstalling; a new root (a new
+libs/<lib>, a new top-level mapping here) needs `pip install -e .` again.
+No `editable_mode=compat` or other config setting is needed.
+"""
+
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+LIBS = ("data", "tune", "train", "rllib", "serve")
+
+
+def package_tree(package, folder):
+    """Map `package` onto `folder` and every subpackage onto its subfolder.
+
+    The mapped paths stay relative to the project root, as setuptools
+    requires (run setup.py from the project root, as pip does).
+    """
+    mapping = {package: folder}
+    for sub in find_packages(str(HERE / folder)):
+        mapping[f"{package}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+    return mapping
+
+
+def package_dir():
+    mapping = {}
+    mapping.update(package_tree("minray", "corelib"))
+    mapping.update(package_tree("minray._ext", "_ext"))
+    for lib in LIBS:
+        # Libraries arrive one by one; a folder without __init__.py is not
+        # a package yet and is left out.
+        if (HERE / "libs" / lib / "__init__.py").is_file():
+            mapping.update(package_tree(f"minray.{lib}", f"libs/{lib}"))
+    return mapping
+
+
+def extensions():
+    """One extension `minray._ext.<stem>` per `_ext/<stem>.pyx`."""
+    from Cython.Build import cythonize  # a build requirement (pyproject.toml)
+
+    modules = [
+        Extension(f"minray._ext.{pyx.stem}", [f"_ext/{pyx.name}"])
+        for pyx in sorted((HERE / "_ext").glob("*.pyx"))
+    ]
+    return cythonize(
+        modules,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+        },
+    )
+
+
+TEST = ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-timeout>=2"]
+TORCH = "torch>=2.0,<3"  # constraints.txt pins the local CPU build
+EXTRAS = {
+    "test": TEST,
+    "data": [],
+    "tune": [],
+    "train": [TORCH],
+    "rllib": [TORCH, "gymnasium>=0.28"],
+    "serve": ["aiohttp>=3.8"],
+}
+# all: every library's requirements (not the test tools)
+EXTRAS["all"] = sorted({req for lib in LIBS for req in EXTRAS[lib]})
+
+PACKAGE_DIR = package_dir()
+
+setup(
+    name="minray",
+    version="0.1.0.dev0",
+    description="Ray's programming model, rebuilt to be read, taught and run on one laptop",
+    python_requires=">=3.9",
+    package_dir=PACKAGE_DIR,
+    packages=sorted(PACKAGE_DIR),
+    ext_modules=extensions(),
+    install_requires=["cloudpickle>=2.0", "numpy>=1.23", "psutil>=5.9"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["minray = minray.scripts:main"]},
+    zip_safe=False,
+)
