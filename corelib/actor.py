@@ -155,10 +155,9 @@ class ActorHandle:
             raise AttributeError(f"'{self._meta.get('class_name')}' actor has no method "
                                  f"'{name}'. Its methods are: "
                                  f"{', '.join(sorted(m for m in methods if not m.startswith('__')))}.")
-        m = self._method_cache.get(name)
-        if m is None:
-            m = self._method_cache[name] = ActorMethod(self, name, methods[name])
-        return m
+        # A new small object per access: caching it here would make a
+        # handle <-> method cycle and keep the actor alive until a GC pass.
+        return ActorMethod(self, name, methods[name], self._method_cache)
 
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._meta, self._token))
@@ -200,13 +199,18 @@ class ActorID:
 class ActorMethod:
     """``handle.method``: call ``.remote()`` on it, or ``.options(...)`` first."""
 
-    def __init__(self, handle, name, method_options):
+    def __init__(self, handle, name, method_options, cache=None):
         self._handle = handle
         self._name = name
-        raw = dict(method_options)
-        raw.setdefault("max_task_retries", handle._meta.get("max_task_retries", 0))
-        self._raw = raw
-        self._resolved = _resolve_method(raw, f"{handle._meta.get('class_name')}.{name}")
+        resolved = cache.get(name) if cache is not None else None
+        if resolved is None:
+            raw = dict(method_options)
+            raw.setdefault("max_task_retries", handle._meta.get("max_task_retries", 0))
+            resolved = _resolve_method(raw, f"{handle._meta.get('class_name')}.{name}")
+            if cache is not None:
+                cache[name] = resolved
+        self._raw = resolved.raw
+        self._resolved = resolved
 
     def remote(self, *args, **kwargs):
         client = state.require_client()
@@ -234,6 +238,7 @@ def _resolve_method(raw, name):
     task_raw = {k: v for k, v in raw.items() if k in ("num_returns", "retry_exceptions",
                                                       "name")}
     r = _options.Resolved(task_raw, "method", name)
+    r.raw = dict(raw)
     r.max_task_retries = raw.get("max_task_retries", 0)
     r.wire = (r.name, {}, r.wire[2], raw.get("concurrency_group"))
     return r

@@ -205,7 +205,8 @@ def _stop_owned_node():
                 proc.wait(timeout=5)
             except Exception:
                 pass
-        if session_dir:
+        if session_dir and not os.environ.get("MINRAY_KEEP_SESSION"):
+            # Worker output already reached the driver; keep the dir only when asked to.
             shutil.rmtree(session_dir, ignore_errors=True)
 
 

@@ -55,7 +55,7 @@ class Waiter:
 
 class ObjectState:
     __slots__ = ("blob", "waiters", "local_refs", "owned", "owner", "exported",
-                 "borrowed", "contained", "segment_buf", "fetching", "is_token")
+                 "borrowed", "contained", "segment_buf", "fetching", "is_token", "dropped")
 
     def __init__(self, owned, owner):
         self.blob = None          # None while pending
@@ -69,6 +69,7 @@ class ObjectState:
         self.segment_buf = None
         self.fetching = False
         self.is_token = False
+        self.dropped = False      # owner let go while the value was pending and exported
 
 
 class TaskRecord:
@@ -175,8 +176,9 @@ class _ArgRef:
 
 
 class CoreClient:
-    def __init__(self, kind, nm_socket, job_config, worker_id=None):
+    def __init__(self, kind, nm_socket, job_config, worker_id=None, push_handlers=None):
         self.kind = kind
+        self.push_handlers = push_handlers or {}
         self.client_id = ids.new_unique_id(12)
         self.worker_id = worker_id
         self.lock = threading.Lock()
@@ -255,7 +257,7 @@ class CoreClient:
                 cb(ok, value)
         elif kind == P.PUSH:
             event, args = msg
-            handler = getattr(self, "_push_" + event, None)
+            handler = self.push_handlers.get(event) or getattr(self, "_push_" + event, None)
             if handler is not None:
                 handler(*args)
 
@@ -348,10 +350,11 @@ class CoreClient:
                 st.local_refs -= 1
                 if st.local_refs > 0:
                     continue
-                if st.blob is None and st.owned and not st.exported and \
-                        ids.task_id_of(oid) in self.tasks:
-                    # Still pending: drop our state; the result is discarded on arrival.
-                    pass
+                if st.blob is None and st.owned and st.exported:
+                    # Others hold it and wait for its value: keep the state until the
+                    # value arrives and is published (see _complete), then let go.
+                    st.dropped = True
+                    continue
                 del self.objects[oid]
                 if st.owned:
                     if st.exported or st.is_token or (st.blob is not None and
@@ -439,6 +442,13 @@ class CoreClient:
             return
         if exported:
             self.notice("publish", oid, self.client_id, blob)
+            if st.dropped:
+                with self.lock:
+                    if self.objects.get(oid) is st and st.local_refs <= 0:
+                        del self.objects[oid]
+                self.notice("owner_release", [oid])
+                if contained:
+                    self.notice("release_holds", [oid])
         for w in waiters:
             if type(w) is Waiter:
                 w.notify()

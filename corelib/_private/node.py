@@ -16,7 +16,7 @@ import psutil
 
 from . import ids
 
-DEFAULT_TEMP_DIR = os.path.join(tempfile.gettempdir(), "minray")
+DEFAULT_TEMP_DIR = os.path.join(tempfile.gettempdir(), "minray-sessions")
 
 
 def default_object_store_memory():

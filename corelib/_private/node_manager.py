@@ -172,7 +172,7 @@ class NodeManager:
             "nodes": self.h_nodes,
             "status": self.h_status,
             "shutdown": self.h_shutdown,
-            "ping": lambda conn, info: "pong",
+            "ping": lambda conn: "pong",
         }
 
     # ------------------------------------------------------------------ start
@@ -864,7 +864,7 @@ class NodeManager:
             data = data[:cut + 1]
             w.log_pos[i] += len(data)
             lines = []
-            for line in data.decode("utf-8", "replace").splitlines():
+            for line in data.decode("utf-8", "replace").split("\n")[:-1]:
                 if line.startswith(TASK_NAME_MARKER):
                     if lines:
                         by_job[w.job_id].append((w.pid, w.task_name[i], i == 1, lines))

@@ -275,15 +275,29 @@ class Loop:
             self._woken = False
             while self._callbacks:
                 fn, args = self._callbacks.popleft()
-                fn(*args)
+                try:
+                    fn(*args)
+                except Exception:
+                    traceback.print_exc()
             if self._timers:
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
                     _, _, fn, args = heapq.heappop(self._timers)
-                    fn(*args)
+                    try:
+                        fn(*args)
+                    except Exception:
+                        traceback.print_exc()
         for key in list(sel.get_map().values()):
             if isinstance(key.data, Connection):
-                key.data.close()
+                conn = key.data
+                if conn.outbuf and conn.sock is not None:
+                    # Last words (e.g. the reply to "shutdown") still go out.
+                    try:
+                        conn.sock.settimeout(1.0)
+                        conn.sock.sendall(b"".join(conn.outbuf))
+                    except OSError:
+                        pass
+                conn.close()
         sel.close()
 
     def _accept(self, lsock, on_accept):

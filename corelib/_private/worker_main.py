@@ -68,12 +68,14 @@ class WorkerServer:
         self.running_task = None
         self.cancel_requested = set()
         self.exiting = False
-        self.client = CoreClient("worker", spec["nm_socket"],
-                                 {"address": self.address}, worker_id=self.worker_id)
+        handlers = {
+            "become_actor": lambda *a: self.loop.call_soon(self.become_actor, *a),
+            "cancel": self.on_cancel,
+            "terminate": lambda: self.loop.call_soon(self.terminate),
+        }
+        self.client = CoreClient("worker", spec["nm_socket"], {"address": self.address},
+                                 worker_id=self.worker_id, push_handlers=handlers)
         self.client.worker_server = self
-        self.client._push_become_actor = lambda *a: self.loop.call_soon(self.become_actor, *a)
-        self.client._push_cancel = self.on_cancel
-        self.client._push_terminate = lambda: self.loop.call_soon(self.terminate)
         state.set_client(self.client)
         self.loop.add_listener(self.listener, self.on_accept)
 
