@@ -17,18 +17,36 @@ from ._private import state
 
 
 class FunctionInfo:
-    """A pickled function (or class) and its id: shipped once per worker."""
+    """A function (or class), pickled on first use and identified by a hash of
+    its bytes: shipped once per worker.  Local mode uses ``obj`` directly."""
 
-    __slots__ = ("fn_id", "blob", "name")
+    __slots__ = ("obj", "name", "_blob", "_fn_id")
 
     def __init__(self, obj, name):
+        self.obj = obj
+        self.name = name
+        self._blob = None
+        self._fn_id = None
+
+    def _pickle(self):
         try:
-            self.blob = cloudpickle.dumps(obj, protocol=5)
+            self._blob = cloudpickle.dumps(self.obj, protocol=5)
         except Exception as exc:
             from ._private.serialization import unserializable_error
-            raise unserializable_error(obj, exc, what=f"'{name}'") from None
-        self.fn_id = hashlib.blake2b(self.blob, digest_size=16).digest()
-        self.name = name
+            raise unserializable_error(self.obj, exc, what=f"'{self.name}'") from None
+        self._fn_id = hashlib.blake2b(self._blob, digest_size=16).digest()
+
+    @property
+    def blob(self):
+        if self._blob is None:
+            self._pickle()
+        return self._blob
+
+    @property
+    def fn_id(self):
+        if self._fn_id is None:
+            self._pickle()
+        return self._fn_id
 
 
 class RemoteFunction:
