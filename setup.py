@@ -79,7 +79,9 @@ def extensions():
     )
 
 
-TEST = ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-timeout>=2"]
+# gymnasium: "Learning Ray" chapter 3 (run by CI) uses it; it is small and pure Python.
+TEST = ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-timeout>=2",
+        "gymnasium>=0.28"]
 TORCH = "torch>=2.0,<3"  # constraints.txt pins the local CPU build
 EXTRAS = {
     "test": TEST,
@@ -96,7 +98,7 @@ PACKAGE_DIR = package_dir()
 
 setup(
     name="minray",
-    version="0.1.0.dev0",
+    version="0.1.0",
     description="Ray's programming model, rebuilt to be read, taught and run on one laptop",
     python_requires=">=3.9",
     package_dir=PACKAGE_DIR,

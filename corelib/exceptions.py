@@ -65,11 +65,10 @@ class RayTaskError(RayError):
                                self.actor_repr, self.actor_id))
 
     def __str__(self):
-        head = f"{type(self.cause).__name__ if self.cause is not None else 'Error'}"
         where = f"ray::{self.function_name}()"
         if self.pid is not None:
             where += f" (pid={self.pid}, ip={self.ip or '127.0.0.1'})"
-        lines = [f"{head}: {where}"]
+        lines = [where]
         if self.actor_repr:
             lines.append(f"  actor: {self.actor_repr}")
         lines.append(self.traceback_str.rstrip())
@@ -130,7 +129,11 @@ def _rebuild_dual(args):
 def task_error_from_exception(function_name, exc, pid=None, actor_repr=None,
                               actor_id=None):
     """Build the RayTaskError for ``exc`` raised by ``function_name`` here."""
-    tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb_obj = exc.__traceback__
+    # Start at the user's code: skip the runtime's own frames on top.
+    while tb_obj is not None and _is_runtime_frame(tb_obj.tb_frame.f_code.co_filename):
+        tb_obj = tb_obj.tb_next
+    tb = "".join(_traceback.format_exception(type(exc), exc, tb_obj or exc.__traceback__))
     if isinstance(exc, RayTaskError):
         # A nested task's error propagating through this task: keep the cause.
         cause = exc.cause
@@ -138,6 +141,12 @@ def task_error_from_exception(function_name, exc, pid=None, actor_repr=None,
         cause = exc
     return RayTaskError(function_name, tb, cause, pid=pid,
                         actor_repr=actor_repr, actor_id=actor_id)
+
+
+def _is_runtime_frame(filename):
+    import os
+    return os.sep + "_private" + os.sep in filename and (
+        "minray" in filename or "corelib" in filename)
 
 
 class WorkerCrashedError(RayError):

@@ -1,0 +1,234 @@
+"""The ``minray`` command: demo, start, stop, status.
+
+    minray demo                      run tasks, an actor and a large array through a local runtime
+    minray start --head [--block]    start a node that outlives drivers (init(address="auto") joins it)
+    minray status                    nodes, resources used/total, actors, objects
+    minray stop                      stop every node started with ``minray start`` on this machine
+"""
+
+import argparse
+import json
+import os
+import pickle
+import signal
+import socket
+import sys
+import time
+
+from ._private import node as _node
+from ._private import protocol as P
+from ._private import transport
+
+
+def cmd_demo(args):
+    import numpy as np
+
+    import minray as ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=args.num_cpus)
+    t_init = time.perf_counter() - t0
+    print(f"minray {ray.__version__}: started a local runtime in {t_init * 1000:.0f} ms "
+          f"with {ray.cluster_resources().get('CPU', 0):g} CPUs")
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    t0 = time.perf_counter()
+    squares = ray.get([square.remote(i) for i in range(100)])
+    print(f"tasks:   100 tasks squared 0..99 -> sum {sum(squares)} "
+          f"in {(time.perf_counter() - t0) * 1000:.0f} ms")
+
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.count = 0
+
+        def add(self, n):
+            self.count += n
+            return self.count
+
+    counter = Counter.remote()
+    for i in range(10):
+        counter.add.remote(i)
+    print(f"actors:  a Counter actor summed 0..9 in call order -> "
+          f"{ray.get(counter.add.remote(0))}")
+
+    @ray.remote
+    def column_means(matrix):
+        return matrix.mean(axis=0)
+
+    big = np.arange(4096 * 4096, dtype=np.float64).reshape(4096, 4096)
+    t0 = time.perf_counter()
+    ref = ray.put(big)
+    t_put = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    view = ray.get(ref)
+    t_get = time.perf_counter() - t0
+    means = ray.get(column_means.remote(ref))
+    ok = bool(np.allclose(means, big.mean(axis=0)))
+    print(f"objects: put a {big.nbytes / 2**20:.0f} MiB array in {t_put * 1000:.0f} ms; get "
+          f"returned a zero-copy read-only view in {t_get * 1000:.2f} ms "
+          f"(writeable={view.flags.writeable}); a task computed its column means "
+          f"from shared memory: {'correct' if ok else 'WRONG'}")
+
+    @ray.remote
+    def fails():
+        raise ValueError("raised inside a worker")
+
+    try:
+        ray.get(fails.remote())
+    except ValueError as exc:
+        lines = str(exc).splitlines()
+        print(f"errors:  get() re-raised the task's error as {type(exc).__name__}, with its "
+              f"remote traceback ({len(lines)} lines) ending in: {lines[-1]}")
+    ray.shutdown()
+    print("done: the runtime shut down and removed its processes and shared memory")
+    return 0 if ok else 1
+
+
+def cmd_start(args):
+    if not args.head:
+        print("minray start: joining another node by --address needs the multi-node head "
+              "service, which this build does not have yet; use --head on this machine.",
+              file=sys.stderr)
+        return 2
+    resources = json.loads(args.resources) if args.resources else {}
+    total = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count())}
+    if args.num_gpus:
+        total["GPU"] = float(args.num_gpus)
+    total.update({k: float(v) for k, v in resources.items()})
+    import psutil
+    total["memory"] = float(int(psutil.virtual_memory().available * 0.7))
+    store = args.object_store_memory or _node.default_object_store_memory()
+    total["object_store_memory"] = float(store)
+    session_dir, proc = _node.start_node(total, store, temp_dir=args.temp_dir, head=True)
+    with open(os.path.join(session_dir, "head.json"), "w") as f:
+        json.dump({"pid": proc.pid, "session_dir": session_dir, "port": args.port}, f)
+    print(f"minray: started a head node (pid {proc.pid}, session {session_dir}).")
+    print("  Connect a driver on this machine with: minray.init(address=\"auto\")")
+    print("  Stop it with: minray stop")
+    if args.block:
+        def stop(*_):
+            proc.terminate()
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        proc.wait()
+    return 0
+
+
+def _heads(temp_dir=None):
+    root = temp_dir or _node.DEFAULT_TEMP_DIR
+    out = []
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return out
+    for name in names:
+        path = os.path.join(root, name, "head.json")
+        try:
+            with open(path) as f:
+                out.append(json.load(f))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def cmd_stop(args):
+    import psutil
+    stopped = 0
+    for head in _heads(args.temp_dir):
+        pid = head.get("pid")
+        if pid and psutil.pid_exists(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                psutil.Process(pid).wait(timeout=10)
+            except (ProcessLookupError, psutil.NoSuchProcess):
+                pass
+            except psutil.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+            stopped += 1
+        import shutil
+        shutil.rmtree(head["session_dir"], ignore_errors=True)
+    print(f"minray: stopped {stopped} node(s).")
+    return 0
+
+
+def _query(session_dir, method, *args):
+    sock = transport.connect_unix(os.path.join(session_dir, "nm.sock"), timeout=2)
+    conn = transport.Connection(sock)
+    conn.send(P.REQUEST, (1, method, args))
+    sock.settimeout(5)
+    while True:
+        data = sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("the node manager closed the connection")
+        for kind, payload in conn.reader.feed(data):
+            if kind == P.REPLY:
+                req_id, ok, value = pickle.loads(payload)
+                sock.close()
+                if not ok:
+                    raise value
+                return value
+
+
+def cmd_status(args):
+    session = _node.find_running_session(args.temp_dir)
+    if session is None:
+        print("minray: no running node found (start one with 'minray start --head').")
+        return 1
+    st = _query(session, "status")
+    total, avail = st["resources_total"], st["resources_available"]
+    print(f"Node {st['node_id']}  (session {session}, up {st['uptime_s']:.0f} s)")
+    print("Resources (used / total):")
+    for key in sorted(total):
+        if key.startswith("_") or key.startswith("node:"):
+            continue
+        used = total[key] - avail.get(key, 0.0)
+        if key in ("memory", "object_store_memory"):
+            print(f"  {key}: {used / 2**30:.2f} / {total[key] / 2**30:.2f} GiB")
+        else:
+            print(f"  {key}: {used:g} / {total[key]:g}")
+    print(f"Workers: {st['workers']}")
+    alive = [a for a in st["actors"] if a["state"] != "DEAD"]
+    print(f"Actors: {len(alive)} alive")
+    for a in alive:
+        print(f"  {a['class_name']} {a['actor_id'][:12]} {a['state']} name={a['name']!r} "
+              f"pid={a['pid']}")
+    o = st["objects"]
+    print(f"Objects: {o['num_objects']} shared, {o['shm_bytes'] / 2**20:.1f} MiB in shared "
+          f"memory, {o['spilled_bytes'] / 2**20:.1f} MiB spilled")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="minray", description="minray: Ray's API on one "
+                                     "machine first.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="run tasks, actors and a large object through a local runtime")
+    p.add_argument("--num-cpus", type=int, default=None)
+    p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("start", help="start a node")
+    p.add_argument("--head", action="store_true")
+    p.add_argument("--address", default=None)
+    p.add_argument("--port", type=int, default=6379)
+    p.add_argument("--num-cpus", type=int, default=None)
+    p.add_argument("--num-gpus", type=int, default=None)
+    p.add_argument("--resources", default=None, help='JSON, e.g. \'{"custom": 2}\'')
+    p.add_argument("--object-store-memory", type=int, default=None)
+    p.add_argument("--temp-dir", default=None)
+    p.add_argument("--block", action="store_true")
+    p.set_defaults(fn=cmd_start)
+    p = sub.add_parser("stop", help="stop nodes started with 'minray start'")
+    p.add_argument("--temp-dir", default=None)
+    p.set_defaults(fn=cmd_stop)
+    p = sub.add_parser("status", help="show the running node")
+    p.add_argument("--temp-dir", default=None)
+    p.set_defaults(fn=cmd_status)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
