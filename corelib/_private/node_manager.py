@@ -801,10 +801,11 @@ class NodeManager:
         return [k for k in self.kv if k.startswith(prefix)]
 
     def h_cluster_resources(self, conn):
-        return {k: v for k, v in self.sched.total.items() if v}
+        return {k: v for k, v in self.sched.total.items() if v and not k.startswith("_")}
 
     def h_available_resources(self, conn):
-        return {k: v for k, v in self.sched.available.items() if v > 1e-9}
+        return {k: v for k, v in self.sched.available.items()
+                if v > 1e-9 and not k.startswith("_")}
 
     def h_nodes(self, conn):
         return [{"NodeID": self.node_id, "Alive": True, "NodeManagerAddress": self.node_ip,

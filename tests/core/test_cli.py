@@ -1,0 +1,88 @@
+"""The minray command: demo, and a head node that outlives its drivers."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+
+def run(args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_demo_runs_tasks_actors_and_a_large_object():
+    out = run([sys.executable, "-m", "minray.scripts", "demo"])
+    assert out.returncode == 0, out.stderr
+    assert "sum 328350" in out.stdout                      # 100 squared tasks
+    assert "-> 45" in out.stdout                           # the actor's ordered calls
+    assert "writeable=False" in out.stdout and "correct" in out.stdout
+    assert "ValueError: raised inside a worker" in out.stdout
+
+
+@pytest.fixture
+def head_node(tmp_path):
+    temp_dir = str(tmp_path / "sessions")
+    out = run([sys.executable, "-m", "minray.scripts", "start", "--head", "--num-cpus", "2",
+               "--temp-dir", temp_dir])
+    assert out.returncode == 0, out.stderr
+    yield temp_dir
+    stop = run([sys.executable, "-m", "minray.scripts", "stop", "--temp-dir", temp_dir])
+    assert "stopped 1 node" in stop.stdout
+
+
+DRIVER_1 = textwrap.dedent("""
+    import os, minray as ray
+    ray.init(address="auto", namespace="lab", _temp_dir={temp!r})
+    @ray.remote
+    class Keeper:
+        def __init__(self):
+            self.value = 0
+        def incr(self):
+            self.value += 1
+            return self.value, os.getpid()
+    @ray.remote
+    class Scratch:
+        def pid(self):
+            return os.getpid()
+    keeper = Keeper.options(name="keeper", lifetime="detached").remote()
+    scratch = Scratch.options(name="scratch").remote()
+    print(ray.get(keeper.incr.remote())[1], ray.get(scratch.pid.remote()))
+""")
+
+DRIVER_2 = textwrap.dedent("""
+    import minray as ray
+    ray.init(address="auto", namespace="lab", _temp_dir={temp!r})
+    keeper = ray.get_actor("keeper")
+    value, pid = ray.get(keeper.incr.remote())
+    try:
+        ray.get_actor("scratch")
+        scratch = "alive"
+    except ValueError:
+        scratch = "gone"
+    print(value, pid, scratch, ray.cluster_resources()["CPU"])
+""")
+
+
+@pytest.mark.slow
+def test_detached_actor_outlives_its_driver_on_a_head_node(head_node):
+    env = dict(os.environ, RAY_ADDRESS="")
+    first = run([sys.executable, "-c", DRIVER_1.format(temp=head_node)], env=env)
+    assert first.returncode == 0, first.stderr
+    keeper_pid, scratch_pid = map(int, first.stdout.split())
+    # The first driver has exited: its non-detached actor went with it ...
+    psutil.Process(scratch_pid).wait(timeout=10)
+    # ... while the detached one keeps its state for the next driver.
+    second = run([sys.executable, "-c", DRIVER_2.format(temp=head_node)], env=env)
+    assert second.returncode == 0, second.stderr
+    value, pid, scratch, cpus = second.stdout.split()
+    assert (int(value), int(pid), scratch, float(cpus)) == (2, keeper_pid, "gone", 2.0)
+    status = run([sys.executable, "-m", "minray.scripts", "status", "--temp-dir", head_node])
+    assert "Keeper" in status.stdout and "CPU: 0 / 2" in status.stdout
+
+
+def test_status_without_a_node_says_how_to_start_one(tmp_path):
+    out = run([sys.executable, "-m", "minray.scripts", "status", "--temp-dir", str(tmp_path)])
+    assert out.returncode == 1
+    assert "minray start --head" in out.stdout
