@@ -20,13 +20,27 @@ class FunctionInfo:
     """A function (or class), pickled on first use and identified by a hash of
     its bytes: shipped once per worker.  Local mode uses ``obj`` directly."""
 
-    __slots__ = ("obj", "name", "_blob", "_fn_id")
+    __slots__ = ("obj", "name", "_blob", "_fn_id", "samples", "avg_s", "blocks")
 
     def __init__(self, obj, name):
         self.obj = obj
         self.name = name
         self._blob = None
         self._fn_id = None
+        self.samples = 0       # completed runs observed by this submitter
+        self.avg_s = 0.0       # their moving average duration (submit to done)
+        self.blocks = False    # did a run ever block in get()/wait()?
+
+    def observe(self, seconds, blocked):
+        self.samples += 1
+        self.avg_s = seconds if self.samples == 1 else 0.8 * self.avg_s + 0.2 * seconds
+        self.blocks = self.blocks or blocked
+
+    def pipelinable(self):
+        """Short and never blocking: safe to queue several on one worker."""
+        from ._private.core_client import FAST_AFTER_SAMPLES, FAST_TASK_S
+        return (self.samples >= FAST_AFTER_SAMPLES and not self.blocks and
+                self.avg_s < FAST_TASK_S)
 
     def _pickle(self):
         try:

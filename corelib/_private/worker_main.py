@@ -145,6 +145,7 @@ class WorkerServer:
         ctx = TaskContext(task_id, name, resources)
         self.client.current_task.task_id = task_id
         self.client.current_task.ctx = ctx
+        self.client.blocked_in_task = False
         self.running_task = task_id
         try:
             args, kwargs = self.load_args(args_blob, arg_values)
@@ -196,7 +197,7 @@ class WorkerServer:
             blobs.append(blob)
             contained.append(c)
         try:
-            conn.send(P.DONE, (task_id, blobs, contained, False))
+            conn.send(P.DONE, (task_id, blobs, contained, False, self.client.blocked_in_task))
         except transport.ConnectionClosed:
             pass
 
@@ -219,7 +220,7 @@ class WorkerServer:
             except transport.ConnectionClosed:
                 return
         try:
-            conn.send(P.DONE, (task_id, [], [], False))
+            conn.send(P.DONE, (task_id, [], [], False, self.client.blocked_in_task))
         except transport.ConnectionClosed:
             pass
 
@@ -234,12 +235,13 @@ class WorkerServer:
         if num_returns == "streaming":
             try:
                 conn.send(P.GEN_ITEM, (task_id, 0, blob, False))
-                conn.send(P.DONE, (task_id, [], [], False))
+                conn.send(P.DONE, (task_id, [], [], False, self.client.blocked_in_task))
             except transport.ConnectionClosed:
                 pass
             return
         try:
-            conn.send(P.DONE, (task_id, [blob] * n, [False] * n, retryable))
+            conn.send(P.DONE, (task_id, [blob] * n, [False] * n, retryable,
+                                self.client.blocked_in_task))
         except transport.ConnectionClosed:
             pass
 
@@ -417,7 +419,7 @@ class WorkerServer:
         except Exception as exc:
             err = exceptions.task_error_from_exception(name, exc, pid=os.getpid())
             conn.send(P.GEN_ITEM, (task_id, i, serialization.error_blob(err), False))
-        conn.send(P.DONE, (task_id, [], [], False))
+        conn.send(P.DONE, (task_id, [], [], False, self.client.blocked_in_task))
 
     def _actor_repr(self):
         try:
