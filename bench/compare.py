@@ -1,0 +1,202 @@
+"""Side-by-side comparison: minray vs Ray 2.60 vs multiprocessing.Pool, in one run.
+
+    python -m bench.compare [--ray-python /path/to/venv/bin/python] [--write docs/performance.md]
+
+Ray is never a dependency of minray: install ``ray==2.60.0`` in a separate
+virtual environment and pass its interpreter (or set MINRAY_BENCH_RAY_PYTHON).
+Each backend runs each workload in a fresh interpreter (bench/workloads.py),
+so runtimes never share a process.  Figures are ratios measured in the same
+run, on the same machine: the only fair comparison on a shared, noisy box.
+"""
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOADS_PY = os.path.join(HERE, "workloads.py")
+
+# (workload, title, higher_is_better, target text)
+ROWS = [
+    ("single_client_tasks_sync", "sync task round trips (get(f.remote()) loop)", True,
+     ">= 10x Ray, >= 50% of Pool.apply"),
+    ("single_client_tasks_async", "async tasks (submit 5k, then get all)", True,
+     ">= 5x Ray, >= 80% of Pool.apply_async"),
+    ("actor_calls_sync", "sync actor calls", True, ">= 10x Ray"),
+    ("actor_calls_async", "async actor calls (sync actor)", True, ">= 3x Ray"),
+    ("async_actor_calls_async", "async actor calls (async actor)", True, ">= 3x Ray"),
+    ("single_client_put_calls", "put of a small object", True, ">= 3x Ray"),
+    ("single_client_get_calls", "get of a small object", True, ">= Ray"),
+    ("put_large_bandwidth", "put of a 100 MiB numpy array", True,
+     ">= 80% of numpy copy bandwidth"),
+    ("single_client_wait_1k_refs", "wait on 1,000 refs (incl. submitting them)", True,
+     ">= 5x Ray"),
+    ("cold_start_seconds", "cold start: interpreter+import+init+first task", False,
+     "<= 0.5 s and <= 1/10 of Ray"),
+    ("idle_memory_bytes", "memory (USS) of runtime processes, idle", False, "<= 1/5 of Ray"),
+]
+EXTRA = ["get_large_seconds", "pass_large_to_task_seconds", "million_tasks"]
+
+
+def run_workload(python, backend, workload, timeout=900):
+    cmd = [python, WORKLOADS_PY, "--backend", backend, "--workload", workload]
+    env = dict(os.environ)
+    env.pop("MINRAY_NO_EXTENSIONS", None) if backend == "ray" else None
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
+    for line in reversed(out.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"error": ["no result"]}
+
+
+def _pool_noop(x=None):
+    return x
+
+
+def pool_figures():
+    figs = {}
+    with mp.Pool(2) as pool:
+        pool.apply(_pool_noop)
+        n = 2000
+        t = time.perf_counter()
+        for _ in range(n):
+            pool.apply(_pool_noop)
+        figs["single_client_tasks_sync"] = n / (time.perf_counter() - t)
+        n = 5000
+        t = time.perf_counter()
+        rs = [pool.apply_async(_pool_noop) for _ in range(n)]
+        for r in rs:
+            r.get()
+        figs["single_client_tasks_async"] = n / (time.perf_counter() - t)
+    return figs
+
+
+def scalar(result, key=None):
+    if not result or "error" in result:
+        return None
+    v = result["value"]
+    if isinstance(v, dict):
+        return v.get(key) if key else None
+    return v
+
+
+def find_ray_python(arg):
+    for cand in (arg, os.environ.get("MINRAY_BENCH_RAY_PYTHON"),
+                 os.path.join(os.path.dirname(HERE), "..", "rayvenv", "bin", "python")):
+        if cand and os.path.exists(cand):
+            check = subprocess.run([cand, "-c", "import ray; print(ray.__version__)"],
+                                   capture_output=True, text=True)
+            if check.returncode == 0:
+                return os.path.abspath(cand), check.stdout.strip()
+    return None, None
+
+
+def fmt(v, unit):
+    if v is None:
+        return "n/a"
+    if unit == "bytes":
+        return f"{v / 2**20:.0f} MiB"
+    if unit == "s":
+        return f"{v:.3f} s"
+    if unit == "MiB/s":
+        return f"{v:,.0f} MiB/s"
+    return f"{v:,.0f}/s"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ray-python", default=None)
+    parser.add_argument("--write", default=None, help="write the table to this markdown file")
+    parser.add_argument("--skip-million", action="store_true")
+    args = parser.parse_args(argv)
+    ray_python, ray_version = find_ray_python(args.ray_python)
+    me = sys.executable
+    results = {"minray": {}, "ray": {}}
+    names = [r[0] for r in ROWS] + [n for n in EXTRA if not (args.skip_million and
+                                                              n == "million_tasks")]
+    for name in names:
+        for backend, python in (("minray", me), ("ray", ray_python)):
+            if python is None:
+                continue
+            print(f"  {backend:6s} {name} ...", file=sys.stderr, flush=True)
+            results[backend][name] = run_workload(python, backend, name)
+    results["minray"]["numpy_copy_bandwidth"] = run_workload(me, "minray", "numpy_copy_bandwidth")
+    pool = pool_figures()
+
+    lines = []
+    lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+                 f"Python {platform.python_version()}, Ray {ray_version or 'not installed'}; "
+                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+    lines.append("")
+    lines.append("| figure | minray | Ray 2.60 | minray / Ray | other reference | target |")
+    lines.append("|---|---|---|---|---|---|")
+    for name, title, higher, target in ROWS:
+        m = results["minray"].get(name)
+        r = results["ray"].get(name)
+        key = "uss_bytes" if name == "idle_memory_bytes" else None
+        mv, rv = scalar(m, key), scalar(r, key)
+        unit = (m or {}).get("unit") or (r or {}).get("unit") or ""
+        ratio = "n/a"
+        if mv and rv:
+            ratio = f"{mv / rv:.1f}x" if higher else f"{rv / mv:.1f}x less"
+        other = ""
+        if name in pool:
+            other = f"Pool: {fmt(pool[name], unit)} ({mv / pool[name] * 100:.0f}%)" if mv else ""
+        if name == "put_large_bandwidth":
+            npc = scalar(results["minray"]["numpy_copy_bandwidth"])
+            if mv and npc:
+                other = f"numpy copy: {fmt(npc, 'MiB/s')} ({mv / npc * 100:.0f}%)"
+        if name == "idle_memory_bytes":
+            mp_ = (m or {}).get("value", {}) if m and "error" not in m else {}
+            rp_ = (r or {}).get("value", {}) if r and "error" not in r else {}
+            other = f"processes: {mp_.get('processes', '?')} vs {rp_.get('processes', '?')}"
+        if m and "error" in m:
+            mv_s = "error: " + " ".join(m["error"])[:60]
+        else:
+            mv_s = fmt(mv, unit)
+        lines.append(f"| {title} | {mv_s} | {fmt(rv, unit)} | {ratio} | {other} | {target} |")
+    lines.append("")
+    for name in EXTRA:
+        for backend in ("minray", "ray"):
+            res = results[backend].get(name)
+            if res and "error" not in res:
+                lines.append(f"- {name} [{backend}]: {json.dumps(res['value'])}")
+            elif res:
+                lines.append(f"- {name} [{backend}]: error {res['error']}")
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        with open(args.write, "w") as f:
+            f.write(_DOC_HEAD + table + "\n" + _DOC_TAIL)
+    return 0
+
+
+_DOC_HEAD = """# Performance
+
+minray against Ray 2.60 and `multiprocessing.Pool`, measured in one run on one machine by
+`python -m bench.compare --write docs/performance.md` (Ray installed in its own virtual
+environment: `python3 -m venv ../rayvenv && ../rayvenv/bin/pip install ray==2.60.0 numpy psutil`).
+Ratios are the figures to trust: the machine is shared and noisy, so absolute numbers drift
+between runs while ratios measured side by side hold.
+
+"""
+
+_DOC_TAIL = """
+How to read it: rates are per second (higher is better); cold start and memory are lower-is-
+better, and their ratio column says how many times less than Ray. Memory is the unique set
+size (USS) of every process the runtime started, three seconds after `init(num_cpus=2)`.
+`get_large_seconds` and `pass_large_to_task_seconds` show seconds per call by object size:
+flat means zero-copy. The pytest-benchmark suite (`pytest bench/ --benchmark-only`) tracks the
+same workloads for regressions.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

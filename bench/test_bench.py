@@ -1,0 +1,95 @@
+"""pytest-benchmark regression suite: ``pytest bench/ --benchmark-only``.
+
+One benchmark per figure of docs/performance.md, named after ``ray
+microbenchmark``'s cases.  Side-by-side numbers against Ray come from
+``python -m bench.compare``; these track minray against its own history.
+"""
+import numpy as np
+import pytest
+
+import minray as ray
+
+MiB = 1 << 20
+
+
+def noop(x=None):
+    return x
+
+
+class Actor:
+    def small_value(self, x=None):
+        return b"ok"
+
+
+class AsyncActor:
+    async def small_value(self, x=None):
+        return b"ok"
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def f(runtime):
+    fn = ray.remote(noop)
+    ray.get([fn.remote() for _ in range(200)])
+    return fn
+
+
+def test_single_client_tasks_sync(benchmark, f):
+    benchmark(lambda: ray.get(f.remote()))
+
+
+def test_single_client_tasks_async(benchmark, f):
+    benchmark.pedantic(lambda: ray.get([f.remote() for _ in range(1000)]), rounds=5)
+
+
+def test_1_1_actor_calls_sync(benchmark, runtime):
+    a = ray.remote(Actor).remote()
+    ray.get(a.small_value.remote())
+    benchmark(lambda: ray.get(a.small_value.remote()))
+
+
+def test_1_1_actor_calls_async(benchmark, runtime):
+    a = ray.remote(Actor).remote()
+    ray.get(a.small_value.remote())
+    benchmark.pedantic(lambda: ray.get([a.small_value.remote() for _ in range(1000)]), rounds=5)
+
+
+def test_1_1_async_actor_calls_async(benchmark, runtime):
+    a = ray.remote(AsyncActor).remote()
+    ray.get(a.small_value.remote())
+    benchmark.pedantic(lambda: ray.get([a.small_value.remote() for _ in range(1000)]), rounds=5)
+
+
+def test_single_client_put_calls(benchmark, runtime):
+    benchmark(lambda: ray.put(b"x" * 100))
+
+
+def test_single_client_get_calls(benchmark, runtime):
+    ref = ray.put(b"x" * 100)
+    benchmark(lambda: ray.get(ref))
+
+
+def test_single_client_put_100mib(benchmark, runtime):
+    arr = np.ones(100 * MiB // 8)
+    benchmark.pedantic(lambda: ray.put(arr), rounds=5)
+
+
+@pytest.mark.parametrize("size_mib", [1, 100])
+def test_single_client_get_large(benchmark, runtime, size_mib):
+    ref = ray.put(np.ones(size_mib * MiB // 8))
+    benchmark(lambda: ray.get(ref))
+
+
+def test_single_client_wait_1k_refs(benchmark, f):
+    def run():
+        refs = [f.remote() for _ in range(1000)]
+        ray.wait(refs, num_returns=1000)
+    benchmark.pedantic(run, rounds=5)
