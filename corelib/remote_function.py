@@ -16,6 +16,13 @@ from . import options as _options
 from ._private import state
 
 
+# Tasks of a function measured as short (and never blocking in get) are
+# pipelined by the submitter: several wait in one worker's socket, which hides
+# the round trip.  See core_client._pump.
+FAST_TASK_S = 0.002
+FAST_AFTER_SAMPLES = 3
+
+
 class FunctionInfo:
     """A function (or class), pickled on first use and identified by a hash of
     its bytes: shipped once per worker.  Local mode uses ``obj`` directly."""
@@ -38,7 +45,6 @@ class FunctionInfo:
 
     def pipelinable(self):
         """Short and never blocking: safe to queue several on one worker."""
-        from ._private.core_client import FAST_AFTER_SAMPLES, FAST_TASK_S
         return (self.samples >= FAST_AFTER_SAMPLES and not self.blocks and
                 self.avg_s < FAST_TASK_S)
 

@@ -20,22 +20,23 @@ import os
 import sys
 import threading
 import time
+import weakref
 
 from .. import exceptions
 from ..object_ref import ObjectRef, ObjectRefGenerator
 from . import ids, serialization, shm, transport
 from . import protocol as P
+from .object_directory import POOL_MIN_BYTES
 from .serialization import TAG_ERROR, TAG_SHM
 
 IDLE_LEASE_S = 0.5
 MAX_LEASE_REQUESTS = 16
-# Tasks of a function measured as short (and never blocking in get) are
-# pipelined: up to PIPELINE_DEPTH of them wait in a worker's socket, which hides
-# the round trip.  Anything else goes one at a time, so a long task never holds
-# up short ones queued behind it, and a task never waits behind one it needs.
+# Tasks of a function measured as short (and never blocking in get; see
+# FunctionInfo.pipelinable) are pipelined: up to PIPELINE_DEPTH of them wait in
+# a worker's socket, which hides the round trip.  Anything else goes one at a
+# time, so a long task never holds up short ones queued behind it, and a task
+# never waits behind one it needs.
 PIPELINE_DEPTH = 8
-FAST_TASK_S = 0.002
-FAST_AFTER_SAMPLES = 3
 
 
 class Waiter:
@@ -206,6 +207,8 @@ class CoreClient:
         self.blocked_in_task = False   # worker: did the current task block in get/wait?
         self.current_task = threading.local()
         self.loop = transport.Loop(f"minray-{kind}-io")
+        self._dirty_queues = set()
+        self.loop.batch_end = self._pump_dirty
         self.loop.start()
         self.nm = transport.Connection(transport.connect_unix(nm_socket))
         self.loop.add_connection(self.nm, self._on_nm_frame, self._on_nm_closed)
@@ -407,16 +410,25 @@ class CoreClient:
             contained = True
         if not sv.is_large():
             return sv.to_inline(), contained
-        name = f"{self.segment_prefix}{next(self.seg_seq)}"
+        return self._write_segment(oid, sv, owner), contained
+
+    def _write_segment(self, oid, sv, owner):
+        """Write a large value into shared memory and seal it; returns its S blob."""
         size = sv.shm_size()
-        _check_shm_space(size)
-        buf = shm.create(name, size)
+        name = self.call("alloc_segment", size) if size >= POOL_MIN_BYTES else None
+        if name is not None:
+            buf = shm.open_rw(name)
+            size = len(buf)
+        else:
+            name = f"{self.segment_prefix}{next(self.seg_seq)}"
+            _check_shm_space(size)
+            buf = shm.create(name, size)
         try:
             sv.write_to(buf)
         finally:
             buf.close()
         self.notice("seal", oid, name, size, owner)
-        return serialization.shm_blob(size) + name.encode(), contained
+        return serialization.shm_blob(size) + name.encode()
 
     def put(self, value, _owner=None):
         if isinstance(value, ObjectRef):
@@ -590,15 +602,27 @@ class CoreClient:
         return serialization.loads_inline(blob)
 
     def _attach(self, oid, blob):
+        """Map an object's segment read-only; the node manager learns who maps what,
+        so it never reuses a segment while a process (or a numpy view) still maps it."""
         name = bytes(blob[9:]).decode()
+        self.notice("mapped", name)
         try:
-            return shm.attach(name)
+            buf = shm.attach(name)
         except FileNotFoundError:
-            pass  # spilled (or moved): ask where it is now
-        loc = self.call("get_object", oid)
-        if loc[0] != "shm":
-            raise exceptions.ObjectLostError(oid.hex())
-        return shm.attach(loc[1])
+            self.notice("unmapped", name)
+            # Spilled (or moved): ask where it is now.
+            loc = self.call("get_object", oid)
+            if loc[0] != "shm":
+                raise exceptions.ObjectLostError(oid.hex())
+            name = loc[1]
+            self.notice("mapped", name)
+            buf = shm.attach(name)
+        weakref.finalize(buf, self._unmapped, name)
+        return buf
+
+    def _unmapped(self, name):
+        if not self.shutting_down:
+            self.notice("unmapped", name)
 
     def wait(self, refs, num_returns=1, timeout=None, fetch_local=True):
         self.drain_releases()
@@ -701,16 +725,7 @@ class CoreClient:
             task_id = ids.new_task_id()
             oid = ids.object_id_for(task_id, 0)
             ref = self.new_owned_ref(oid)
-            name = f"{self.segment_prefix}{next(self.seg_seq)}"
-            size = sv.shm_size()
-            _check_shm_space(size)
-            buf = shm.create(name, size)
-            try:
-                sv.write_to(buf)
-            finally:
-                buf.close()
-            self.notice("seal", oid, name, size, self.client_id)
-            blob = serialization.shm_blob(size) + name.encode()
+            blob = self._write_segment(oid, sv, self.client_id)
             self._complete(oid, blob)
             pins.append(ref)
             return (oid, blob), arg_refs, pins
@@ -815,24 +830,35 @@ class CoreClient:
             want = min(len(q.tasks), MAX_LEASE_REQUESTS) - q.lease_requests
             if want > 0:
                 q.lease_requests += want
-        for w, rec in sends:
-            self._send_task(w, rec)
+        if len(sends) == 1:
+            self._send_task(*sends[0])
+        elif sends:
+            by_worker = {}
+            for w, rec in sends:
+                by_worker.setdefault(w, []).append(self._task_frame(w, rec))
+            for w, frames in by_worker.items():
+                try:
+                    w.conn.send_bytes(b"".join(frames))
+                except transport.ConnectionClosed:
+                    pass  # the close handler retries or fails them
         if want > 0:
             for _ in range(want):
                 self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars),
                                 lambda ok, v, q=q: self._on_lease(q, ok, v))
 
-    def _send_task(self, w, rec):
+    def _task_frame(self, w, rec):
         fn = rec.fn
         fn_blob = None
         if fn.fn_id not in w.fn_ids:
             w.fn_ids.add(fn.fn_id)
             fn_blob = fn.blob
         o = rec.opts
-        msg = (rec.task_id, fn.fn_id, fn_blob, rec.args_blob, rec.arg_values,
-               o.num_returns, o.wire)
+        return transport.encode_msg(P.TASK, (rec.task_id, fn.fn_id, fn_blob, rec.args_blob,
+                                             rec.arg_values, o.num_returns, o.wire))
+
+    def _send_task(self, w, rec):
         try:
-            w.conn.send(P.TASK, msg)
+            w.conn.send_bytes(self._task_frame(w, rec))
         except transport.ConnectionClosed:
             pass  # the close handler retries or fails it
 
@@ -905,7 +931,13 @@ class CoreClient:
                 self._complete(oid, blob, c)
         if w.returning:
             return
-        self._pump(w.queue)
+        # Refill this worker after the whole batch of replies is read (one write).
+        self._dirty_queues.add(w.queue)
+
+    def _pump_dirty(self):
+        dirty = self._dirty_queues
+        while dirty:
+            self._pump(dirty.pop())
 
     def _on_worker_closed(self, conn):
         w = conn.info.get("worker")

@@ -149,6 +149,9 @@ class NodeManager:
             "hold": self.h_hold,
             "release_holds": self.h_release_holds,
             "get_object": self.h_get_object,
+            "alloc_segment": self.h_alloc_segment,
+            "mapped": self.h_mapped,
+            "unmapped": self.h_unmapped,
             "object_stats": self.h_object_stats,
             "create_actor": self.h_create_actor,
             "subscribe_actor": self.h_subscribe_actor,
@@ -267,6 +270,10 @@ class NodeManager:
             return
         client_id = info.get("client_id")
         self.client_conns.pop(client_id, None)
+        # Segments it mapped are free of it now.
+        for name, n in (info.get("mapped") or {}).items():
+            for _ in range(n):
+                self.objects.unmapped(name)
         # Objects it owned fail; its borrows end.
         ready, _ = self.objects.fail_owned_by(client_id, self._owner_died_blob)
         self.answer_waiters(ready)
@@ -407,7 +414,9 @@ class NodeManager:
         self.schedule()
 
     def _segment_known(self, name):
-        return any(e.segment == name for e in self.objects.entries.values())
+        o = self.objects
+        return (name in o.retired or any(n == name for _, n in o.pool) or
+                any(e.segment == name for e in o.entries.values()))
 
     def describe_exit(self, w):
         status = w.exit_status if w.exit_status is not None else self.exit_statuses.get(w.pid)
@@ -554,6 +563,21 @@ class NodeManager:
         if loc is None:
             return _DEFERRED
         return loc
+
+    def h_alloc_segment(self, conn, size):
+        return self.objects.alloc(size)
+
+    def h_mapped(self, conn, name):
+        self.objects.mapped(name)
+        self.clients[conn].setdefault("mapped", collections.Counter())[name] += 1
+
+    def h_unmapped(self, conn, name):
+        self.objects.unmapped(name)
+        m = self.clients[conn].get("mapped")
+        if m is not None:
+            m[name] -= 1
+            if m[name] <= 0:
+                del m[name]
 
     def answer_waiters(self, ready):
         for (conn, req_id), loc in ready:

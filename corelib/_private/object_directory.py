@@ -13,6 +13,12 @@ sockets: waiting requests are opaque ``waiter`` values handed back in the
 
 When the shared-memory bytes exceed ``capacity``, the least recently used
 segments are copied to ``spill_dir`` and unlinked; ``locate`` restores them.
+
+Freed segments are kept in a small pool and handed to the next producer of a
+large object of about the same size (``alloc``): writing into pages that
+already exist is several times faster than faulting in fresh ones.  A segment
+is reused only once no process maps it anymore (processes report ``mapped`` /
+``unmapped``), so a numpy array that outlived its ref never sees new data.
 """
 
 import collections
@@ -22,6 +28,7 @@ import time
 from . import serialization, shm
 
 PENDING, READY = 0, 1
+POOL_MIN_BYTES = 1 << 20   # smaller segments are cheap to make afresh
 
 
 class Entry:
@@ -60,6 +67,12 @@ class ObjectDirectory:
         self.num_spilled = 0
         self.num_restored = 0
         self._restore_seq = 0
+        self.mappers = collections.Counter()   # segment name -> processes mapping it
+        self.retired = {}                       # freed but still mapped: name -> size
+        self.pool = []                          # [(size, name)] free for reuse
+        self.pool_bytes = 0
+        self.pool_limit = min(capacity // 4, 2 << 30)
+        self.num_reused = 0
 
     def entry(self, oid):
         e = self.entries.get(oid)
@@ -164,8 +177,8 @@ class ObjectDirectory:
         if e is None:
             return []
         if e.segment is not None:
-            shm.unlink(e.segment)
             self.used -= e.size
+            self._retire_segment(e.segment, e.size)
         if e.spill_path is not None:
             _remove(e.spill_path)
             self.spilled_bytes -= e.size
@@ -212,8 +225,53 @@ class ObjectDirectory:
             return self._maybe_free(e)
         return []
 
+    # -- segment reuse --------------------------------------------------------
+    def _retire_segment(self, name, size):
+        if self.mappers.get(name):
+            self.retired[name] = size
+            return
+        if size >= POOL_MIN_BYTES and self.pool_bytes + size <= self.pool_limit and \
+                self.used + self.pool_bytes + size <= self.capacity:
+            self.pool.append((size, name))
+            self.pool_bytes += size
+        else:
+            shm.unlink(name)
+
+    def alloc(self, size):
+        """A pooled segment of ``size`` to ``2*size`` bytes for a producer, or None."""
+        best = None
+        for i, (cap, name) in enumerate(self.pool):
+            if size <= cap <= 2 * size and (best is None or cap < self.pool[best][0]):
+                best = i
+        if best is None:
+            return None
+        cap, name = self.pool.pop(best)
+        self.pool_bytes -= cap
+        self.num_reused += 1
+        return name
+
+    def mapped(self, name):
+        self.mappers[name] += 1
+
+    def unmapped(self, name):
+        left = self.mappers[name] - 1
+        if left > 0:
+            self.mappers[name] = left
+            return
+        self.mappers.pop(name, None)
+        size = self.retired.pop(name, None)
+        if size is not None:
+            self._retire_segment(name, size)
+
+    def drain_pool(self):
+        for _, name in self.pool:
+            shm.unlink(name)
+        self.pool, self.pool_bytes = [], 0
+
     # -- spilling ---------------------------------------------------------------
     def spill_if_needed(self, keep=None):
+        if self.used + self.pool_bytes > self.capacity:
+            self.drain_pool()
         if self.used <= self.capacity:
             return 0
         target = self.capacity * 0.8
@@ -237,6 +295,8 @@ class ObjectDirectory:
                 f.write(buf)
         finally:
             buf.close()
+        # Unlink, never pool: a stale S blob elsewhere still names this segment,
+        # and must find it gone (and ask where the object went), not reused.
         shm.unlink(e.segment)
         self.used -= e.size
         self.spilled_bytes += e.size
@@ -263,9 +323,13 @@ class ObjectDirectory:
     def stats(self):
         return {"num_objects": len(self.entries), "shm_bytes": self.used,
                 "capacity": self.capacity, "spilled_bytes": self.spilled_bytes,
-                "num_spilled": self.num_spilled, "num_restored": self.num_restored}
+                "num_spilled": self.num_spilled, "num_restored": self.num_restored,
+                "pool_bytes": self.pool_bytes, "num_reused": self.num_reused}
 
     def shutdown(self):
+        self.drain_pool()
+        for name in list(self.retired):
+            shm.unlink(name)
         for e in list(self.entries.values()):
             if e.segment is not None:
                 shm.unlink(e.segment)

@@ -67,6 +67,22 @@ def create(name, size):
         os.close(fd)
 
 
+def open_rw(name):
+    """Map an existing (pooled) segment read-write, its pages mapped up front.
+
+    A pooled segment's pages already exist in tmpfs; MAP_POPULATE maps them all
+    in one call instead of one page fault per 4 KiB, which is most of the cost
+    of writing a large object into shared memory.
+    """
+    fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+    try:
+        size = os.fstat(fd).st_size
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        return mmap.mmap(fd, size, flags=flags)
+    finally:
+        os.close(fd)
+
+
 def attach(name):
     """Map an existing segment read-only (numpy arrays built on it are read-only)."""
     fd = _posixshmem.shm_open("/" + name, os.O_RDONLY, mode=0o600)

@@ -39,6 +39,11 @@ class ConnectionClosed(ConnectionError):
     pass
 
 
+def encode_msg(kind, msg):
+    """One frame carrying the pickled tuple ``msg``."""
+    return _encode(kind, _dumps(msg, 5))
+
+
 class Connection:
     """One socket with a frame reader; safe to send from many threads."""
 
@@ -154,6 +159,9 @@ class Loop:
         self._stopping = False
         self.thread = None
         self._woken = False
+        # Called after each batch of ready sockets is read: lets handlers that
+        # queued replies send them with one write per peer instead of one each.
+        self.batch_end = None
 
     # --- called from any thread ------------------------------------------
     def call_soon(self, fn, *args):
@@ -272,6 +280,11 @@ class Loop:
                                 pass
                     if mask & selectors.EVENT_READ:
                         self._read(data)
+            if self.batch_end is not None and events:
+                try:
+                    self.batch_end()
+                except Exception:
+                    traceback.print_exc()
             self._woken = False
             while self._callbacks:
                 fn, args = self._callbacks.popleft()

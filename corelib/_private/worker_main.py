@@ -19,6 +19,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 
 import cloudpickle
@@ -68,6 +69,12 @@ class WorkerServer:
         self.running_task = None
         self.cancel_requested = set()
         self.exiting = False
+        # Replies of short tasks that arrived together are written together.
+        self.outq = {}
+        self.in_plain_task = False
+        self.last_fn = None
+        self.last_fast = False
+        self.loop.batch_end = self.flush_all
         handlers = {
             "become_actor": lambda *a: self.loop.call_soon(self.become_actor, *a),
             "cancel": self.on_cancel,
@@ -94,6 +101,30 @@ class WorkerServer:
             self.dispatch_actor_call(conn, msg)
         elif kind == P.HELLO:
             conn.info["client_id"] = msg[0]
+
+    def reply_done(self, conn, msg):
+        if not self.in_plain_task:
+            self.flush(conn)
+            conn.send(P.DONE, msg)
+            return
+        q = self.outq.get(conn)
+        if q is None:
+            q = self.outq[conn] = []
+        q.append(transport.encode_msg(P.DONE, msg))
+        if len(q) >= 32:
+            self.flush(conn)
+
+    def flush(self, conn):
+        q = self.outq.pop(conn, None)
+        if q:
+            try:
+                conn.send_bytes(b"".join(q))
+            except transport.ConnectionClosed:
+                pass
+
+    def flush_all(self):
+        for conn in list(self.outq):
+            self.flush(conn)
 
     def set_name(self, name):
         if name != self.last_name:
@@ -141,8 +172,13 @@ class WorkerServer:
         except BaseException as exc:
             self.reply_error(conn, task_id, name, exc, num_returns, False)
             return
+        if self.outq and not (fn_id == self.last_fn and self.last_fast):
+            # The next task may be long: do not hold earlier results behind it.
+            self.flush_all()
         self.set_name(name)
         ctx = TaskContext(task_id, name, resources)
+        self.in_plain_task = True
+        started = time.perf_counter()
         self.client.current_task.task_id = task_id
         self.client.current_task.ctx = ctx
         self.client.blocked_in_task = False
@@ -165,6 +201,9 @@ class WorkerServer:
             self.reply_error(conn, task_id, name, exc, num_returns,
                              _retryable(exc, retry_exc))
         finally:
+            self.in_plain_task = False
+            self.last_fn = fn_id
+            self.last_fast = time.perf_counter() - started < 0.001
             self.running_task = None
             self.cancel_requested.discard(task_id)
             self.client.current_task.task_id = None
@@ -197,11 +236,13 @@ class WorkerServer:
             blobs.append(blob)
             contained.append(c)
         try:
-            conn.send(P.DONE, (task_id, blobs, contained, False, self.client.blocked_in_task))
+            self.reply_done(conn, (task_id, blobs, contained, False,
+                                   self.client.blocked_in_task))
         except transport.ConnectionClosed:
             pass
 
     def stream(self, conn, task_id, gen, owner, name=""):
+        self.flush(conn)
         i = 0
         try:
             for value in gen:
@@ -240,8 +281,8 @@ class WorkerServer:
                 pass
             return
         try:
-            conn.send(P.DONE, (task_id, [blob] * n, [False] * n, retryable,
-                                self.client.blocked_in_task))
+            self.reply_done(conn, (task_id, [blob] * n, [False] * n, retryable,
+                                   self.client.blocked_in_task))
         except transport.ConnectionClosed:
             pass
 
