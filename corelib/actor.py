@@ -108,7 +108,7 @@ class ActorClass:
         if self._info is None:
             self._info = FunctionInfo(self._cls, self._name)
         resolved = _options.Resolved(raw, "actor", self._name)
-        meta = {"class_name": self._name, "methods": self._methods,
+        meta = {"class_name": self._name, "methods": self._methods, "name": raw.get("name"),
                 "module": self._cls.__module__,
                 "method_groups": {m: o.get("concurrency_group")
                                   for m, o in self._methods.items()

@@ -149,6 +149,13 @@ def _is_runtime_frame(filename):
         "minray" in filename or "corelib" in filename)
 
 
+class InvalidRefsError(ValueError, TypeError):
+    """get() was given something that is neither an ObjectRef nor a list of them.
+
+    A ValueError as in Ray, and a TypeError too, since it is one.
+    """
+
+
 class WorkerCrashedError(RayError):
     """The worker process running the task died unexpectedly."""
 

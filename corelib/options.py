@@ -22,13 +22,27 @@ METHOD_OPTIONS = {"num_returns", "concurrency_group", "max_task_retries", "retry
                   "name", "enable_task_events", "tensor_transport", "_generator_backpressure_num_objects"}
 
 
+class OptionTypeError(ValueError, TypeError):
+    """An option of the wrong type: a TypeError as in Ray, and a ValueError like
+    every other invalid option, so either ``except`` catches it."""
+
+
+def _type_error(key, expected, value):
+    return OptionTypeError(f"The type of keyword '{key}' must be {expected}, but received "
+                           f"type {type(value)} ({value!r}).")
+
+
 def _nonneg_number(key, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _type_error(key, "int or float", value)
+    if value < 0:
         raise ValueError(f"The option '{key}' must be a non-negative number, got {value!r}.")
 
 
 def _int_at_least(key, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error(key, "int", value)
+    if value < low:
         raise ValueError(f"The option '{key}' must be an integer >= {low}, got {value!r}.")
 
 
@@ -53,10 +67,13 @@ def validate(options, kind):
             _nonneg_number(f"resources[{k!r}]", v)
     if "num_returns" in options:
         n = options["num_returns"]
-        if n not in ("streaming", "dynamic") and (
-                isinstance(n, bool) or not isinstance(n, int) or n < 0):
-            raise ValueError(f"The option 'num_returns' must be a non-negative int, "
-                             f"'streaming' or 'dynamic', got {n!r}.")
+        if n not in ("streaming", "dynamic", None):
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise _type_error("num_returns", "a non-negative int, 'streaming' or "
+                                  "'dynamic'", n)
+            if n < 0:
+                raise ValueError(f"The option 'num_returns' must be a non-negative int, "
+                                 f"'streaming' or 'dynamic', got {n!r}.")
     for key, low in (("max_retries", -1), ("max_restarts", -1), ("max_task_retries", -1),
                      ("max_calls", 0), ("max_pending_calls", -1)):
         if options.get(key) is not None:

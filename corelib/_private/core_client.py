@@ -120,7 +120,7 @@ class Stream:
 
 class LeasedWorker:
     __slots__ = ("worker_id", "address", "pid", "conn", "queue", "inflight", "fn_ids",
-                 "idle_since", "returning")
+                 "idle_since", "returning", "gpu_ids")
 
     def __init__(self, worker_id, address, pid, queue):
         self.worker_id = worker_id
@@ -204,6 +204,7 @@ class CoreClient:
         self.log_handler = None
         self.callback_executor = None
         self.blocked_depth = 0
+        self.inherited_env = None      # worker: the runtime_env env_vars it runs with
         self.blocked_in_task = False   # worker: did the current task block in get/wait?
         self.current_task = threading.local()
         self.loop = transport.Loop(f"minray-{kind}-io")
@@ -340,7 +341,9 @@ class CoreClient:
         with self.lock:
             st = self.objects.get(oid)
             if st is None:
-                st = self.objects[oid] = ObjectState(owner == self.client_id, owner)
+                # Not known here (or our own state was freed while the value that
+                # contains it lived on): borrow it like anyone else's.
+                st = self.objects[oid] = ObjectState(False, owner)
             if not st.owned and not st.borrowed:
                 st.borrowed = register = True
         if register:
@@ -519,13 +522,14 @@ class CoreClient:
             raise TypeError("get() received an ObjectRefGenerator; iterate it to get "
                             "ObjectRefs, then call get() on those.")
         elif not isinstance(refs, (list, tuple)):
-            raise TypeError(f"get() expects an ObjectRef or a list of ObjectRefs, got "
-                            f"{type(refs).__name__}: {refs!r}")
+            raise exceptions.InvalidRefsError(
+                f"Invalid type of object refs, {type(refs)}, is given. 'object_refs' must "
+                "either be an ObjectRef or a list of ObjectRefs (as returned by .remote() "
+                "or put()).")
         for r in refs:
             if not isinstance(r, ObjectRef):
-                raise TypeError(f"get() expects ObjectRefs, but the list contains a "
-                                f"{type(r).__name__}: {r!r}. Pass the refs returned by "
-                                ".remote() or put().")
+                raise TypeError(f"Attempting to call `get` on the value {r!r}, which is not "
+                                "an ObjectRef. Pass the refs returned by .remote() or put().")
         self._wait_ready(refs, len(refs), timeout, for_get=True)
         values = [self._deserialize(r) for r in refs]
         return values[0] if single else values
@@ -634,17 +638,19 @@ class CoreClient:
         for r in refs:
             if not isinstance(r, ObjectRef):
                 raise TypeError(f"wait() expects ObjectRefs, got a {type(r).__name__}: {r!r}")
+        if not refs:
+            return [], []
         if len(set(refs)) != len(refs):
             raise ValueError("wait() requires a list of unique object refs.")
-        if not isinstance(num_returns, int) or num_returns < 0:
-            raise ValueError(f"num_returns must be a non-negative int, got {num_returns!r}")
+        if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
+            raise ValueError(f"Invalid number of objects to return {num_returns!r}: "
+                             "num_returns must be an int >= 1.")
         if num_returns > len(refs):
             raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
                              f"of refs passed to wait() ({len(refs)}).")
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be None or >= 0, got {timeout}")
-        if num_returns:
-            self._wait_ready(refs, num_returns, timeout, for_get=False)
+        self._wait_ready(refs, num_returns, timeout, for_get=False)
         ready, not_ready = [], []
         with self.lock:
             for r in refs:
@@ -748,7 +754,7 @@ class CoreClient:
             return ObjectRefGenerator(task_id, self, rec.stream)
         if n == 1:
             return refs[0]
-        return refs
+        return refs or None
 
     def _resolve_then(self, rec, then):
         """Call ``then(rec)`` once every top-level ref argument has a value."""
@@ -791,10 +797,15 @@ class CoreClient:
 
     def _scheduling_queue(self, opts):
         key = opts.scheduling_key
+        env_vars, env_key = opts.env_vars, opts.env_key
+        if env_vars is None and self.inherited_env:
+            # A task submitted from a task inherits its parent's runtime_env (as Ray).
+            env_vars, env_key = self.inherited_env, tuple(sorted(self.inherited_env.items()))
+            key = key[:2] + (env_key,)
         q = self.queues.get(key)
         if q is None:
             q = self.queues[key] = SchedulingQueue(key, opts.resources, opts.pg,
-                                                   opts.env_key, opts.env_vars)
+                                                   env_key, env_vars)
         return q
 
     def _enqueue_task(self, rec):
@@ -854,7 +865,8 @@ class CoreClient:
             fn_blob = fn.blob
         o = rec.opts
         return transport.encode_msg(P.TASK, (rec.task_id, fn.fn_id, fn_blob, rec.args_blob,
-                                             rec.arg_values, o.num_returns, o.wire))
+                                             rec.arg_values, o.num_returns, o.wire,
+                                             w.gpu_ids))
 
     def _send_task(self, w, rec):
         try:
@@ -866,12 +878,21 @@ class CoreClient:
         with self.lock:
             q.lease_requests -= 1
         if not ok:
-            if not isinstance(value, exceptions.WorkerCrashedError):
+            if isinstance(value, exceptions.TaskUnschedulableError):
+                with self.lock:
+                    doomed = list(q.tasks)
+                    q.tasks.clear()
+                blob = serialization.error_blob(value)
+                for rec in doomed:
+                    self._finish_with_error(rec, blob)
+                return
+            if not isinstance(value, exceptions.WorkerCrashedError) and not self.shutting_down:
                 print(f"minray: lease request failed: {value!r}", file=sys.stderr)
             self._pump(q)
             return
-        worker_id, address, pid = value
+        worker_id, address, pid, gpu_ids = value
         w = LeasedWorker(worker_id, address, pid, q)
+        w.gpu_ids = gpu_ids
         try:
             sock = transport.connect_unix(address, timeout=5)
         except OSError:
@@ -1161,7 +1182,7 @@ class CoreClient:
             return ObjectRefGenerator(task_id, self, rec.stream)
         if n == 1:
             return refs[0]
-        return refs
+        return refs or None
 
     def _pump_actor(self, aq):
         if aq.state == "DEAD":
@@ -1257,18 +1278,21 @@ class CoreClient:
             if aq.state == "DEAD":
                 return
             aq.state, aq.address, aq.cause = state, address, cause
+        retry = []
         for rec in lost:
             if state != "DEAD" and rec.retries_left != 0:
                 if rec.retries_left > 0:
                     rec.retries_left -= 1
-                with self.lock:
-                    aq.pending.appendleft(rec)
+                retry.append(rec)
             else:
                 self._finish_with_error(rec, cause if (state == "DEAD" and cause) else
                                         serialization.error_blob(exceptions.ActorDiedError(
                                             "The actor died while running this call (it is "
                                             "restarting; set max_task_retries to retry "
                                             "calls).", actor_id=actor_id.hex())))
+        if retry:
+            with self.lock:
+                aq.pending.extendleft(reversed(retry))   # keep submission order
         self._pump_actor(aq)
 
     def _fail_actor_calls(self, aq):

@@ -136,14 +136,18 @@ class _Outcome:
 
 
 class _Blocked:
-    """A call held back by a pending placement group (directly or through its inputs)."""
+    """A call held back by a pending placement group or busy resources, or its inputs."""
 
-    __slots__ = ("run", "deps", "pg", "actor_id", "task_id", "cancel")
+    __slots__ = ("run", "deps", "pg", "resources", "creation", "actor_id", "task_id",
+                 "cancel")
 
-    def __init__(self, run, deps, pg, actor_id, task_id=None, cancel=None):
+    def __init__(self, run, deps, pg, resources, creation=False, actor_id=None,
+                 task_id=None, cancel=None):
         self.run = run              # runs the call and fills its refs
         self.deps = deps            # ObjectRefs whose values it needs
         self.pg = pg                # (pg_id, bundle) it is scheduled into, or None
+        self.resources = resources  # what it asks for (None: an actor call, nothing)
+        self.creation = creation    # an actor's creation: waits until its resources fit
         self.actor_id = actor_id    # keeps one actor's calls in submission order
         self.task_id = task_id      # for cancel(); None for an actor's creation
         self.cancel = cancel        # fills its refs with TaskCancelledError instead
@@ -220,12 +224,16 @@ class LocalClient:
         self.blocked = []                 # _Blocked calls, in submission order
         self.pumping = False
         self.warned_shapes = set()
+        self.warned_blocked_get = False
         self.charge_keys = itertools.count(1)
         self.start_time = time.time()
         total = dict(total_resources)
         total.setdefault("node:127.0.0.1", 1.0)
         total.setdefault("node:__internal_head__", 1.0)
         total[f"_node_id:{self.node_id}"] = 1000.0    # NodeAffinitySchedulingStrategy
+        if "object_store_memory" not in total:
+            from .node import default_object_store_memory
+            total["object_store_memory"] = float(default_object_store_memory())
         self.sched = sched.Scheduler(total)
         self.info = {"node_id": self.node_id, "job_id": self.job_id, "session_dir": None,
                      "resources": dict(total), "node_ip": "127.0.0.1", "local_mode": True}
@@ -285,29 +293,18 @@ class LocalClient:
                 self._release(charge)
 
     # ==================================================== resource accounting
-    def _acquire(self, what, resources, pg):
-        """Charge ``resources`` if they fit now; never wait for them (see module doc)."""
+    def _acquire(self, resources, pg):
+        """Charge ``resources`` if they fit now (a task runs even if not: see module doc)."""
         with self.lock:
             lease = sched.LeaseRequest(("local", next(self.charge_keys)), resources, pg=pg)
-            charge = self.sched.try_acquire(lease)
-            if charge is None and not self.sched.feasible(lease):
-                shape = (tuple(sorted(resources.items())), pg)
-                if shape not in self.warned_shapes:
-                    self.warned_shapes.add(shape)
-                    where = f"placement group bundle {pg}" if pg else "this node"
-                    print(f"Warning: {what} requests {resources}, which {where} can never "
-                          f"provide (total: {self.sched.total}). Local mode runs it anyway; "
-                          "the real runtime would keep it pending.", file=sys.stderr)
-            return charge
+            return self.sched.try_acquire(lease)
 
     def _release(self, charge):
         with self.lock:
             self.sched.release(charge)
-            placed = self.sched.try_place_pgs()
-            if placed:
+            if self.sched.try_place_pgs():
                 self.changed.notify_all()
-        if placed:
-            self._pump()
+        self._pump()   # an actor or a group may fit now
 
     # ======================================================= reference counts
     def add_local_ref(self, oid):
@@ -334,12 +331,14 @@ class LocalClient:
                     freed.append(obj)
                     if obj.token_of is not None:
                         orphaned.append(obj.token_of)
+            obj = a = None
             for actor_id in orphaned:
                 a = self.actors.get(actor_id)
                 if a is not None and not a.detached and a.state != "DEAD":
                     self._exit_actor(a, "all references to the actor were deleted")
-            # Dropping the values drops the refs inside them, which queues more releases.
-            del freed, orphaned
+            # Dropping the values drops the refs inside them, which queues more releases
+            # (so no local name may keep one alive past this point).
+            del freed, orphaned, obj, a
 
     def _new_ref(self, oid, blob, contained=(), dynamic=False):
         with self.lock:
@@ -441,6 +440,15 @@ class LocalClient:
                 raise TypeError(f"get() expects ObjectRefs, but the list contains a "
                                 f"{type(r).__name__}: {r!r}. Pass the refs returned by "
                                 ".remote() or put().")
+        if timeout is None and not self.warned_blocked_get and \
+                not all(self._is_done(r._id) for r in refs):
+            self.warned_blocked_get = True
+            print("Warning: get() waits for a call that cannot run yet: it waits for "
+                  "resources (held by actors) or for a placement group to be placed. "
+                  "In local mode nothing runs in the background, so only another thread "
+                  "can free them (ray.kill an actor, remove a placement group); this "
+                  "get() may wait forever, as it would in the real runtime.",
+                  file=sys.stderr)
         if not self._wait_ready(refs, len(refs), timeout):
             need = sum(1 for r in refs if not self._is_done(r._id))
             raise exceptions.GetTimeoutError(
@@ -529,7 +537,7 @@ class LocalClient:
         for _, ref in prepared.arg_refs:
             obj = self.objects.get(ref._id)
             if obj is None:
-                raise _ArgFailed(serialization.error_blob(exceptions.ObjectLostError(
+                raise _ArgFailed(_error_blob(exceptions.ObjectLostError(
                     ref.hex())))
             if obj.blob[0] == TAG_ERROR:
                 raise _ArgFailed(obj.blob)
@@ -545,31 +553,76 @@ class LocalClient:
         return args, kwargs
 
     # ======================================================== blocked calls
-    def _must_wait(self, prepared, pg, actor_id=None):
-        """Whether a new call has to wait behind a pending placement group."""
+    def _run_or_block(self, b, what):
+        """Run the call ``b`` now if nothing holds it back, else queue it in ``blocked``."""
         with self.lock:
-            if not self.blocked:
-                return False
-            if actor_id is not None and any(b.actor_id == actor_id for b in self.blocked):
-                return True   # keep the actor's calls in submission order
-            return not self._runnable(_Blocked(None, [r for _, r in prepared.arg_refs],
-                                               pg, None), ())
+            wait = (b.actor_id is not None and
+                    any(o.actor_id == b.actor_id for o in self.blocked)) or \
+                not self._runnable(b, ())
+            if wait:   # (an actor's calls stay in submission order behind its creation)
+                self.blocked.append(b)
+                if b.resources is not None:
+                    self._warn_if_infeasible(what, b.resources, b.pg)
+        if not wait:
+            b.run()
 
     def _runnable(self, b, stalled_actors):
-        if b.actor_id is not None and b.actor_id in stalled_actors:
+        if b.actor_id is not None:
+            if b.actor_id in stalled_actors:
+                return False
+            a = self.actors.get(b.actor_id)
+            if b.creation and a is not None and a.state == "DEAD":
+                return True   # a creation that will not happen any more
+        if not all(self._is_done(r._id) for r in b.deps):
             return False
         if b.pg is not None:
             pg = self.sched.pgs.get(b.pg[0])
-            if pg is not None and pg.state == "PENDING":
-                a = self.actors.get(b.actor_id)
-                if a is None or a.state != "DEAD":
-                    return False
-        return all(self._is_done(r._id) for r in b.deps)
+            if pg is None:
+                return True   # removed: the call fails when it runs
+            if pg.state == "PENDING":
+                return False
+        if b.resources is not None and self._unschedulable(b.resources) is None:
+            # Resources that can never fit keep a call pending, as in the real runtime.
+            # An actor holds its resources for life, so it also waits until they fit
+            # now; a task runs at once (its caller may hold what it needs: a task
+            # blocked in get() would give its CPU back in the real runtime).
+            if not self.sched.feasible(sched.LeaseRequest(None, b.resources, pg=b.pg)):
+                return False
+            if b.creation and not self._fits_now(b.resources, b.pg):
+                return False
+        return True
 
-    def _block(self, run, prepared, pg, actor_id=None, task_id=None, cancel=None):
-        with self.lock:
-            self.blocked.append(_Blocked(run, [r for _, r in prepared.arg_refs], pg,
-                                         actor_id, task_id, cancel))
+    def _unschedulable(self, resources):
+        """Why a hard node affinity can never be met (Ray fails such work at once)."""
+        for k in resources:
+            if k.startswith("_node_id:") and k != f"_node_id:{self.node_id}":
+                return (f"it has a hard NodeAffinitySchedulingStrategy to node "
+                        f"{k[len('_node_id:'):]}, which does not exist (local mode has one "
+                        f"node, {self.node_id}).")
+        return None
+
+    def _warn_if_infeasible(self, what, resources, pg):
+        if pg is not None and pg[0] not in self.sched.pgs:
+            return
+        if self.sched.feasible(sched.LeaseRequest(None, resources, pg=pg)):
+            return
+        shape = (tuple(sorted(resources.items())), pg)
+        if shape in self.warned_shapes:
+            return
+        self.warned_shapes.add(shape)
+        where = f"placement group bundle {pg}" if pg else "this node"
+        print(f"Warning: {what} requests {resources}, which {where} can never provide "
+              f"(total: {self.sched.total}). It stays pending until a node with these "
+              "resources joins. Lower the request or start minray with more resources "
+              "(init(num_cpus=..., resources={...})).", file=sys.stderr)
+
+    def _fits_now(self, resources, pg):
+        if pg is None:
+            return sched.fits(self.sched.available, resources)
+        group = self.sched.pgs[pg[0]]
+        idxs = range(len(group.bundles)) if pg[1] < 0 else [pg[1]]
+        return any(i < len(group.available) and sched.fits(group.available[i], resources)
+                   for i in idxs)
 
     def _pump(self):
         """Run the blocked calls that can run now, in order, in this thread."""
@@ -642,7 +695,7 @@ class LocalClient:
     @staticmethod
     def _error_item(name, exc):
         err = exceptions.task_error_from_exception(name, exc, pid=os.getpid())
-        return (serialization.error_blob(err), ())
+        return (_error_blob(err), ())
 
     def _allocate(self, task_id, num_returns):
         """Pending return objects of a call: (what ``.remote()`` returns, its stream)."""
@@ -715,18 +768,10 @@ class LocalClient:
 
         def cancel():
             self._finish(task_id, opts.num_returns, _cancelled(task_id), stream)
-        if self._must_wait(prepared, opts.pg) or self._pg_pending(opts.pg):
-            self._block(run, prepared, opts.pg, None, task_id, cancel)
-        else:
-            run()
+        self._run_or_block(_Blocked(run, [r for _, r in prepared.arg_refs], opts.pg,
+                                    opts.resources, task_id=task_id, cancel=cancel),
+                           f"the task {opts.name}")
         return returned
-
-    def _pg_pending(self, pg):
-        if pg is None:
-            return False
-        with self.lock:
-            group = self.sched.pgs.get(pg[0])
-            return group is not None and group.state == "PENDING"
 
     def _pg_removed(self, pg):
         return pg is not None and pg[0] not in self.sched.pgs
@@ -734,11 +779,12 @@ class LocalClient:
     def _run_task(self, fn, task_id, prepared, opts):
         name = opts.name
         n = opts.num_returns
-        if self._pg_removed(opts.pg):
-            return _Outcome("error", error=serialization.error_blob(
-                exceptions.TaskUnschedulableError(
-                    f"The task {name} cannot run: its placement group "
-                    f"{opts.pg[0].hex()} was removed (or never existed).")))
+        why = self._unschedulable(opts.resources)
+        if why is None and self._pg_removed(opts.pg):
+            why = f"its placement group {opts.pg[0].hex()} was removed (or never existed)."
+        if why is not None:
+            return _Outcome("error", error=_error_blob(
+                exceptions.TaskUnschedulableError(f"The task {name} cannot run: {why}")))
         retries_left = opts.max_retries
         env = _merged_env(self.env_vars, opts.env_vars)
         attempt = 0
@@ -749,7 +795,7 @@ class LocalClient:
                 return _Outcome("error", error=failed.blob)
             ctx = _TaskContext(task_id, name, opts.resources, attempt=attempt, pg=opts.pg)
             items = []
-            with self._running(ctx, env, (f"task {name}", opts.resources, opts.pg)):
+            with self._running(ctx, env, (opts.resources, opts.pg)):
                 try:
                     result = fn(*args, **kwargs)
                     if n in ("streaming", "dynamic"):
@@ -773,7 +819,7 @@ class LocalClient:
                         "executing this task.")
                 finally:
                     del args, kwargs
-            blob = serialization.error_blob(failure)
+            blob = _error_blob(failure)
             if n == "streaming":
                 return _Outcome("stream", values=items + [(blob, ())])
             return _Outcome("error", error=blob)
@@ -823,17 +869,21 @@ class LocalClient:
         def run():
             if a.state == "DEAD":
                 return   # killed (or its group removed) before it could start
+            why = self._unschedulable(opts.resources)
+            if why is not None:
+                self._mark_dead(a, exceptions.ActorUnschedulableError(
+                    f"The actor {a.class_name} cannot be scheduled: {why}"))
+                return
             if self._pg_removed(opts.pg):
                 self._mark_dead(a, exceptions.ActorDiedError(
                     f"The actor {actor_id.hex()} ({a.class_name}) cannot start: its "
                     "placement group was removed.", actor_id=actor_id.hex()))
                 return
-            a.charge = self._acquire(f"actor {a.class_name}", opts.resources, opts.pg)
+            a.charge = self._acquire(opts.resources, opts.pg)
             self._construct(a)
-        if self._must_wait(prepared, opts.pg) or self._pg_pending(opts.pg):
-            self._block(run, prepared, opts.pg, actor_id)
-        else:
-            run()
+        self._run_or_block(_Blocked(run, [r for _, r in prepared.arg_refs], opts.pg,
+                                    opts.resources, creation=True, actor_id=actor_id),
+                           f"the actor {a.class_name}")
         return ("created", actor_id, meta, token)
 
     def _construct(self, a):
@@ -878,7 +928,7 @@ class LocalClient:
             a = self.actors.get(actor_id)
             if a is None or a.state == "DEAD":
                 cause = a.cause if a is not None else None
-                outcome = _Outcome("error", error=cause or serialization.error_blob(
+                outcome = _Outcome("error", error=cause or _error_blob(
                     exceptions.ActorDiedError(actor_id=actor_id.hex())))
             elif method == "__ray_terminate__":
                 outcome = self._values_outcome(method, None, opts.num_returns)
@@ -889,10 +939,9 @@ class LocalClient:
 
         def cancel():
             self._finish(task_id, opts.num_returns, _cancelled(task_id), stream)
-        if self._must_wait(prepared, None, actor_id):
-            self._block(run, prepared, None, actor_id, task_id, cancel)
-        else:
-            run()
+        self._run_or_block(_Blocked(run, [r for _, r in prepared.arg_refs], None, None,
+                                    actor_id=actor_id, task_id=task_id, cancel=cancel),
+                           "an actor call")
         return returned
 
     def _run_actor_call(self, a, task_id, method, prepared, opts):
@@ -935,7 +984,7 @@ class LocalClient:
             return _Outcome("error", error=a.cause)
         if failure is None:
             return outcome
-        blob = serialization.error_blob(failure)
+        blob = _error_blob(failure)
         if n == "streaming":
             return _Outcome("stream", values=items + [(blob, ())])
         return _Outcome("error", error=blob)
@@ -1015,7 +1064,7 @@ class LocalClient:
             if a.state == "DEAD":
                 return
             a.state = "DEAD"
-            a.cause = serialization.error_blob(cause)
+            a.cause = _error_blob(cause)
             if a.name and self.named.get((a.namespace, a.name)) == a.actor_id:
                 del self.named[(a.namespace, a.name)]
             charge, a.charge = a.charge, None
@@ -1199,7 +1248,7 @@ _STREAMED = object()   # _async_call already collected an async generator's item
 
 
 def _cancelled(task_id):
-    return _Outcome("error", error=serialization.error_blob(
+    return _Outcome("error", error=_error_blob(
         exceptions.TaskCancelledError(task_id.hex())))
 
 
@@ -1253,6 +1302,25 @@ def _merged_env(job_env, call_env):
     if not call_env:
         return job_env
     return dict(job_env, **call_env)
+
+
+def _error_blob(err):
+    """serialization.error_blob, checked to load again: an exception whose __init__
+    takes extra required arguments pickles but does not unpickle, and get() must
+    raise the task's error, not pickle's TypeError."""
+    blob = serialization.error_blob(err)
+    try:
+        serialization.loads_inline(blob)
+    except Exception as exc:
+        cause = getattr(err, "cause", None) or err
+        fallback = exceptions.RayTaskError(
+            getattr(err, "function_name", "<unknown>"),
+            getattr(err, "traceback_str", "") or repr(err),
+            RuntimeError(f"{type(cause).__name__}: {cause} (the original exception could "
+                         f"not be unpickled: {type(exc).__name__}: {exc})"),
+            pid=getattr(err, "pid", None))
+        blob = serialization.error_blob(fallback)
+    return blob
 
 
 def _retryable(exc, retry_exceptions):

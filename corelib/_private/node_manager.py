@@ -328,7 +328,8 @@ class NodeManager:
         spec = {
             "worker_id": worker_id, "job_id": job_id, "nm_socket": self.socket_path,
             "session_dir": self.session_dir, "stdout": out, "stderr": err,
-            "env_vars": env, "sys_path": job.get("sys_path"), "cwd": job.get("cwd"),
+            "env_vars": env, "task_env_vars": dict(env_vars or {}),
+            "sys_path": job.get("sys_path"), "cwd": job.get("cwd"),
             "namespace": job.get("namespace"), "node_id": self.node_id, "purpose": purpose,
             "segment_prefix": self.segment_prefix,
         }
@@ -359,13 +360,15 @@ class NodeManager:
                 self.kill_worker(w)
                 return
             w.state = "actor"
-            self.push(w.conn, "become_actor", (a.actor_id, a.spec, a.num_restarts))
+            spec = dict(a.spec, gpu_ids=sched.Scheduler.gpu_ids(w.charge))
+            self.push(w.conn, "become_actor", (a.actor_id, spec, a.num_restarts))
             return
         if w.lease is not None:
             holder, req_id = w.lease
             w.state = "leased"
             w.lease = holder
-            self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid))
+            self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid,
+                                              sched.Scheduler.gpu_ids(w.charge)))
             return
         self.make_idle(w)
 
@@ -436,6 +439,12 @@ class NodeManager:
         key = ("lease", next(self.lease_seq))
         req = sched.LeaseRequest(key, resources, pg=pg, owner=conn,
                                  payload=(req_id, info["job_id"], env_key, env_vars))
+        missing = self.missing_node(resources)
+        if missing:
+            raise exceptions.TaskUnschedulableError(
+                f"The task requires node {missing} (NodeAffinitySchedulingStrategy with "
+                "soft=False), which is not part of this cluster. Use a node id from "
+                "ray.nodes(), or soft=True to allow other nodes.")
         if not self.sched.feasible(req):
             self.warn_infeasible(conn, resources, pg)
         self.sched.request(req)
@@ -443,6 +452,12 @@ class NodeManager:
         if key in self.sched.queue:
             self.revoke_idle_leases()
         return _DEFERRED
+
+    def missing_node(self, resources):
+        for k in resources:
+            if k.startswith("_node_id:") and k not in self.sched.total:
+                return k[len("_node_id:"):]
+        return None
 
     def h_cancel_lease_request(self, conn, key):
         req = self.sched.cancel(key)
@@ -482,7 +497,8 @@ class NodeManager:
                 w.lease, w.charge = (holder, req_id), charge
             else:
                 w.state, w.lease, w.charge = "leased", holder, charge
-                self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid))
+                self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid,
+                                                  sched.Scheduler.gpu_ids(charge)))
 
     def _idle_worker(self, job_id, env_key):
         for w in self.workers.values():
@@ -619,6 +635,13 @@ class NodeManager:
             self.named[(ns, name)] = actor_id
         tok = self.objects.entry(token_oid(actor_id))
         tok.owner, tok.state, tok.blob = info["client_id"], 1, b"P" + b"N."
+        missing = self.missing_node(spec["resources"])
+        if missing:
+            self.mark_actor_dead(a, serialization.error_blob(exceptions.ActorUnschedulableError(
+                f"The actor {a.meta.get('class_name')} requires node {missing} "
+                "(NodeAffinitySchedulingStrategy with soft=False), which is not part of "
+                "this cluster.")))
+            return ("created", actor_id, a.meta)
         self.queue_actor_lease(a)
         return ("created", actor_id, a.meta)
 
@@ -712,8 +735,11 @@ class NodeManager:
         if graceful and w.conn is not None:
             self.push(w.conn, "terminate", ())
             self.loop.call_later(5.0, self.kill_worker, w)
-        else:
-            self.kill_worker(w)
+            return
+        self.kill_worker(w)
+        if no_restart:
+            # Dead now, not when its socket closes: the name is free at once.
+            self.mark_actor_dead(a, a.cause)
 
     def h_subscribe_actor(self, conn, actor_id):
         a = self.actors.get(actor_id)

@@ -64,6 +64,8 @@ class Scheduler:
     def __init__(self, total, num_nodes=1):
         self.total = dict(total)
         self.available = dict(total)
+        # Which GPUs are free, by index (fractions for fractional requests).
+        self.gpu_free = [1.0] * int(total.get("GPU", 0))
         self.queue = collections.OrderedDict()
         self.pgs = {}
         self.num_nodes = num_nodes
@@ -90,7 +92,7 @@ class Scheduler:
         if req.pg is None:
             if fits(self.available, req.resources):
                 subtract(self.available, req.resources)
-                return ("node", req.resources)
+                return ("node", req.resources, self._take_gpus(req.resources.get("GPU", 0)))
             return None
         pg = self.pgs.get(req.pg[0])
         if pg is None or pg.state != "CREATED":
@@ -99,12 +101,41 @@ class Scheduler:
         for i in idxs:
             if i < len(pg.available) and fits(pg.available[i], req.resources):
                 subtract(pg.available[i], req.resources)
-                return ("pg", req.pg[0], i, req.resources)
+                return ("pg", req.pg[0], i, req.resources,
+                        self._take_gpus(req.resources.get("GPU", 0)))
         return None
+
+    def _take_gpus(self, amount):
+        """Pick GPU indices for ``amount`` GPUs: whole ones, or a share of one."""
+        if amount <= EPS or not self.gpu_free:
+            return ()
+        if amount < 1:
+            best = max(range(len(self.gpu_free)), key=lambda i: self.gpu_free[i])
+            if self.gpu_free[best] + EPS >= amount:
+                self.gpu_free[best] -= amount
+                return ((best, amount),)
+            return ()
+        ids = [i for i, f in enumerate(self.gpu_free) if f >= 1 - EPS][:int(round(amount))]
+        for i in ids:
+            self.gpu_free[i] -= 1.0
+        return tuple((i, 1.0) for i in ids)
+
+    def _give_gpus(self, gpus):
+        for i, share in gpus:
+            if i < len(self.gpu_free):
+                self.gpu_free[i] = min(1.0, self.gpu_free[i] + share)
+
+    @staticmethod
+    def gpu_ids(charge):
+        """The GPU indices a charge holds (for CUDA_VISIBLE_DEVICES)."""
+        if not charge:
+            return []
+        return [i for i, _ in charge[-1]]
 
     def release(self, charge):
         if charge is None:
             return
+        self._give_gpus(charge[-1])
         if charge[0] == "node":
             add(self.available, charge[1])
         else:

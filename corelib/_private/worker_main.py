@@ -83,6 +83,7 @@ class WorkerServer:
         self.client = CoreClient("worker", spec["nm_socket"], {"address": self.address},
                                  worker_id=self.worker_id, push_handlers=handlers)
         self.client.worker_server = self
+        self.client.inherited_env = spec.get("task_env_vars") or None
         state.set_client(self.client)
         self.loop.add_listener(self.listener, self.on_accept)
 
@@ -160,7 +161,7 @@ class WorkerServer:
         return args, kwargs
 
     def run_task(self, conn, msg):
-        task_id, fn_id, fn_blob, args_blob, arg_values, num_returns, wire = msg
+        task_id, fn_id, fn_blob, args_blob, arg_values, num_returns, wire, gpu_ids = msg
         name, resources, retry_exc = wire[0], wire[1], wire[2]
         owner = conn.info.get("client_id")
         fn = self.fns.get(fn_id)
@@ -177,6 +178,7 @@ class WorkerServer:
             self.flush_all()
         self.set_name(name)
         ctx = TaskContext(task_id, name, resources)
+        _set_visible_gpus(gpu_ids)   # "" when none, as Ray does
         self.in_plain_task = True
         started = time.perf_counter()
         self.client.current_task.task_id = task_id
@@ -305,6 +307,8 @@ class WorkerServer:
         ctx = TaskContext(actor_id + b"\x00" * 0, f"{name}.__init__", spec["resources"],
                           actor_id=actor_id)
         ctx.attempt = num_restarts
+        if spec.get("gpu_ids"):
+            _set_visible_gpus(spec["gpu_ids"])
         self.client.current_task.task_id = None
         self.client.current_task.ctx = ctx
         self.client.actor_id = actor_id
@@ -480,11 +484,25 @@ class WorkerServer:
             pass
         # Let the notice reach the node manager before the socket closes.
         self.client.call("ping")
+        try:
+            import atexit
+            atexit._run_exitfuncs()   # as a normal interpreter exit would (Ray does)
+        except Exception:
+            traceback.print_exc()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
         os._exit(0)
 
     def terminate(self):
         """All handles to this actor are gone: leave once queued calls are done."""
         self.exit_actor("all references to the actor were deleted")
+
+
+def _set_visible_gpus(gpu_ids):
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
 
 
 async def _construct_async(cls, args, kwargs):
