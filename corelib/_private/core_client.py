@@ -1204,6 +1204,7 @@ class CoreClient:
                     if rec.cancelled:
                         continue
                     aq.inflight[rec.task_id] = rec
+                    rec.sent_at = time.monotonic()
                     sends.append(rec)
         if connect:
             self.loop.call_soon(self._connect_actor, aq)
@@ -1260,7 +1261,7 @@ class CoreClient:
         self.call_async("subscribe_actor", (aq.actor_id,),
                         lambda ok, v: ok and v and self._push_actor_state(*v))
 
-    def _push_actor_state(self, actor_id, state, address, cause, num_restarts):
+    def _push_actor_state(self, actor_id, state, address, cause, num_restarts, died_at=0.0):
         aq = self.actor_queues.get(actor_id)
         if aq is None:
             return
@@ -1280,7 +1281,9 @@ class CoreClient:
             aq.state, aq.address, aq.cause = state, address, cause
         retry = []
         for rec in lost:
-            if state != "DEAD" and rec.retries_left != 0:
+            if state != "DEAD" and died_at and rec.sent_at > died_at:
+                retry.append(rec)   # sent to a process already dead: never ran, resend
+            elif state != "DEAD" and rec.retries_left != 0:
                 if rec.retries_left > 0:
                     rec.retries_left -= 1
                 retry.append(rec)

@@ -52,10 +52,11 @@ _NONE_BLOB = b"PN."                   # pickle of None, as the node manager writ
 class _Object:
     """One value this client holds: its blob, local ref count and the refs inside it."""
 
-    __slots__ = ("blob", "refs", "contained", "dynamic", "token_of", "callbacks")
+    __slots__ = ("blob", "refs", "contained", "dynamic", "token_of", "callbacks", "seq")
 
-    def __init__(self, blob, contained=(), dynamic=False, token_of=None):
+    def __init__(self, blob, contained=(), dynamic=False, token_of=None, seq=0):
         self.blob = blob              # inline blob (tag P, B or E); None while pending
+        self.seq = seq                # when it got its value: wait() picks the earliest
         self.refs = 0                 # live ObjectRef instances naming it
         self.contained = contained    # ObjectRefs pickled inside it: kept alive with it
         self.dynamic = dynamic        # value is the item refs of a num_returns="dynamic" task
@@ -226,6 +227,7 @@ class LocalClient:
         self.warned_shapes = set()
         self.warned_blocked_get = False
         self.charge_keys = itertools.count(1)
+        self.done_seq = itertools.count(1)
         self.start_time = time.time()
         total = dict(total_resources)
         total.setdefault("node:127.0.0.1", 1.0)
@@ -342,7 +344,7 @@ class LocalClient:
 
     def _new_ref(self, oid, blob, contained=(), dynamic=False):
         with self.lock:
-            self.objects[oid] = _Object(blob, contained, dynamic)
+            self.objects[oid] = _Object(blob, contained, dynamic, seq=next(self.done_seq))
         return ObjectRef(oid, self.client_id, self)
 
     def _token_ref(self, actor_id):
@@ -374,6 +376,7 @@ class LocalClient:
             if obj is None:
                 return   # every ref to it is gone already
             obj.blob, obj.contained, obj.dynamic = blob, contained, dynamic
+            obj.seq = next(self.done_seq)
             callbacks, obj.callbacks = obj.callbacks, []
             self.changed.notify_all()
         for ref, future in callbacks:
@@ -478,14 +481,17 @@ class LocalClient:
             raise ValueError(f"timeout must be None or >= 0, got {timeout}")
         if num_returns:
             self._wait_ready(refs, num_returns, timeout)
-        ready, not_ready = [], []
         with self.lock:
-            for r in refs:
-                if self._is_done(r._id) and len(ready) < num_returns:
-                    ready.append(r)
-                else:
-                    not_ready.append(r)
-        return ready, not_ready
+            # Of the ready refs, those that got their values first, as in the real
+            # runtime (there, the earliest finished are the ones ready when wait looks).
+            done = sorted((r for r in refs if self._is_done(r._id)), key=self._done_seq)
+            chosen = set(done[:num_returns])
+        ready = [r for r in refs if r in chosen]
+        return ready, [r for r in refs if r not in chosen]
+
+    def _done_seq(self, ref):
+        obj = self.objects.get(ref._id)
+        return -1 if obj is None else obj.seq
 
     def is_ready(self, ref):
         return self._is_done(ref._id)
@@ -664,10 +670,11 @@ class LocalClient:
             except TypeError:
                 values = None
             if values is None or len(values) != num_returns:
+                got = ("a non-iterable " + type(result).__name__ if values is None
+                       else len(values))
                 raise ValueError(
                     f"Task {name} was declared with num_returns={num_returns} but returned "
-                    f"{'a non-iterable ' + type(result).__name__ if values is None else len(values)}"
-                    " values. Return a tuple/list of exactly num_returns items.")
+                    f"{got} values. Return a tuple/list of exactly num_returns items.")
         out = []
         for v in values:
             try:

@@ -72,7 +72,7 @@ class WorkerInfo:
 class ActorInfo:
     __slots__ = ("actor_id", "spec", "owner", "job_id", "name", "namespace", "detached",
                  "max_restarts", "num_restarts", "state", "worker", "address", "cause",
-                 "subscribers", "exit_intended", "lease_key", "meta", "pg")
+                 "subscribers", "exit_intended", "lease_key", "meta", "pg", "died_at")
 
     def __init__(self, actor_id, spec, owner, job_id):
         opts = spec["options"]
@@ -94,10 +94,11 @@ class ActorInfo:
         self.lease_key = None
         self.meta = spec["meta"]
         self.pg = spec.get("pg")
+        self.died_at = 0.0     # time.monotonic() when its last process was seen dying
 
     def state_msg(self):
         return ("actor_state", (self.actor_id, self.state, self.address, self.cause,
-                                self.num_restarts))
+                                self.num_restarts, self.died_at))
 
 
 class NodeManager:
@@ -692,6 +693,7 @@ class NodeManager:
                 f"The actor {actor_id.hex()} exited: {reason}", actor_id=actor_id.hex()))
 
     def on_actor_process_died(self, a, w):
+        a.died_at = a.died_at if a.died_at > w.started else time.monotonic()
         if a.state == "DEAD":
             return
         if not a.exit_intended and (a.max_restarts == -1 or a.num_restarts < a.max_restarts):
@@ -736,6 +738,8 @@ class NodeManager:
             self.push(w.conn, "terminate", ())
             self.loop.call_later(5.0, self.kill_worker, w)
             return
+        # Calls sent after this instant never ran: callers resend them for free.
+        a.died_at = time.monotonic()
         self.kill_worker(w)
         if no_restart:
             # Dead now, not when its socket closes: the name is free at once.
