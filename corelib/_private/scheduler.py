@@ -110,11 +110,13 @@ class Scheduler:
         if amount <= EPS or not self.gpu_free:
             return ()
         if amount < 1:
-            best = max(range(len(self.gpu_free)), key=lambda i: self.gpu_free[i])
-            if self.gpu_free[best] + EPS >= amount:
-                self.gpu_free[best] -= amount
-                return ((best, amount),)
-            return ()
+            # Best fit: pack shares onto the fullest GPU that still has room.
+            fitting = [i for i, f in enumerate(self.gpu_free) if f + EPS >= amount]
+            if not fitting:
+                return ()
+            best = min(fitting, key=lambda i: self.gpu_free[i])
+            self.gpu_free[best] -= amount
+            return ((best, amount),)
         ids = [i for i, f in enumerate(self.gpu_free) if f >= 1 - EPS][:int(round(amount))]
         for i in ids:
             self.gpu_free[i] -= 1.0

@@ -1,0 +1,80 @@
+"""The object directory's reference counting, spilling and segment reuse (no processes)."""
+import os
+
+import pytest
+
+from minray._private import shm
+from minray._private.object_directory import ObjectDirectory
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def directory(tmp_path):
+    d = ObjectDirectory(capacity=8 * MiB, spill_dir=str(tmp_path / "spill"),
+                        segment_prefix=f"mrtest{os.getpid()}_")
+    yield d
+    d.shutdown()
+
+
+def make_segment(d, name, size, fill):
+    buf = shm.create(name, size)
+    buf[:] = bytes([fill]) * size
+    buf.close()
+
+
+def test_inline_object_lives_while_borrowed_and_held(directory):
+    d = directory
+    d.publish(b"o1", b"owner", b"P" + b"N.")
+    d.borrow(b"o1", b"b1")
+    d.hold([b"o1"], b"outer")
+    assert d.owner_release(b"o1") == []
+    assert d.unborrow(b"o1", b"b1") == []
+    assert d.release_holds(b"outer") == [b"o1"]
+    assert b"o1" not in d.entries
+
+
+def test_waiters_are_answered_when_the_value_arrives(directory):
+    d = directory
+    assert d.locate(b"o2", "waiter") is None
+    ready = d.publish(b"o2", b"owner", b"PX")
+    assert ready == [("waiter", ("inline", b"PX"))]
+
+
+def test_owner_death_fails_pending_objects(directory):
+    d = directory
+    d.locate(b"p", "w")
+    d.publish(b"p", b"dead", None)
+    ready, _ = d.fail_owned_by(b"dead", lambda oid: b"E" + oid)
+    assert ready == [("w", ("inline", b"Ep"))]
+
+
+def test_spill_and_restore_keep_bytes_exact(directory):
+    d = directory
+    names = []
+    for i in range(5):
+        name = f"{d.segment_prefix}{i}"
+        make_segment(d, name, 3 * MiB, fill=i)
+        names.append(name)
+        d.seal(bytes([i]) * 20, name, 3 * MiB, b"owner")
+    assert d.num_spilled >= 2 and d.used <= d.capacity
+    for i in range(5):
+        kind, seg, size = d.locate(bytes([i]) * 20, None)
+        buf = shm.attach(seg)
+        assert buf[:3 * MiB] == bytes([i]) * (3 * MiB)
+        buf.close()
+    assert d.num_restored >= 1
+
+
+def test_freed_segment_is_reused_only_when_nobody_maps_it(directory):
+    d = directory
+    name = f"{d.segment_prefix}pool"
+    make_segment(d, name, 2 * MiB, fill=7)
+    d.seal(b"a" * 20, name, 2 * MiB, b"owner")
+    d.mapped(name)                          # a reader still has a view of it
+    d.owner_release(b"a" * 20)
+    assert d.alloc(2 * MiB) is None         # not reusable while mapped
+    d.unmapped(name)
+    assert d.alloc(2 * MiB) == name         # now it is
+    assert d.alloc(2 * MiB) is None
+    shm.unlink(name)
