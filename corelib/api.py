@@ -288,8 +288,6 @@ def get(object_refs, *, timeout=None):
     if timeout is not None and (isinstance(timeout, bool) or
                                 not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"get(timeout=...) must be None or a number >= 0, got {timeout!r}")
-    if isinstance(object_refs, dict):
-        raise TypeError("get() does not accept a dict; pass a list of ObjectRefs.")
     return state.require_client().get(object_refs, timeout)
 
 

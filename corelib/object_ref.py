@@ -149,5 +149,20 @@ class ObjectRefGenerator:
         return f"ObjectRefGenerator({self._task_id.hex()})"
 
 
-# Ray exposes the generator type under both names.
-DynamicObjectRefGenerator = ObjectRefGenerator
+class DynamicObjectRefGenerator:
+    """The value of a ``num_returns="dynamic"`` task: iterate it for one ref per item.
+
+    (Soft-deprecated in Ray since 2.8 in favour of ``"streaming"``; kept for old code.)
+    """
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __iter__(self):
+        return iter(self._refs)
+
+    def __len__(self):
+        return len(self._refs)
+
+    def __repr__(self):
+        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"

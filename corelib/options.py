@@ -145,7 +145,8 @@ class Resolved:
         self.env_vars = env
         self.env_key = tuple(sorted(env.items())) if env else None
         self.scheduling_key = (tuple(sorted(self.resources.items())), self.pg, self.env_key)
-        self.wire = (self.name, self.resources, wire_re, raw.get("concurrency_group"))
+        self.wire = (self.name, self.resources, wire_re, raw.get("concurrency_group"),
+                     raw.get("max_calls") or 0)
 
     def actor_wire(self):
         r = self.raw

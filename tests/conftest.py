@@ -56,3 +56,23 @@ def _wait_children_gone(before, timeout=10.0):
         if not leaked or time.monotonic() > deadline:
             return leaked
         time.sleep(0.05)
+
+
+@pytest.fixture
+def ray_init():
+    """Factory for tests that need their own ``init()`` arguments: ``ray_init(**kw)``.
+
+    Shuts down a runtime left by an earlier test first (so in a module that also
+    uses ``ray_module``, put these tests after the ``ray_module`` ones: pytest runs
+    a module's tests in file order), and checks for leaked processes afterwards.
+    """
+    if minray.is_initialized():
+        minray.shutdown()
+    before = _children()
+
+    def start(**kwargs):
+        return minray.init(**kwargs)
+    yield start
+    minray.shutdown()
+    leaked = _wait_children_gone(before)
+    assert not leaked, f"processes left behind after shutdown: {leaked}"

@@ -27,7 +27,7 @@ from ..object_ref import ObjectRef, ObjectRefGenerator
 from . import ids, serialization, shm, transport
 from . import protocol as P
 from .object_directory import POOL_MIN_BYTES
-from .serialization import TAG_ERROR, TAG_SHM
+from .serialization import TAG_DYNAMIC, TAG_ERROR, TAG_SHM
 
 IDLE_LEASE_S = 0.5
 MAX_LEASE_REQUESTS = 16
@@ -37,6 +37,13 @@ MAX_LEASE_REQUESTS = 16
 # time, so a long task never holds up short ones queued behind it, and a task
 # never waits behind one it needs.
 PIPELINE_DEPTH = 8
+# A pipelined task that runs this much longer than its function's average (and
+# at least STEAL_AFTER_S) is an overrun: the tasks queued behind it are taken back
+# from the worker (unrun) and go to other workers.
+STEAL_AFTER_S = 0.05
+DONE_BLOCKED = 1    # DONE flags: the task blocked in get()/wait()
+DONE_RETIRING = 2   # DONE flags: the worker exits after this task (max_calls)
+STEAL_FACTOR = 20
 
 
 class Waiter:
@@ -120,7 +127,7 @@ class Stream:
 
 class LeasedWorker:
     __slots__ = ("worker_id", "address", "pid", "conn", "queue", "inflight", "fn_ids",
-                 "idle_since", "returning", "gpu_ids")
+                 "idle_since", "returning", "gpu_ids", "last_progress", "stealing")
 
     def __init__(self, worker_id, address, pid, queue):
         self.worker_id = worker_id
@@ -132,6 +139,9 @@ class LeasedWorker:
         self.fn_ids = set()
         self.idle_since = None
         self.returning = False
+        self.gpu_ids = ()
+        self.last_progress = 0.0   # when it last finished a task (or got one while idle)
+        self.stealing = False
 
 
 class SchedulingQueue:
@@ -204,6 +214,7 @@ class CoreClient:
         self.log_handler = None
         self.callback_executor = None
         self.blocked_depth = 0
+        self.lease_pressure_until = 0.0
         self.inherited_env = None      # worker: the runtime_env env_vars it runs with
         self.blocked_in_task = False   # worker: did the current task block in get/wait?
         self.current_task = threading.local()
@@ -305,6 +316,8 @@ class CoreClient:
                 pass
 
     def _push_revoke_idle(self):
+        # Others wait for resources: for a while, hand back workers as soon as idle.
+        self.lease_pressure_until = time.monotonic() + 1.0
         for q in list(self.queues.values()):
             for w in list(q.workers):
                 if not w.inflight and not q.tasks:
@@ -315,12 +328,36 @@ class CoreClient:
             return
         self.drain_releases()
         now = time.monotonic()
+        pnow = time.perf_counter()
         for q in list(self.queues.values()):
             for w in list(q.workers):
                 if not w.inflight and w.idle_since is not None and \
                         now - w.idle_since > IDLE_LEASE_S and not q.tasks:
                     self._return_lease(w)
-        self.loop.call_later(0.1, self._periodic)
+                elif len(w.inflight) > 1 and not w.stealing:
+                    self._maybe_steal(w, pnow)
+        self.loop.call_later(0.05, self._periodic)
+
+    def _maybe_steal(self, w, now):
+        """Take back the tasks queued behind an overrunning one (see STEAL_AFTER_S)."""
+        recs = list(w.inflight.values())
+        running = recs[0]
+        if now - w.last_progress < max(STEAL_AFTER_S, STEAL_FACTOR * running.fn.avg_s):
+            return
+        running.fn.blocks = True   # its duration is not predictable: stop pipelining it
+        w.stealing = True
+        self.notice("steal_tasks", w.worker_id, [r.task_id for r in recs[1:]],
+                    self.client_id)
+
+    def _on_stolen(self, w, task_ids):
+        with self.lock:
+            w.stealing = False
+            recs = [w.inflight.pop(t) for t in task_ids if t in w.inflight]
+            q = w.queue
+            q.tasks.extendleft(reversed(recs))   # back at the front, in order
+        for rec in recs:
+            rec.worker = None
+        self._pump(q)
 
     # ========================================================= reference counts
     def add_local_ref(self, oid):
@@ -447,6 +484,8 @@ class CoreClient:
 
     def _complete(self, oid, blob, contained=False):
         """An owned object got its value (I/O thread or caller thread)."""
+        if blob[0] == TAG_DYNAMIC:
+            blob = self._dynamic_value(oid, blob)
         with self.lock:
             st = self.objects.get(oid)
             if st is not None:
@@ -477,6 +516,21 @@ class CoreClient:
                 w.notify()
             else:
                 w(oid)
+
+    def _dynamic_value(self, oid, blob):
+        """A dynamic generator's items arrived: own each, and make the generator value."""
+        from ..object_ref import DynamicObjectRefGenerator
+        items = serialization.loads_inline(b"P" + bytes(blob[1:]))
+        refs = []
+        for item_oid, item_blob, item_contained in items:
+            refs.append(self.new_owned_ref(item_oid))
+            self._complete(item_oid, item_blob, item_contained)
+        sv = serialization.serialize(DynamicObjectRefGenerator(refs))
+        self.export_refs(sv.refs)
+        if sv.refs:
+            # The generator value holds its items, like any value holding refs.
+            self.call_async("hold", ([r._id for r in sv.refs], oid), lambda ok, v: None)
+        return sv.to_inline()
 
     def _fetch_borrowed(self, oid):
         """Ask the node manager for a value we do not own (once)."""
@@ -742,7 +796,7 @@ class CoreClient:
         task_id = ids.new_task_id()
         args_blob, arg_refs, pins = self._prepare_args(args, kwargs)
         streaming = opts.num_returns == "streaming"
-        n = 0 if streaming else opts.num_returns
+        n = 0 if streaming else (1 if opts.num_returns == "dynamic" else opts.num_returns)
         return_ids = [ids.object_id_for(task_id, i + 1) for i in range(n)]
         refs = [self.new_owned_ref(oid) for oid in return_ids]
         rec = TaskRecord(task_id, fn, args_blob, arg_refs, pins, opts, return_ids)
@@ -823,16 +877,24 @@ class CoreClient:
         with self.lock:
             while q.tasks:
                 best = None
-                depth = PIPELINE_DEPTH if q.tasks[0].fn.pipelinable() else 1
+                head = q.tasks[0]
+                depth = PIPELINE_DEPTH if head.fn.pipelinable() and not head.opts.wire[4] \
+                    else 1
                 for w in q.workers:
-                    if w.conn is not None and not w.returning and len(w.inflight) < depth:
-                        if best is None or len(w.inflight) < len(best.inflight):
-                            best = w
+                    n = len(w.inflight)
+                    if w.conn is None or w.returning or n >= depth or w.stealing:
+                        continue
+                    if n and not all(r.fn.pipelinable() for r in w.inflight.values()):
+                        continue  # never queue behind a task that may run long
+                    if best is None or n < len(best.inflight):
+                        best = w
                 if best is None:
                     break
                 rec = q.tasks.popleft()
                 if rec.cancelled:
                     continue
+                if not best.inflight:
+                    best.last_progress = now
                 best.inflight[rec.task_id] = rec
                 best.idle_since = None
                 rec.worker = best
@@ -928,16 +990,25 @@ class CoreClient:
             self._on_task_done(conn.info["worker"], msg)
         elif kind == P.GEN_ITEM:
             self._on_gen_item(msg)
+        elif kind == P.STOLEN:
+            self._on_stolen(conn.info["worker"], msg[0])
 
     def _on_task_done(self, w, msg):
-        task_id, results, contained, retryable, blocked = msg
+        task_id, results, contained, retryable, flags = msg
         with self.lock:
             rec = w.inflight.pop(task_id, None)
             if not w.inflight:
                 w.idle_since = time.monotonic()
+            if flags & DONE_RETIRING:
+                # The worker reached max_calls and exits: send it nothing more.
+                w.returning = True
+                if w in w.queue.workers:
+                    w.queue.workers.remove(w)
         if rec is None:
             return
-        rec.fn.observe(time.perf_counter() - rec.sent_at, blocked)
+        now = time.perf_counter()
+        w.last_progress = now
+        rec.fn.observe(now - rec.sent_at, bool(flags & DONE_BLOCKED))
         if retryable and rec.retries_left != 0 and not rec.cancelled:
             if rec.retries_left > 0:
                 rec.retries_left -= 1
@@ -951,6 +1022,10 @@ class CoreClient:
             for oid, blob, c in zip(rec.return_ids, results, contained):
                 self._complete(oid, blob, c)
         if w.returning:
+            return
+        if not w.inflight and not w.queue.tasks and \
+                time.monotonic() < self.lease_pressure_until:
+            self._return_lease(w)
             return
         # Refill this worker after the whole batch of replies is read (one write).
         self._dirty_queues.add(w.queue)

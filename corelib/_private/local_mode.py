@@ -14,18 +14,22 @@ arrays come back read-only, and an unpicklable argument fails the same way.
 Errors raised by user code are captured into the returned refs and raised on
 ``get`` (as RayTaskError instances of the original type), never at ``.remote()``.
 
-One thing can hold a call back: a placement group that is not placed yet.  A
-task or actor scheduled into a PENDING group waits in ``blocked`` (its refs are
-pending, as ``pg.ready()`` must be) together with every call that takes one of
-its refs as an argument and every later call to the same actor; they run, in
-submission order, in whichever thread places the group (by freeing resources
-or removing another group).  Everything else runs at once:
+A few things hold a call back, as in the real runtime: a placement group that
+is not placed yet (so ``pg.ready()`` stays pending), resources no node could
+ever provide, and, for an actor (which holds its resources for life),
+resources that are busy now.  Such a call waits in ``blocked``, its refs
+pending, together with every call that takes one of those refs as an argument
+and every later call to the same actor; they run in submission order, in
+whichever thread frees the way (``ray.kill``, removing a group, an actor's
+last handle going away).  Everything else runs at once:
 
-- resources are counted (``available_resources`` reflects actors, running
-  tasks and placement groups) but never waited for: a call that does not fit
-  runs anyway, with a warning if it never could;
+- a task runs even when its resources are busy (only counted, so that
+  ``available_resources`` reflects it): its caller may hold them, and a caller
+  blocked in ``get`` would give its CPU back in the real runtime;
 - a streaming generator runs to its end at submission;
-- ``cancel`` finds the task finished: a no-op, as Ray does for finished tasks.
+- ``cancel`` finds the task finished: a no-op, as Ray does for finished tasks;
+- calls from several threads run concurrently, each in its own thread (a
+  task's runtime_env env_vars are set in ``os.environ`` while it runs).
 """
 
 import asyncio
@@ -92,6 +96,16 @@ class _TaskContext:
         self.actor_id = actor_id
         self.attempt = attempt
         self.placement_group_id = pg[0] if pg else None
+
+
+class _Frame:
+    """A call running in a thread: the CPU it lends out while a nested call runs."""
+
+    __slots__ = ("cpu", "lent")
+
+    def __init__(self, charge):
+        self.cpu = charge[1].get("CPU", 0.0) if charge and charge[0] == "node" else 0.0
+        self.lent = False
 
 
 class _ArgRef:
@@ -185,6 +199,11 @@ class _Actor:
         self.charge = None
         self.is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                             for _, m in inspect.getmembers(cls, inspect.isfunction))
+        # Calls from several threads take turns, as in the actor's one worker thread
+        # (or event loop); a threaded actor (max_concurrency > 1) lets them overlap.
+        threaded = not self.is_async and ((wire["max_concurrency"] or 1) > 1 or
+                                          wire["concurrency_groups"])
+        self.call_lock = contextlib.nullcontext() if threaded else threading.RLock()
 
 
 class LocalClient:
@@ -223,7 +242,6 @@ class LocalClient:
         self.named = {}                   # (namespace, name) -> actor_id
         self.kv = {}
         self.blocked = []                 # _Blocked calls, in submission order
-        self.pumping = False
         self.warned_shapes = set()
         self.warned_blocked_get = False
         self.charge_keys = itertools.count(1)
@@ -280,19 +298,57 @@ class LocalClient:
         return a.num_restarts if a is not None else 0
 
     @contextlib.contextmanager
-    def _running(self, ctx, env_vars, charge_request=None):
-        """Run a call's code: its runtime context, environment and resource charge."""
+    def _running(self, ctx, env_vars, charge_request=None, held=None):
+        """Run a call's code: its runtime context, environment and resource charge.
+
+        The calls already running in this thread are suspended meanwhile, like a
+        worker blocked in get(): their CPU is lent out until this call returns.
+        ``held`` is what an actor holds for life (its calls charge nothing more).
+        """
         cur = self.current_task
+        frames = getattr(cur, "frames", None)
+        if frames is None:
+            frames = cur.frames = []
         saved = (getattr(cur, "task_id", None), getattr(cur, "ctx", None))
-        charge = self._acquire(*charge_request) if charge_request is not None else None
-        cur.task_id, cur.ctx = ctx.task_id, ctx
+        lent = self._lend_cpu(frames)
         try:
-            with _environment(env_vars):
-                yield
+            charge = self._acquire(*charge_request) if charge_request is not None else None
+            frames.append(_Frame(charge or held))
+            cur.task_id, cur.ctx = ctx.task_id, ctx
+            try:
+                with _environment(_with_gpus(env_vars, charge or held)):
+                    yield
+            finally:
+                frames.pop()
+                cur.task_id, cur.ctx = saved
+                if charge is not None:
+                    self._release(charge)
         finally:
-            cur.task_id, cur.ctx = saved
-            if charge is not None:
-                self._release(charge)
+            self._take_back_cpu(lent)
+
+    def _lend_cpu(self, frames):
+        """Give back the CPU of this thread's suspended calls (node_manager's
+        worker_blocked); returns the frames to take it back from afterwards."""
+        lent = [f for f in frames if f.cpu and not f.lent]
+        if lent:
+            with self.lock:
+                for f in lent:
+                    f.lent = True
+                    self.sched.available["CPU"] = self.sched.available.get("CPU", 0.0) + f.cpu
+                self.changed.notify_all()
+        return lent
+
+    def _take_back_cpu(self, lent):
+        if lent:
+            with self.lock:
+                for f in lent:
+                    f.lent = False
+                    self.sched.available["CPU"] -= f.cpu   # may dip below 0, as in a worker
+
+    def _cpu_credit(self):
+        """CPU this thread's running calls would lend to a call that runs nested now."""
+        frames = getattr(self.current_task, "frames", None) or ()
+        return sum(f.cpu for f in frames if not f.lent)
 
     # ==================================================== resource accounting
     def _acquire(self, resources, pg):
@@ -417,15 +473,28 @@ class LocalClient:
         return value
 
     def _wait_ready(self, refs, num, timeout):
-        """Wait until ``num`` of ``refs`` are ready (only a placement group delays one)."""
+        """Wait until ``num`` of ``refs`` are ready (only a blocked call delays one).
+
+        Like a worker blocked in get(), this thread lends out its calls' CPU
+        meanwhile, and first runs what that lets run.
+        """
+        def enough():
+            return sum(1 for r in refs if self._is_done(r._id)) >= num
+        if enough():
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self.changed:
-            while sum(1 for r in refs if self._is_done(r._id)) < num:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self.changed.wait(left)
-        return True
+        lent = self._lend_cpu(getattr(self.current_task, "frames", None) or ())
+        try:
+            self._pump()
+            with self.changed:
+                while not enough():
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self.changed.wait(left)
+            return True
+        finally:
+            self._take_back_cpu(lent)
 
     def get(self, refs, timeout=None):
         self.drain_releases()
@@ -436,13 +505,14 @@ class LocalClient:
             raise TypeError("get() received an ObjectRefGenerator; iterate it to get "
                             "ObjectRefs, then call get() on those.")
         elif not isinstance(refs, (list, tuple)):
-            raise TypeError(f"get() expects an ObjectRef or a list of ObjectRefs, got "
-                            f"{type(refs).__name__}: {refs!r}")
+            raise exceptions.InvalidRefsError(
+                f"Invalid type of object refs, {type(refs)}, is given. 'object_refs' must "
+                "either be an ObjectRef or a list of ObjectRefs (as returned by .remote() "
+                "or put()).")
         for r in refs:
             if not isinstance(r, ObjectRef):
-                raise TypeError(f"get() expects ObjectRefs, but the list contains a "
-                                f"{type(r).__name__}: {r!r}. Pass the refs returned by "
-                                ".remote() or put().")
+                raise TypeError(f"Attempting to call `get` on the value {r!r}, which is not "
+                                "an ObjectRef. Pass the refs returned by .remote() or put().")
         if timeout is None and not self.warned_blocked_get and \
                 not all(self._is_done(r._id) for r in refs):
             self.warned_blocked_get = True
@@ -470,17 +540,19 @@ class LocalClient:
         for r in refs:
             if not isinstance(r, ObjectRef):
                 raise TypeError(f"wait() expects ObjectRefs, got a {type(r).__name__}: {r!r}")
+        if not refs:
+            return [], []
         if len(set(refs)) != len(refs):
             raise ValueError("wait() requires a list of unique object refs.")
-        if not isinstance(num_returns, int) or num_returns < 0:
-            raise ValueError(f"num_returns must be a non-negative int, got {num_returns!r}")
+        if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
+            raise ValueError(f"Invalid number of objects to return {num_returns!r}: "
+                             "num_returns must be an int >= 1.")
         if num_returns > len(refs):
             raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
                              f"of refs passed to wait() ({len(refs)}).")
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be None or >= 0, got {timeout}")
-        if num_returns:
-            self._wait_ready(refs, num_returns, timeout)
+        self._wait_ready(refs, num_returns, timeout)
         with self.lock:
             # Of the ready refs, those that got their values first, as in the real
             # runtime (there, the earliest finished are the ones ready when wait looks).
@@ -588,13 +660,11 @@ class LocalClient:
             if pg.state == "PENDING":
                 return False
         if b.resources is not None and self._unschedulable(b.resources) is None:
-            # Resources that can never fit keep a call pending, as in the real runtime.
-            # An actor holds its resources for life, so it also waits until they fit
-            # now; a task runs at once (its caller may hold what it needs: a task
-            # blocked in get() would give its CPU back in the real runtime).
+            # It waits until its resources fit (forever if they never can), counting
+            # the CPU the calls running in this thread lend out while it runs.
             if not self.sched.feasible(sched.LeaseRequest(None, b.resources, pg=b.pg)):
                 return False
-            if b.creation and not self._fits_now(b.resources, b.pg):
+            if not self._fits_now(b.resources, b.pg):
                 return False
         return True
 
@@ -624,38 +694,36 @@ class LocalClient:
 
     def _fits_now(self, resources, pg):
         if pg is None:
-            return sched.fits(self.sched.available, resources)
+            credit = self._cpu_credit()
+            available = self.sched.available
+            if credit:
+                available = dict(available, CPU=available.get("CPU", 0.0) + credit)
+            return sched.fits(available, resources)
         group = self.sched.pgs[pg[0]]
         idxs = range(len(group.bundles)) if pg[1] < 0 else [pg[1]]
         return any(i < len(group.available) and sched.fits(group.available[i], resources)
                    for i in idxs)
 
     def _pump(self):
-        """Run the blocked calls that can run now, in order, in this thread."""
-        with self.lock:
-            if self.pumping or not self.blocked:
-                return
-            self.pumping = True
-        try:
-            while True:
-                with self.lock:
-                    stalled = set()
-                    found = None
-                    for b in self.blocked:
-                        if self._runnable(b, stalled):
-                            found = b
-                            break
-                        if b.actor_id is not None:
-                            stalled.add(b.actor_id)
-                    if found is None:
-                        self.pumping = False
-                        return
-                    self.blocked.remove(found)
-                found.run()
-        except BaseException:
+        """Run the blocked calls that can run now, in order, in this thread.
+
+        Re-entrant: a call it runs may pump again (from get(), or as it frees
+        resources); each blocked call is taken out of ``blocked`` before it runs.
+        """
+        while True:
             with self.lock:
-                self.pumping = False
-            raise
+                stalled = set()
+                found = None
+                for b in self.blocked:
+                    if self._runnable(b, stalled):
+                        found = b
+                        break
+                    if b.actor_id is not None:
+                        stalled.add(b.actor_id)
+                if found is None:
+                    return
+                self.blocked.remove(found)
+            found.run()
 
     # ================================================================= results
     def _values_outcome(self, name, result, num_returns):
@@ -713,7 +781,7 @@ class LocalClient:
             return self._new_ref(ids.object_id_for(task_id, 0), None), None
         refs = [self._new_ref(ids.object_id_for(task_id, i + 1), None)
                 for i in range(num_returns)]
-        return (refs[0] if num_returns == 1 else refs), None
+        return (refs[0] if num_returns == 1 else refs or None), None
 
     def _finish(self, task_id, num_returns, outcome, stream):
         """Give a call's pending return objects their values (or its error)."""
@@ -770,7 +838,11 @@ class LocalClient:
         returned, stream = self._allocate(task_id, opts.num_returns)
 
         def run():
-            outcome = self._run_task(fn.obj, task_id, prepared, opts)
+            try:
+                outcome = self._run_task(fn.obj, task_id, prepared, opts)
+            except KeyboardInterrupt:   # Ctrl-C in the task: it counts as cancelled
+                self._finish(task_id, opts.num_returns, _cancelled(task_id), stream)
+                raise
             self._finish(task_id, opts.num_returns, outcome, stream)
 
         def cancel():
@@ -905,7 +977,7 @@ class LocalClient:
             return
         ctx = _TaskContext(a.actor_id, init_name, a.opts.resources, actor_id=a.actor_id,
                            attempt=a.num_restarts, pg=a.opts.pg)
-        with self._running(ctx, _merged_env(self.env_vars, a.opts.env_vars)):
+        with self._running(ctx, _merged_env(self.env_vars, a.opts.env_vars), held=a.charge):
             try:
                 if a.is_async:
                     a.loop = asyncio.new_event_loop()
@@ -941,7 +1013,11 @@ class LocalClient:
                 outcome = self._values_outcome(method, None, opts.num_returns)
                 self._exit_actor(a, "__ray_terminate__ was called")
             else:
-                outcome = self._run_actor_call(a, task_id, method, prepared, opts)
+                try:
+                    outcome = self._run_actor_call(a, task_id, method, prepared, opts)
+                except KeyboardInterrupt:   # Ctrl-C in the call: it counts as cancelled
+                    self._finish(task_id, opts.num_returns, _cancelled(task_id), stream)
+                    raise
             self._finish(task_id, opts.num_returns, outcome, stream)
 
         def cancel():
@@ -963,7 +1039,8 @@ class LocalClient:
                            attempt=a.num_restarts, pg=a.opts.pg)
         items = []
         failure = None
-        with self._running(ctx, _merged_env(self.env_vars, a.opts.env_vars)):
+        env = _merged_env(self.env_vars, a.opts.env_vars)
+        with a.call_lock, self._running(ctx, env, held=a.charge):
             try:
                 fn = getattr(a.actor, method)
                 if a.loop is not None:
@@ -1328,6 +1405,14 @@ def _error_blob(err):
             pid=getattr(err, "pid", None))
         blob = serialization.error_blob(fallback)
     return blob
+
+
+def _with_gpus(env_vars, charge):
+    """A call holding GPUs sees only those, in CUDA_VISIBLE_DEVICES (as its worker would)."""
+    gpu_ids = sched.Scheduler.gpu_ids(charge)
+    if not gpu_ids:
+        return env_vars
+    return dict(env_vars, CUDA_VISIBLE_DEVICES=",".join(str(i) for i in gpu_ids))
 
 
 def _retryable(exc, retry_exceptions):

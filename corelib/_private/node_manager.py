@@ -134,6 +134,7 @@ class NodeManager:
         self.start_time = time.time()
         self.owner_pid = None
         self.current_req_id = None
+        self.revoke_timer = False
         self.handlers = {
             "register_client": self.h_register_client,
             "request_lease": self.h_request_lease,
@@ -142,6 +143,7 @@ class NodeManager:
             "worker_blocked": self.h_worker_blocked,
             "worker_unblocked": self.h_worker_unblocked,
             "cancel_task": self.h_cancel_task,
+            "steal_tasks": self.h_steal_tasks,
             "seal": self.h_seal,
             "publish": self.h_publish,
             "owner_release": self.h_owner_release,
@@ -473,9 +475,19 @@ class NodeManager:
         self.push(conn, "warning", (text,))
 
     def revoke_idle_leases(self):
-        for w in self.workers.values():
-            if w.state == "leased" and w.lease is not None:
-                self.push(w.lease, "revoke_idle", ())
+        holders = {w.lease for w in self.workers.values()
+                   if w.state == "leased" and w.lease is not None}
+        for conn in holders:
+            self.push(conn, "revoke_idle", ())
+        if holders and not self.revoke_timer:
+            # Holders busy now may go idle soon: ask again while requests wait.
+            self.revoke_timer = True
+            self.loop.call_later(0.05, self._revoke_again)
+
+    def _revoke_again(self):
+        self.revoke_timer = False
+        if self.sched.queue and not self.stopping:
+            self.revoke_idle_leases()
 
     def schedule(self):
         if self.stopping:
@@ -543,6 +555,11 @@ class NodeManager:
         else:
             self.push(w.conn, "cancel", (task_id, recursive))
         return True
+
+    def h_steal_tasks(self, conn, worker_id, task_ids, client_id):
+        w = self.workers.get(worker_id)
+        if w is not None and w.conn is not None:
+            self.push(w.conn, "steal", (task_ids, client_id))
 
     # ----------------------------------------------------------------- objects
     def h_seal(self, conn, oid, segment, size, owner):

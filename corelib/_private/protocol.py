@@ -18,6 +18,8 @@ Submitter -> worker (task socket):
 Worker -> submitter:
     DONE:       (task_id, results, contained)   results: list of blobs (serialization.py)
     GEN_ITEM:   (task_id, index, blob)          one item of a streaming generator
+    STOLEN:     (task_ids,)                     pipelined tasks given back unrun, after
+                                                the submitter asked (a task overran)
 """
 
 REQUEST = 1
@@ -30,5 +32,6 @@ ACTOR_CALL = 11
 DONE = 12
 GEN_ITEM = 13
 HELLO = 14   # submitter -> worker: (client_id,) first message on a task socket
+STOLEN = 15  # worker -> submitter: (task_ids,) queued tasks it gave back unrun
 
 KIND_NAMES = {v: k for k, v in dict(globals()).items() if isinstance(v, int) and k.isupper()}

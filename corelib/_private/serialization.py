@@ -29,6 +29,7 @@ TAG_PICKLE = 0x50  # "P"
 TAG_BUFFERS = 0x42  # "B"
 TAG_ERROR = 0x45  # "E"
 TAG_SHM = 0x53  # "S"
+TAG_DYNAMIC = 0x44  # "D": a dynamic generator's items, [(oid, blob, contained)] (worker -> owner)
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")

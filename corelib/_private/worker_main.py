@@ -12,6 +12,7 @@ async actors run them as coroutines on an event loop thread.
 """
 
 import asyncio
+import collections
 import concurrent.futures
 import inspect
 import os
@@ -75,10 +76,18 @@ class WorkerServer:
         self.last_fn = None
         self.last_fast = False
         self.loop.batch_end = self.flush_all
+        # Tasks a submitter took back before they started (see on_steal).
+        self.steal_lock = threading.Lock()
+        self.stolen = set()
+        self.started = collections.OrderedDict()
+        self.conns_by_client = {}
+        self.calls = collections.Counter()   # fn_id -> calls run here (for max_calls)
+        self.retiring = False
         handlers = {
             "become_actor": lambda *a: self.loop.call_soon(self.become_actor, *a),
             "cancel": self.on_cancel,
             "terminate": lambda: self.loop.call_soon(self.terminate),
+            "steal": self.on_steal,
         }
         self.client = CoreClient("worker", spec["nm_socket"], {"address": self.address},
                                  worker_id=self.worker_id, push_handlers=handlers)
@@ -102,6 +111,30 @@ class WorkerServer:
             self.dispatch_actor_call(conn, msg)
         elif kind == P.HELLO:
             conn.info["client_id"] = msg[0]
+            self.conns_by_client[msg[0]] = conn
+
+    def on_steal(self, task_ids, client_id):
+        """A submitter takes back tasks queued here behind a long one (client I/O thread)."""
+        with self.steal_lock:
+            given = [t for t in task_ids if t not in self.started]
+            self.stolen.update(given)
+        conn = self.conns_by_client.get(client_id)
+        if conn is not None:
+            try:
+                conn.send(P.STOLEN, (given,))
+            except transport.ConnectionClosed:
+                pass
+
+    def claim(self, task_id):
+        """Mark a task as started, unless it was stolen; False means skip it."""
+        with self.steal_lock:
+            if task_id in self.stolen:
+                self.stolen.discard(task_id)
+                return False
+            self.started[task_id] = None
+            if len(self.started) > 4096:
+                self.started.popitem(last=False)
+            return True
 
     def reply_done(self, conn, msg):
         if not self.in_plain_task:
@@ -114,6 +147,10 @@ class WorkerServer:
         q.append(transport.encode_msg(P.DONE, msg))
         if len(q) >= 32:
             self.flush(conn)
+
+    def done_flags(self):
+        flags = 1 if self.client.blocked_in_task else 0
+        return flags | (2 if self.retiring else 0)
 
     def flush(self, conn):
         q = self.outq.pop(conn, None)
@@ -162,7 +199,12 @@ class WorkerServer:
 
     def run_task(self, conn, msg):
         task_id, fn_id, fn_blob, args_blob, arg_values, num_returns, wire, gpu_ids = msg
-        name, resources, retry_exc = wire[0], wire[1], wire[2]
+        if not self.claim(task_id):
+            return
+        name, resources, retry_exc, max_calls = wire[0], wire[1], wire[2], wire[4]
+        if max_calls:
+            self.calls[fn_id] += 1
+            self.retiring = self.calls[fn_id] >= max_calls
         owner = conn.info.get("client_id")
         fn = self.fns.get(fn_id)
         try:
@@ -188,9 +230,11 @@ class WorkerServer:
         try:
             args, kwargs = self.load_args(args_blob, arg_values)
             result = fn(*args, **kwargs)
-            if num_returns == "streaming" or (inspect.isgenerator(result) and
-                                              num_returns == "dynamic"):
+            if num_returns == "streaming":
                 self.stream(conn, task_id, result, owner)
+                return
+            if num_returns == "dynamic":
+                self.reply_dynamic(conn, task_id, name, result, owner)
                 return
             self.reply_results(conn, task_id, name, result, num_returns, owner)
         except KeyboardInterrupt:
@@ -210,6 +254,11 @@ class WorkerServer:
             self.cancel_requested.discard(task_id)
             self.client.current_task.task_id = None
             self.client.current_task.ctx = None
+        if self.retiring:
+            # max_calls reached: leave (a fresh worker takes the next task), as Ray.
+            self.flush_all()
+            self.client.call("ping")
+            os._exit(0)
 
     def reply_results(self, conn, task_id, name, result, num_returns, owner,
                       actor_repr=None):
@@ -239,9 +288,19 @@ class WorkerServer:
             contained.append(c)
         try:
             self.reply_done(conn, (task_id, blobs, contained, False,
-                                   self.client.blocked_in_task))
+                                   self.done_flags()))
         except transport.ConnectionClosed:
             pass
+
+    def reply_dynamic(self, conn, task_id, name, result, owner):
+        """num_returns="dynamic": store each yielded item, send them in one reply."""
+        items = []
+        for i, value in enumerate(result):
+            oid = task_id + (i + 2).to_bytes(4, "big")   # index 1 is the generator itself
+            blob, c = self.client._store_value(oid, value, owner)
+            items.append((oid, blob, c))
+        blob = b"D" + pickle.dumps(items, 5)
+        self.reply_done(conn, (task_id, [blob], [False], False, self.done_flags()))
 
     def stream(self, conn, task_id, gen, owner, name=""):
         self.flush(conn)
@@ -263,7 +322,7 @@ class WorkerServer:
             except transport.ConnectionClosed:
                 return
         try:
-            conn.send(P.DONE, (task_id, [], [], False, self.client.blocked_in_task))
+            conn.send(P.DONE, (task_id, [], [], False, self.done_flags()))
         except transport.ConnectionClosed:
             pass
 
@@ -278,13 +337,13 @@ class WorkerServer:
         if num_returns == "streaming":
             try:
                 conn.send(P.GEN_ITEM, (task_id, 0, blob, False))
-                conn.send(P.DONE, (task_id, [], [], False, self.client.blocked_in_task))
+                conn.send(P.DONE, (task_id, [], [], False, self.done_flags()))
             except transport.ConnectionClosed:
                 pass
             return
         try:
             self.reply_done(conn, (task_id, [blob] * n, [False] * n, retryable,
-                                   self.client.blocked_in_task))
+                                   self.done_flags()))
         except transport.ConnectionClosed:
             pass
 
@@ -464,7 +523,7 @@ class WorkerServer:
         except Exception as exc:
             err = exceptions.task_error_from_exception(name, exc, pid=os.getpid())
             conn.send(P.GEN_ITEM, (task_id, i, serialization.error_blob(err), False))
-        conn.send(P.DONE, (task_id, [], [], False, self.client.blocked_in_task))
+        conn.send(P.DONE, (task_id, [], [], False, self.done_flags()))
 
     def _actor_repr(self):
         try:
