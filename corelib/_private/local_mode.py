@@ -14,22 +14,24 @@ arrays come back read-only, and an unpicklable argument fails the same way.
 Errors raised by user code are captured into the returned refs and raised on
 ``get`` (as RayTaskError instances of the original type), never at ``.remote()``.
 
-A few things hold a call back, as in the real runtime: a placement group that
-is not placed yet (so ``pg.ready()`` stays pending), resources no node could
-ever provide, and, for an actor (which holds its resources for life),
-resources that are busy now.  Such a call waits in ``blocked``, its refs
-pending, together with every call that takes one of those refs as an argument
+A call can be held back, as in the real runtime, by resources that are busy
+(held by actors, placement groups, or calls running in other threads) or that
+no node could ever provide, and by a placement group that is not placed yet (so
+``pg.ready()`` stays pending).  The calls running in the caller's thread do not
+count: they are suspended while a nested call runs, and lend it their CPU, as a
+worker blocked in ``get`` gives its CPU back.  A held call waits in ``blocked``,
+its refs pending, with every call that takes one of those refs as an argument
 and every later call to the same actor; they run in submission order, in
-whichever thread frees the way (``ray.kill``, removing a group, an actor's
-last handle going away).  Everything else runs at once:
+whichever thread frees the way (``ray.kill``, removing a group, a call or an
+actor ending, or a ``get`` that lends its thread's CPU).  In one thread, a
+``get`` on such a call waits forever, as it would in the real runtime.
 
-- a task runs even when its resources are busy (only counted, so that
-  ``available_resources`` reflects it): its caller may hold them, and a caller
-  blocked in ``get`` would give its CPU back in the real runtime;
-- a streaming generator runs to its end at submission;
-- ``cancel`` finds the task finished: a no-op, as Ray does for finished tasks;
-- calls from several threads run concurrently, each in its own thread (a
-  task's runtime_env env_vars are set in ``os.environ`` while it runs).
+Also different, by nature: a streaming generator runs to its end at
+submission; ``cancel`` finds a task finished (a no-op, as Ray does for finished
+tasks) unless it is held back; calls from several threads run concurrently,
+each in its own thread (one actor's calls take turns), and a call's
+runtime_env env_vars and CUDA_VISIBLE_DEVICES are set in ``os.environ`` while
+it runs.
 """
 
 import asyncio
@@ -51,6 +53,7 @@ from .serialization import TAG_ERROR
 
 _TOKEN_SUFFIX = b"\xff\xff\xff\xff"   # an actor's token object: actor_id + this
 _NONE_BLOB = b"PN."                   # pickle of None, as the node manager writes tokens
+WARN_BLOCKED_GET_S = 10.0             # a get() waiting this long says why it may hang
 
 
 class _Object:
@@ -243,7 +246,6 @@ class LocalClient:
         self.kv = {}
         self.blocked = []                 # _Blocked calls, in submission order
         self.warned_shapes = set()
-        self.warned_blocked_get = False
         self.charge_keys = itertools.count(1)
         self.done_seq = itertools.count(1)
         self.start_time = time.time()
@@ -352,7 +354,8 @@ class LocalClient:
 
     # ==================================================== resource accounting
     def _acquire(self, resources, pg):
-        """Charge ``resources`` if they fit now (a task runs even if not: see module doc)."""
+        """Charge ``resources``; None if another thread took them since the call was
+        found runnable (it runs uncharged then, rather than wait a second time)."""
         with self.lock:
             lease = sched.LeaseRequest(("local", next(self.charge_keys)), resources, pg=pg)
             return self.sched.try_acquire(lease)
@@ -472,7 +475,7 @@ class LocalClient:
             return ObjectRefGenerator(task_id, self, stream)
         return value
 
-    def _wait_ready(self, refs, num, timeout):
+    def _wait_ready(self, refs, num, timeout, warn=False):
         """Wait until ``num`` of ``refs`` are ready (only a blocked call delays one).
 
         Like a worker blocked in get(), this thread lends out its calls' CPU
@@ -482,16 +485,27 @@ class LocalClient:
             return sum(1 for r in refs if self._is_done(r._id)) >= num
         if enough():
             return True
-        deadline = None if timeout is None else time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
         lent = self._lend_cpu(getattr(self.current_task, "frames", None) or ())
         try:
             self._pump()
             with self.changed:
                 while not enough():
-                    left = None if deadline is None else deadline - time.monotonic()
+                    now = time.monotonic()
+                    left = None if deadline is None else deadline - now
                     if left is not None and left <= 0:
                         return False
-                    self.changed.wait(left)
+                    if warn and now - start > WARN_BLOCKED_GET_S:
+                        warn = False
+                        print(f"Warning: get() has waited {now - start:.0f} s for calls that "
+                              "wait for resources (held by actors or placement groups) or "
+                              "for a placement group to be placed. In local mode nothing "
+                              "runs in the background: only another thread can free them "
+                              "(ray.kill an actor, remove a placement group), so this may "
+                              "wait forever, as it would in the real runtime.",
+                              file=sys.stderr)
+                    self.changed.wait(min(left or WARN_BLOCKED_GET_S, WARN_BLOCKED_GET_S))
             return True
         finally:
             self._take_back_cpu(lent)
@@ -513,16 +527,7 @@ class LocalClient:
             if not isinstance(r, ObjectRef):
                 raise TypeError(f"Attempting to call `get` on the value {r!r}, which is not "
                                 "an ObjectRef. Pass the refs returned by .remote() or put().")
-        if timeout is None and not self.warned_blocked_get and \
-                not all(self._is_done(r._id) for r in refs):
-            self.warned_blocked_get = True
-            print("Warning: get() waits for a call that cannot run yet: it waits for "
-                  "resources (held by actors) or for a placement group to be placed. "
-                  "In local mode nothing runs in the background, so only another thread "
-                  "can free them (ray.kill an actor, remove a placement group); this "
-                  "get() may wait forever, as it would in the real runtime.",
-                  file=sys.stderr)
-        if not self._wait_ready(refs, len(refs), timeout):
+        if not self._wait_ready(refs, len(refs), timeout, warn=True):
             need = sum(1 for r in refs if not self._is_done(r._id))
             raise exceptions.GetTimeoutError(
                 f"get() timed out after {timeout} s: {need} of {len(refs)} object(s) "

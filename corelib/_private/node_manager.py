@@ -467,9 +467,14 @@ class NodeManager:
         return req is not None
 
     def warn_infeasible(self, conn, resources, pg):
-        what = f"placement group bundle {pg}" if pg else "this node"
+        if pg:
+            idx = "any bundle" if pg[1] < 0 else f"bundle {pg[1]}"
+            what = f"placement group {pg[0].hex()} ({idx})"
+        else:
+            what = "this node"
+        total = {k: v for k, v in self.sched.total.items() if not k.startswith("_")}
         text = (f"Warning: a task or actor requests {resources}, which {what} can never "
-                f"provide (total: {self.sched.total}). It stays pending until a node with "
+                f"provide (total: {total}). It stays pending until a node with "
                 "these resources joins. Lower the request or start minray with more "
                 "resources (init(num_cpus=..., resources={...})).")
         self.push(conn, "warning", (text,))
