@@ -89,7 +89,8 @@ class ObjectState:
 class TaskRecord:
     __slots__ = ("task_id", "fn", "args_blob", "arg_refs", "arg_values", "pins",
                  "opts", "return_ids", "retries_left", "unresolved", "worker",
-                 "cancelled", "stream", "actor_id", "method", "queue", "seq", "sent_at")
+                 "cancelled", "stream", "actor_id", "method", "queue", "seq", "sent_at",
+                 "on_error")
 
     def __init__(self, task_id, fn, args_blob, arg_refs, pins, opts, return_ids):
         self.task_id = task_id
@@ -110,6 +111,7 @@ class TaskRecord:
         self.queue = None
         self.seq = 0
         self.sent_at = 0.0
+        self.on_error = None
 
 
 class Stream:
@@ -1068,6 +1070,9 @@ class CoreClient:
 
     def _finish_with_error(self, rec, blob):
         self.tasks.pop(rec.task_id, None)
+        if rec.on_error is not None:
+            rec.on_error(blob)
+            return
         if rec.stream is not None:
             rec.stream.error_blob = blob
             self._finish_stream(rec, None)
@@ -1169,19 +1174,26 @@ class CoreClient:
         box = {}
         done = threading.Event()
 
-        def send(rec):
+        def send(rec, extra=None):
             spec = {"class_blob": cls_info.blob, "class_id": cls_info.fn_id,
                     "args_blob": rec.args_blob, "arg_values": rec.arg_values,
                     "options": opts.actor_wire(), "resources": opts.resources,
                     "meta": meta, "pg": opts.pg, "env_vars": opts.env_vars,
                     "pins": rec.pins}
+            spec.update(extra or {})
             try:
                 box["r"] = self.call("create_actor", actor_id, spec)
             except BaseException as exc:
                 box["e"] = exc
             done.set()
         if arg_refs:
-            # Creation waits for its arguments in the background, like a task.
+            # Creation waits for its arguments in the background, like a task. If one
+            # of them failed, the actor is created dead, with that error as its cause.
+            def failed(blob):
+                rec.arg_values = []
+                opts_spec = {"creation_error": blob}
+                threading.Thread(target=send, args=(rec, opts_spec), daemon=True).start()
+            rec.on_error = failed
             self._resolve_then(rec, lambda r: threading.Thread(target=send, args=(r,),
                                                                daemon=True).start())
             token = self.new_owned_ref(actor_id + b"\xff\xff\xff\xff")

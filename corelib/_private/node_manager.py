@@ -658,6 +658,12 @@ class NodeManager:
             self.named[(ns, name)] = actor_id
         tok = self.objects.entry(token_oid(actor_id))
         tok.owner, tok.state, tok.blob = info["client_id"], 1, b"P" + b"N."
+        if spec.get("creation_error"):
+            err = serialization.loads_inline(spec["creation_error"])
+            self.mark_actor_dead(a, serialization.error_blob(exceptions.ActorDiedError(
+                f"The actor {a.meta.get('class_name')} could not be created: an argument "
+                f"of its constructor failed:\n{err}", actor_id=actor_id.hex(), cause=err)))
+            return ("created", actor_id, a.meta)
         missing = self.missing_node(spec["resources"])
         if missing:
             self.mark_actor_dead(a, serialization.error_blob(exceptions.ActorUnschedulableError(

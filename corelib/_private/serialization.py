@@ -114,7 +114,11 @@ def dumps_inline(value):
 
 def error_blob(error):
     try:
-        return b"E" + cloudpickle.dumps(error, protocol=5)
+        blob = b"E" + cloudpickle.dumps(error, protocol=5)
+        # Some exceptions pickle but cannot be rebuilt (an __init__ that needs more
+        # arguments than .args holds): check now, so get() raises the task's error.
+        pickle.loads(memoryview(blob)[1:])
+        return blob
     except Exception:
         # The exception itself does not pickle: keep its text and traceback.
         from ..exceptions import RayTaskError
