@@ -240,7 +240,7 @@ def _resolve_method(raw, name):
     r = _options.Resolved(task_raw, "method", name)
     r.raw = dict(raw)
     r.max_task_retries = raw.get("max_task_retries", 0)
-    r.wire = (r.name, {}, r.wire[2], raw.get("concurrency_group"), 0)
+    r.wire = (r.name, {}, r.wire[2], raw.get("concurrency_group"), 0, None)
     return r
 
 

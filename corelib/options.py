@@ -140,13 +140,13 @@ class Resolved:
         self.retry_exceptions = re_
         wire_re = re_ if isinstance(re_, bool) else pickle.dumps(tuple(re_))
         self.resources = _resources(raw, kind)
-        self.pg, self.strategy = _placement(raw)
+        self.pg, self.strategy = _placement(raw, self.resources)
         env = (raw.get("runtime_env") or {}).get("env_vars") or None
         self.env_vars = env
         self.env_key = tuple(sorted(env.items())) if env else None
         self.scheduling_key = (tuple(sorted(self.resources.items())), self.pg, self.env_key)
         self.wire = (self.name, self.resources, wire_re, raw.get("concurrency_group"),
-                     raw.get("max_calls") or 0)
+                     raw.get("max_calls") or 0, self.pg[0] if self.pg else None)
 
     def actor_wire(self):
         r = self.raw
@@ -180,7 +180,7 @@ def _resources(raw, kind):
     return res
 
 
-def _placement(raw):
+def _placement(raw, resources):
     strategy = raw.get("scheduling_strategy")
     pg = None
     from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -192,4 +192,29 @@ def _placement(raw):
         p = raw["placement_group"]
         idx = raw.get("placement_group_bundle_index", -1)
         pg = (p.id.binary(), -1 if idx is None else idx)
+    if pg is not None:
+        group = (strategy.placement_group if isinstance(strategy, PlacementGroupSchedulingStrategy)
+                 else raw["placement_group"])
+        _check_bundle(group, pg[1], resources)
     return pg, strategy
+
+
+def _check_bundle(group, index, resources):
+    """Ray's checks at submission: the bundle index exists and a bundle can hold the request."""
+    try:
+        specs = group.bundle_specs
+    except Exception:   # the group's table is not reachable (e.g. no runtime yet)
+        return
+    count = len(specs)
+    if not isinstance(index, int) or index < -1 or index >= count:
+        raise ValueError(f"placement_group_bundle_index {index} is out of range: the "
+                         f"placement group has {count} bundle(s) (valid: -1 for any, or "
+                         f"0..{count - 1}).")
+    need = {k: v for k, v in resources.items() if not k.startswith("_") and v}
+    candidates = specs if index == -1 else [specs[index]]
+    if need and not any(all(b.get(k, 0) + 1e-9 >= v for k, v in need.items())
+                        for b in candidates):
+        where = "any bundle" if index == -1 else f"bundle {index} ({specs[index]})"
+        raise ValueError(f"The request {need} cannot fit into {where} of the placement "
+                         f"group (bundles: {specs}). Ask for less, or create the group "
+                         "with larger bundles.")

@@ -217,6 +217,7 @@ class CoreClient:
         self.callback_executor = None
         self.blocked_depth = 0
         self.lease_pressure_until = 0.0
+        self.creation_pins = {}
         self.inherited_env = None      # worker: the runtime_env env_vars it runs with
         self.blocked_in_task = False   # worker: did the current task block in get/wait?
         self.current_task = threading.local()
@@ -386,7 +387,11 @@ class CoreClient:
             if not st.owned and not st.borrowed:
                 st.borrowed = register = True
         if register:
-            self.call("borrow", [oid])
+            if threading.current_thread() is self.loop.thread:
+                # Never block the I/O thread on a reply only it can read.
+                self.call_async("borrow", ([oid],), lambda ok, v: None)
+            else:
+                self.call("borrow", [oid])
         return ObjectRef(oid, owner, self)
 
     def drain_releases(self):
@@ -958,7 +963,7 @@ class CoreClient:
         w = LeasedWorker(worker_id, address, pid, q)
         w.gpu_ids = gpu_ids
         try:
-            sock = transport.connect_unix(address, timeout=5)
+            sock = transport.connect_unix(address, timeout=1)
         except OSError:
             self.notice("return_lease", worker_id, True)
             self._pump(q)
@@ -1178,8 +1183,10 @@ class CoreClient:
             spec = {"class_blob": cls_info.blob, "class_id": cls_info.fn_id,
                     "args_blob": rec.args_blob, "arg_values": rec.arg_values,
                     "options": opts.actor_wire(), "resources": opts.resources,
-                    "meta": meta, "pg": opts.pg, "env_vars": opts.env_vars,
-                    "pins": rec.pins}
+                    "meta": meta, "pg": opts.pg, "env_vars": opts.env_vars}
+            # Refs inside the constructor's arguments stay alive here until the
+            # actor is built (released in _push_actor_state).
+            self.creation_pins[actor_id] = rec.pins
             spec.update(extra or {})
             try:
                 box["r"] = self.call("create_actor", actor_id, spec)
@@ -1306,11 +1313,23 @@ class CoreClient:
                 pass
 
     def _connect_actor(self, aq):
+        with self.lock:
+            address = aq.address if aq.state == "ALIVE" else None
+            if address is None:
+                aq.connecting = False
+                return   # it restarted or died meanwhile: its state update follows
         try:
-            sock = transport.connect_unix(aq.address, timeout=5)
+            # One try: a live actor listens before it reports ready. Never wait here,
+            # on the I/O thread that every get() in this process depends on.
+            sock = transport.connect_unix(address, timeout=0)
         except OSError:
-            aq.connecting = False
-            return  # the actor died; its state update follows
+            with self.lock:
+                aq.connecting = False
+                if aq.address == address:
+                    aq.state = "DISCONNECTED"
+            # The node manager has not seen it die yet: ask again shortly.
+            self.loop.call_later(0.05, self._resubscribe_actor, aq)
+            return
         conn = transport.Connection(sock)
         conn.info["actor"] = aq
         conn.send(P.HELLO, (self.client_id,))
@@ -1319,6 +1338,11 @@ class CoreClient:
             aq.conn = conn
             aq.connecting = False
         self._pump_actor(aq)
+
+    def _resubscribe_actor(self, aq):
+        if not self.shutting_down:
+            self.call_async("subscribe_actor", (aq.actor_id,),
+                            lambda ok, v: ok and v and self._push_actor_state(*v))
 
     def _on_actor_frame(self, conn, kind, msg):
         aq = conn.info["actor"]
@@ -1345,10 +1369,11 @@ class CoreClient:
                 if aq.state == "ALIVE":
                     aq.state = "DISCONNECTED"
         # Wait for the node manager to say whether it restarts or is dead.
-        self.call_async("subscribe_actor", (aq.actor_id,),
-                        lambda ok, v: ok and v and self._push_actor_state(*v))
+        self._resubscribe_actor(aq)
 
     def _push_actor_state(self, actor_id, state, address, cause, num_restarts, died_at=0.0):
+        if state in ("ALIVE", "DEAD"):
+            self.creation_pins.pop(actor_id, None)
         aq = self.actor_queues.get(actor_id)
         if aq is None:
             return

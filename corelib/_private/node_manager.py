@@ -156,6 +156,7 @@ class NodeManager:
             "mapped": self.h_mapped,
             "unmapped": self.h_unmapped,
             "object_stats": self.h_object_stats,
+            "object_info": self.h_object_info,
             "create_actor": self.h_create_actor,
             "subscribe_actor": self.h_subscribe_actor,
             "actor_ready": self.h_actor_ready,
@@ -278,8 +279,9 @@ class NodeManager:
             for _ in range(n):
                 self.objects.unmapped(name)
         # Objects it owned fail; its borrows end.
-        ready, _ = self.objects.fail_owned_by(client_id, self._owner_died_blob)
+        ready, freed = self.objects.fail_owned_by(client_id, self._owner_died_blob)
         self.answer_waiters(ready)
+        self.on_freed(freed)
         # Leases it held go back; waiting lease requests from it are dropped.
         for w in list(self.workers.values()):
             if w.state == "leased" and w.lease is conn:
@@ -311,6 +313,10 @@ class NodeManager:
         job = self.jobs.get(job_id)
         if job:
             job["end"] = time.time()
+        # Its placement groups go with it, unless detached (as Ray).
+        for pg in list(self.sched.pgs.values()):
+            if pg.owner == job_id and pg.lifetime != "detached":
+                self.h_remove_pg(None, pg.pg_id)
         for w in list(self.workers.values()):
             if w.job_id == job_id and w.state != "actor":
                 self.kill_worker(w)
@@ -633,6 +639,15 @@ class NodeManager:
     def h_object_stats(self, conn):
         return self.objects.stats()
 
+    def h_object_info(self, conn, oid):
+        """Reference-count detail of one object (for debugging leaks)."""
+        e = self.objects.entries.get(oid)
+        if e is None:
+            return None
+        return {"state": e.state, "owner_released": e.owner_released,
+                "borrowers": dict(e.borrowers), "held_by": dict(e.held_by),
+                "waiters": len(e.waiters), "segment": e.segment}
+
     # ------------------------------------------------------------------ actors
     def h_create_actor(self, conn, actor_id, spec):
         info = self.clients[conn]
@@ -820,7 +835,7 @@ class NodeManager:
     # ----------------------------------------------------------- placement groups
     def h_create_pg(self, conn, pg_id, bundles, strategy, name, lifetime):
         pg = sched.PlacementGroupState(pg_id, bundles, strategy, name, lifetime,
-                                       owner=self.clients[conn].get("client_id"))
+                                       owner=self.clients[conn].get("job_id"))
         if not self.sched.pg_feasible(pg):
             self.push(conn, "warning", (
                 f"Warning: placement group {name or pg_id.hex()} with bundles {bundles} and "

@@ -81,8 +81,11 @@ class Connection:
                 self.loop.want_write(self)
             return
         with self.lock:
+            sock = self.sock
+            if sock is None:
+                raise ConnectionClosed("connection is closed")
             try:
-                self.sock.sendall(data)
+                sock.sendall(data)
             except OSError as exc:
                 self.closed = True
                 raise ConnectionClosed(str(exc)) from exc

@@ -40,13 +40,14 @@ class ActorExit(BaseException):
 class TaskContext:
     """What get_runtime_context() reports inside a task or actor call."""
 
-    __slots__ = ("task_id", "name", "resources", "actor_id", "attempt")
+    __slots__ = ("task_id", "name", "resources", "actor_id", "attempt", "placement_group_id")
 
-    def __init__(self, task_id, name, resources, actor_id=None):
+    def __init__(self, task_id, name, resources, actor_id=None, placement_group_id=None):
         self.task_id = task_id
         self.name = name
         self.resources = resources
         self.actor_id = actor_id
+        self.placement_group_id = placement_group_id
 
 
 class WorkerServer:
@@ -63,6 +64,7 @@ class WorkerServer:
         self.actor_meta = None
         self.actor_name = ""
         self.actor_mode = "sync"
+        self.actor_pg = None
         self.executors = {}
         self.async_loop = None
         self.async_sems = {}
@@ -219,7 +221,7 @@ class WorkerServer:
             # The next task may be long: do not hold earlier results behind it.
             self.flush_all()
         self.set_name(name)
-        ctx = TaskContext(task_id, name, resources)
+        ctx = TaskContext(task_id, name, resources, placement_group_id=wire[5])
         _set_visible_gpus(gpu_ids)   # "" when none, as Ray does
         self.in_plain_task = True
         started = time.perf_counter()
@@ -366,6 +368,8 @@ class WorkerServer:
         ctx = TaskContext(actor_id + b"\x00" * 0, f"{name}.__init__", spec["resources"],
                           actor_id=actor_id)
         ctx.attempt = num_restarts
+        self.actor_pg = (spec.get("pg") or (None,))[0]
+        ctx.placement_group_id = self.actor_pg
         if spec.get("gpu_ids"):
             _set_visible_gpus(spec["gpu_ids"])
         self.client.current_task.task_id = None
@@ -442,7 +446,8 @@ class WorkerServer:
                                              self.async_loop)
 
     def _call_context(self, task_id, method):
-        ctx = TaskContext(task_id, f"{self.actor_name}.{method}", {}, actor_id=self.actor_id)
+        ctx = TaskContext(task_id, f"{self.actor_name}.{method}", {}, actor_id=self.actor_id,
+                          placement_group_id=self.actor_pg)
         self.client.current_task.task_id = task_id
         self.client.current_task.ctx = ctx
 
