@@ -24,7 +24,7 @@ import weakref
 
 from .. import exceptions
 from ..object_ref import ObjectRef, ObjectRefGenerator
-from . import ids, serialization, shm, transport
+from . import ids, serialization, shm, transport, validation
 from . import protocol as P
 from .object_directory import POOL_MIN_BYTES
 from .serialization import TAG_DYNAMIC, TAG_ERROR, TAG_SHM
@@ -576,21 +576,7 @@ class CoreClient:
 
     def get(self, refs, timeout=None):
         self.drain_releases()
-        single = isinstance(refs, ObjectRef)
-        if single:
-            refs = [refs]
-        elif isinstance(refs, ObjectRefGenerator):
-            raise TypeError("get() received an ObjectRefGenerator; iterate it to get "
-                            "ObjectRefs, then call get() on those.")
-        elif not isinstance(refs, (list, tuple)):
-            raise exceptions.InvalidRefsError(
-                f"Invalid type of object refs, {type(refs)}, is given. 'object_refs' must "
-                "either be an ObjectRef or a list of ObjectRefs (as returned by .remote() "
-                "or put()).")
-        for r in refs:
-            if not isinstance(r, ObjectRef):
-                raise TypeError(f"Attempting to call `get` on the value {r!r}, which is not "
-                                "an ObjectRef. Pass the refs returned by .remote() or put().")
+        refs, single = validation.check_get_refs(refs)
         self._wait_ready(refs, len(refs), timeout, for_get=True)
         values = [self._deserialize(r) for r in refs]
         return values[0] if single else values
@@ -630,9 +616,7 @@ class CoreClient:
                     except ValueError:
                         pass
             if for_get:
-                raise exceptions.GetTimeoutError(
-                    f"get() timed out after {timeout} s: {need} of {len(refs)} object(s) "
-                    "were not ready. Raise the timeout, or use ray.wait() to poll.")
+                raise validation.get_timeout_error(timeout, need, len(refs))
             return False
         return True
 
@@ -691,26 +675,8 @@ class CoreClient:
 
     def wait(self, refs, num_returns=1, timeout=None, fetch_local=True):
         self.drain_releases()
-        if isinstance(refs, ObjectRef):
-            raise TypeError("wait() expects a list of ObjectRefs, got a single ObjectRef; "
-                            "wrap it in a list: ray.wait([ref]).")
-        if not isinstance(refs, (list, tuple)):
-            raise TypeError(f"wait() expects a list of ObjectRefs, got {type(refs).__name__}")
-        for r in refs:
-            if not isinstance(r, ObjectRef):
-                raise TypeError(f"wait() expects ObjectRefs, got a {type(r).__name__}: {r!r}")
-        if not refs:
+        if not validation.check_wait_args(refs, num_returns, timeout):
             return [], []
-        if len(set(refs)) != len(refs):
-            raise ValueError("wait() requires a list of unique object refs.")
-        if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
-            raise ValueError(f"Invalid number of objects to return {num_returns!r}: "
-                             "num_returns must be an int >= 1.")
-        if num_returns > len(refs):
-            raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
-                             f"of refs passed to wait() ({len(refs)}).")
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0, got {timeout}")
         self._wait_ready(refs, num_returns, timeout, for_get=False)
         ready, not_ready = [], []
         with self.lock:

@@ -47,7 +47,7 @@ import time
 
 from .. import exceptions
 from ..object_ref import ObjectRef, ObjectRefGenerator
-from . import ids, serialization
+from . import ids, serialization, validation
 from . import scheduler as sched
 from .serialization import TAG_ERROR
 
@@ -512,51 +512,17 @@ class LocalClient:
 
     def get(self, refs, timeout=None):
         self.drain_releases()
-        single = isinstance(refs, ObjectRef)
-        if single:
-            refs = [refs]
-        elif isinstance(refs, ObjectRefGenerator):
-            raise TypeError("get() received an ObjectRefGenerator; iterate it to get "
-                            "ObjectRefs, then call get() on those.")
-        elif not isinstance(refs, (list, tuple)):
-            raise exceptions.InvalidRefsError(
-                f"Invalid type of object refs, {type(refs)}, is given. 'object_refs' must "
-                "either be an ObjectRef or a list of ObjectRefs (as returned by .remote() "
-                "or put()).")
-        for r in refs:
-            if not isinstance(r, ObjectRef):
-                raise TypeError(f"Attempting to call `get` on the value {r!r}, which is not "
-                                "an ObjectRef. Pass the refs returned by .remote() or put().")
+        refs, single = validation.check_get_refs(refs)
         if not self._wait_ready(refs, len(refs), timeout, warn=True):
             need = sum(1 for r in refs if not self._is_done(r._id))
-            raise exceptions.GetTimeoutError(
-                f"get() timed out after {timeout} s: {need} of {len(refs)} object(s) "
-                "were not ready. Raise the timeout, or use ray.wait() to poll.")
+            raise validation.get_timeout_error(timeout, need, len(refs))
         values = [self._load(r) for r in refs]
         return values[0] if single else values
 
     def wait(self, refs, num_returns=1, timeout=None, fetch_local=True):
         self.drain_releases()
-        if isinstance(refs, ObjectRef):
-            raise TypeError("wait() expects a list of ObjectRefs, got a single ObjectRef; "
-                            "wrap it in a list: ray.wait([ref]).")
-        if not isinstance(refs, (list, tuple)):
-            raise TypeError(f"wait() expects a list of ObjectRefs, got {type(refs).__name__}")
-        for r in refs:
-            if not isinstance(r, ObjectRef):
-                raise TypeError(f"wait() expects ObjectRefs, got a {type(r).__name__}: {r!r}")
-        if not refs:
+        if not validation.check_wait_args(refs, num_returns, timeout):
             return [], []
-        if len(set(refs)) != len(refs):
-            raise ValueError("wait() requires a list of unique object refs.")
-        if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
-            raise ValueError(f"Invalid number of objects to return {num_returns!r}: "
-                             "num_returns must be an int >= 1.")
-        if num_returns > len(refs):
-            raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
-                             f"of refs passed to wait() ({len(refs)}).")
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0, got {timeout}")
         self._wait_ready(refs, num_returns, timeout)
         with self.lock:
             # Of the ready refs, those that got their values first, as in the real
@@ -733,21 +699,7 @@ class LocalClient:
     # ================================================================= results
     def _values_outcome(self, name, result, num_returns):
         """Pickle a call's result into its return values (as worker_main.reply_results)."""
-        if num_returns == 1:
-            values = [result]
-        elif num_returns == 0:
-            values = []
-        else:
-            try:
-                values = list(result)
-            except TypeError:
-                values = None
-            if values is None or len(values) != num_returns:
-                got = ("a non-iterable " + type(result).__name__ if values is None
-                       else len(values))
-                raise ValueError(
-                    f"Task {name} was declared with num_returns={num_returns} but returned "
-                    f"{got} values. Return a tuple/list of exactly num_returns items.")
+        values = validation.split_returns(name, result, num_returns)
         out = []
         for v in values:
             try:

@@ -27,7 +27,7 @@ import cloudpickle
 
 from .. import exceptions
 from . import protocol as P
-from . import serialization, state, transport
+from . import serialization, state, transport, validation
 from .core_client import CoreClient, _ArgRef
 from .node_manager import TASK_NAME_MARKER
 from .serialization import TAG_SHM
@@ -264,20 +264,7 @@ class WorkerServer:
 
     def reply_results(self, conn, task_id, name, result, num_returns, owner,
                       actor_repr=None):
-        if num_returns == 1:
-            values = [result]
-        elif num_returns == 0:
-            values = []
-        else:
-            try:
-                values = list(result)
-            except TypeError:
-                values = None
-            if values is None or len(values) != num_returns:
-                raise ValueError(
-                    f"Task {name} was declared with num_returns={num_returns} but returned "
-                    f"{'a non-iterable ' + type(result).__name__ if values is None else len(values)}"
-                    " values. Return a tuple/list of exactly num_returns items.")
+        values = validation.split_returns(name, result, num_returns)
         blobs, contained = [], []
         for i, v in enumerate(values):
             oid = task_id + (i + 1).to_bytes(4, "big")
