@@ -10,10 +10,9 @@ import functools
 import hashlib
 import inspect
 
-import cloudpickle
 
 from . import options as _options
-from ._private import state
+from ._private import serialization, state
 
 
 # Tasks of a function measured as short (and never blocking in get) are
@@ -50,7 +49,7 @@ class FunctionInfo:
 
     def _pickle(self):
         try:
-            self._blob = cloudpickle.dumps(self.obj, protocol=5)
+            self._blob = serialization.dumps_function(self.obj)
         except Exception as exc:
             from ._private.serialization import unserializable_error
             raise unserializable_error(self.obj, exc, what=f"'{self.name}'") from None

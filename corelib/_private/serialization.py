@@ -18,6 +18,7 @@ so the runtime can keep them alive as long as the value that contains them.
 import pickle
 import struct
 import threading
+import types
 
 import cloudpickle
 
@@ -105,6 +106,51 @@ def serialize(value):
     finally:
         _local.ctx = prev
     return SerializedValue(inband, buffers, ctx.refs)
+
+
+def dumps_function(obj):
+    """Pickle a function or class for workers, remembering its source file.
+
+    cloudpickle >= 3.1 renames the code of functions pickled by value to
+    "<dynamic-code>", which would strip the source lines from remote tracebacks;
+    the worker puts the real file name back (``loads_function``).
+    """
+    return cloudpickle.dumps((obj, _source_file(obj)), protocol=5)
+
+
+def loads_function(blob):
+    obj, filename = cloudpickle.loads(blob)
+    if filename:
+        for fn in _functions_of(obj):
+            fn.__code__ = _with_filename(fn.__code__, filename)
+    return obj
+
+
+def _functions_of(obj):
+    if hasattr(obj, "__code__"):
+        return [obj]
+    if isinstance(obj, type):
+        found = []
+        for value in vars(obj).values():
+            fn = getattr(value, "__func__", value)
+            if hasattr(fn, "__code__"):
+                found.append(fn)
+        return found
+    return []
+
+
+def _source_file(obj):
+    for fn in _functions_of(obj):
+        return fn.__code__.co_filename
+    return None
+
+
+def _with_filename(code, filename):
+    if code.co_filename != "<dynamic-code>":
+        return code
+    consts = tuple(_with_filename(c, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def dumps_inline(value):

@@ -23,7 +23,6 @@ import threading
 import time
 import traceback
 
-import cloudpickle
 
 from .. import exceptions
 from . import protocol as P
@@ -213,7 +212,7 @@ class WorkerServer:
             if fn is None:
                 if fn_blob is None:
                     raise exceptions.RaySystemError("function missing from the worker cache")
-                fn = self.fns[fn_id] = cloudpickle.loads(fn_blob)
+                fn = self.fns[fn_id] = serialization.loads_function(fn_blob)
         except BaseException as exc:
             self.reply_error(conn, task_id, name, exc, num_returns, False)
             return
@@ -364,7 +363,7 @@ class WorkerServer:
         self.client.actor_id = actor_id
         self.client.actor_restarts = num_restarts
         try:
-            cls = cloudpickle.loads(spec["class_blob"])
+            cls = serialization.loads_function(spec["class_blob"])
             args, kwargs = self.load_args(spec["args_blob"], spec["arg_values"])
             self.setup_concurrency(cls, opts)
             if self.actor_mode == "async":
