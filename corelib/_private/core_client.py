@@ -150,7 +150,7 @@ class SchedulingQueue:
     """Ready tasks of one scheduling class (resource shape, placement, environment)."""
 
     __slots__ = ("key", "resources", "pg", "env_key", "env_vars", "tasks", "workers",
-                 "lease_requests")
+                 "lease_requests", "lease_req_ids")
 
     def __init__(self, key, resources, pg, env_key, env_vars):
         self.key = key
@@ -161,6 +161,7 @@ class SchedulingQueue:
         self.tasks = collections.deque()
         self.workers = []
         self.lease_requests = 0
+        self.lease_req_ids = set()   # request ids of leases asked for, not yet answered
 
 
 class ActorQueue:
@@ -258,9 +259,10 @@ class CoreClient:
             return box[1]
         raise box[1]
 
-    def call_async(self, method, args, callback):
+    def call_async(self, method, args, callback, req_id=None):
         """A request whose reply runs ``callback(ok, value)`` on the I/O thread."""
-        req_id = next(self.req_seq)
+        if req_id is None:
+            req_id = next(self.req_seq)
         self.requests[req_id] = callback
         try:
             self.nm.send(P.REQUEST, (req_id, method, args))
@@ -876,6 +878,7 @@ class CoreClient:
             want = min(len(q.tasks), MAX_LEASE_REQUESTS) - q.lease_requests
             if want > 0:
                 q.lease_requests += want
+            withdraw = list(q.lease_req_ids) if not q.tasks and q.lease_req_ids else None
         if len(sends) == 1:
             self._send_task(*sends[0])
         elif sends:
@@ -889,8 +892,15 @@ class CoreClient:
                     pass  # the close handler retries or fails them
         if want > 0:
             for _ in range(want):
+                req_id = next(self.req_seq)
+                q.lease_req_ids.add(req_id)
                 self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars),
-                                lambda ok, v, q=q: self._on_lease(q, ok, v))
+                                lambda ok, v, q=q, r=req_id: self._on_lease(q, r, ok, v),
+                                req_id=req_id)
+        elif withdraw:
+            # Nothing left to run: leases still asked for would only sit at the node
+            # manager and make it reclaim idle workers (ours included) for nobody.
+            self.notice("cancel_lease_requests", withdraw)
 
     def _task_frame(self, w, rec):
         fn = rec.fn
@@ -909,9 +919,12 @@ class CoreClient:
         except transport.ConnectionClosed:
             pass  # the close handler retries or fails it
 
-    def _on_lease(self, q, ok, value):
+    def _on_lease(self, q, req_id, ok, value):
         with self.lock:
             q.lease_requests -= 1
+            q.lease_req_ids.discard(req_id)
+        if not ok and isinstance(value, (P.LeaseCancelled, exceptions.RaySystemError)):
+            return   # withdrawn by us, or the node manager is gone (no retry storm)
         if not ok:
             if isinstance(value, exceptions.TaskUnschedulableError):
                 with self.lock:

@@ -138,7 +138,7 @@ class NodeManager:
         self.handlers = {
             "register_client": self.h_register_client,
             "request_lease": self.h_request_lease,
-            "cancel_lease_request": self.h_cancel_lease_request,
+            "cancel_lease_requests": self.h_cancel_lease_requests,
             "return_lease": self.h_return_lease,
             "worker_blocked": self.h_worker_blocked,
             "worker_unblocked": self.h_worker_unblocked,
@@ -468,9 +468,13 @@ class NodeManager:
                 return k[len("_node_id:"):]
         return None
 
-    def h_cancel_lease_request(self, conn, key):
-        req = self.sched.cancel(key)
-        return req is not None
+    def h_cancel_lease_requests(self, conn, req_ids):
+        """The client no longer needs these leases (its queue drained): drop them."""
+        wanted = set(req_ids)
+        for key, req in list(self.sched.queue.items()):
+            if req.owner is conn and req.payload and req.payload[0] in wanted:
+                self.sched.cancel(key)
+                self.reply(conn, req.payload[0], False, P.LeaseCancelled())
 
     def warn_infeasible(self, conn, resources, pg):
         if pg:

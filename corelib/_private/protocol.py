@@ -34,4 +34,13 @@ GEN_ITEM = 13
 HELLO = 14   # submitter -> worker: (client_id,) first message on a task socket
 STOLEN = 15  # worker -> submitter: (task_ids,) queued tasks it gave back unrun
 
+
+class LeaseCancelled(Exception):
+    """The answer to a lease request its client withdrew (cancel_lease_requests).
+
+    Defined here, in an importable module: anything the node manager sends must
+    unpickle in clients (the node manager itself runs as ``__main__``).
+    """
+
+
 KIND_NAMES = {v: k for k, v in dict(globals()).items() if isinstance(v, int) and k.isupper()}
