@@ -48,6 +48,7 @@ import time
 from .. import exceptions
 from ..object_ref import ObjectRef, ObjectRefGenerator
 from . import ids, serialization, validation
+from .core_client import _ArgRef
 from . import scheduler as sched
 from .serialization import TAG_ERROR
 
@@ -109,18 +110,6 @@ class _Frame:
     def __init__(self, charge):
         self.cpu = charge[1].get("CPU", 0.0) if charge and charge[0] == "node" else 0.0
         self.lent = False
-
-
-class _ArgRef:
-    """Stands in for a top-level ObjectRef argument inside the pickled args."""
-
-    __slots__ = ("pos",)
-
-    def __init__(self, pos):
-        self.pos = pos
-
-    def __reduce__(self):
-        return (_ArgRef, (self.pos,))
 
 
 class _Prepared:
