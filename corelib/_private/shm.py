@@ -114,11 +114,43 @@ def write(buf, inband, buffers):
         raw = b.raw() if hasattr(b, "raw") else memoryview(b).cast("B")
         pos = _align(pos)
         ln = raw.nbytes
-        mv[pos:pos + ln] = raw
+        if ln >= PARALLEL_COPY_BYTES:
+            _parallel_copy(mv[pos:pos + ln], raw)
+        else:
+            mv[pos:pos + ln] = raw
         _BUF.pack_into(mv, _HEAD.size + _BUF.size * i, pos, ln)
         pos += ln
     _HEAD.pack_into(mv, 0, MAGIC, n, 0, inband_off, len(inband))
     mv.release()
+
+
+PARALLEL_COPY_BYTES = 32 << 20
+_copy_pool = None
+
+
+def _parallel_copy(dst, src):
+    """Copy a large buffer with a few threads (numpy's copy releases the GIL).
+
+    One core cannot saturate memory bandwidth with a single memcpy; Ray copies
+    large objects with several threads for the same reason.
+    """
+    global _copy_pool
+    import numpy as np
+    workers = min(4, os.cpu_count() or 1)
+    if workers < 2:
+        dst[:] = src
+        return
+    if _copy_pool is None:
+        import concurrent.futures
+        _copy_pool = concurrent.futures.ThreadPoolExecutor(workers,
+                                                           thread_name_prefix="minray-copy")
+    d = np.frombuffer(dst, dtype=np.uint8)
+    s = np.frombuffer(src, dtype=np.uint8)
+    step = -(-len(s) // workers)
+
+    def part(i):
+        d[i:i + step] = s[i:i + step]
+    list(_copy_pool.map(part, range(0, len(s), step)))
 
 
 def read(buf):
