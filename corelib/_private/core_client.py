@@ -923,8 +923,12 @@ class CoreClient:
         with self.lock:
             q.lease_requests -= 1
             q.lease_req_ids.discard(req_id)
-        if not ok and isinstance(value, (P.LeaseCancelled, exceptions.RaySystemError)):
-            return   # withdrawn by us, or the node manager is gone (no retry storm)
+        if not ok and isinstance(value, exceptions.RaySystemError):
+            return   # the node manager is gone: no retry storm
+        if not ok and isinstance(value, P.LeaseCancelled):
+            # Withdrawn by us; tasks queued since then may have counted on it.
+            self._pump(q)
+            return
         if not ok:
             if isinstance(value, exceptions.TaskUnschedulableError):
                 with self.lock:
