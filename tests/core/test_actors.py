@@ -17,15 +17,7 @@ import pytest
 import minray as ray
 from minray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 from minray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-
-def _wait_until(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+from helpers import wait_until as _wait_until
 
 
 @ray.remote

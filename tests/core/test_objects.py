@@ -21,6 +21,7 @@ import pytest
 
 import minray as ray
 from minray._private import state
+from helpers import wait_until
 
 MiB = 1024 * 1024
 
@@ -36,15 +37,6 @@ def session_segments(session_dir):
     # characters of the session directory's name + "_" (NodeManager.segment_prefix).
     prefix = "mr" + os.path.basename(session_dir)[-8:] + "_"
     return {n for n in shm_segments() if n.startswith(prefix)}
-
-
-def wait_until(predicate, timeout=10.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def touch(path):

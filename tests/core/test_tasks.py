@@ -24,6 +24,7 @@ import pytest
 
 import minray as ray
 from minray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError
+from helpers import wait_until
 
 
 # ----------------------------------------------------------------- helpers
@@ -51,15 +52,6 @@ def touch(path, text=""):
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-def wait_until(predicate, timeout=10.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def count_lines(path):

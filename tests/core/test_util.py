@@ -16,15 +16,7 @@ from minray.util.placement_group import PlacementGroup
 from minray.util.queue import Empty, Full, Queue
 from minray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                                 PlacementGroupSchedulingStrategy)
-
-
-def _wait_until(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+from helpers import wait_until as _wait_until
 
 
 def _cpus_available(n, timeout=10.0):
