@@ -80,13 +80,16 @@ def extensions():
 
 
 # gymnasium: "Learning Ray" chapter 3 (run by CI) uses it; it is small and pure Python.
+# pandas: minray.data's pandas batches and to_pandas, and Tune's get_dataframe,
+# are tested; "Learning Ray" chapter 6 uses it.
+PANDAS = "pandas>=1.5"
 TEST = ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-timeout>=2",
-        "gymnasium>=0.28"]
+        "gymnasium>=0.28", PANDAS]
 TORCH = "torch>=2.0,<3"  # constraints.txt pins the local CPU build
 EXTRAS = {
     "test": TEST,
-    "data": [],
-    "tune": [],
+    "data": [PANDAS],
+    "tune": [PANDAS],
     "train": [TORCH],
     "rllib": [TORCH, "gymnasium>=0.28"],
     "serve": ["aiohttp>=3.8"],

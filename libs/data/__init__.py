@@ -1,0 +1,1 @@
+"""minray.data: streaming datasets over tasks and actors (issue "Libraries I")."""

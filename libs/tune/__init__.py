@@ -1,0 +1,1 @@
+"""minray.tune: hyperparameter search on remote trials (issue "Libraries II")."""
