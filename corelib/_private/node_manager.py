@@ -385,11 +385,21 @@ class NodeManager:
         w.state, w.lease, w.idle_since = "idle", None, time.monotonic()
         self.schedule()
 
-    def release_worker(self, w):
+    def release_charge(self, w):
+        """Give a worker's resources back to the pool, exactly once.
+
+        A worker blocked in get() has already lent its CPUs back (h_worker_blocked):
+        take that loan back first, or a worker that dies or is released while
+        blocked would credit its CPUs twice and the node would overcommit.
+        """
+        if w.blocked_charge is not None:
+            sched.subtract(self.sched.available, w.blocked_charge)
+            w.blocked_charge = None
         self.sched.release(w.charge)
         w.charge = None
-        if w.blocked_charge is not None:
-            w.blocked_charge = None
+
+    def release_worker(self, w):
+        self.release_charge(w)
         if w.state != "dead":
             self.make_idle(w)
 
@@ -408,8 +418,7 @@ class NodeManager:
         prev = w.state
         w.state = "dead"
         self.workers.pop(w.worker_id, None)
-        self.sched.release(w.charge)
-        w.charge = None
+        self.release_charge(w)
         self.flush_log(w)
         if w.pid:
             for name in shm.list_segments(f"{self.segment_prefix}{w.pid}_"):

@@ -640,6 +640,38 @@ def test_available_resources_drop_while_task_runs(ray_module, tmp_path):
                       timeout=10), ray.available_resources()
 
 
+def test_worker_killed_while_blocked_in_get_returns_its_cpu_once(ray_module, tmp_path):
+    """A worker blocked in get() lends its CPU back; if it dies then, the node must
+    not credit that CPU a second time (it once did, and later tasks overcommitted)."""
+    wait_cpus_idle()
+    d = str(tmp_path)
+
+    @ray.remote
+    def child(d):
+        block_until(os.path.join(d, "release"))
+        return 1
+
+    @ray.remote(max_retries=0)
+    def parent(d):
+        ref = child.remote(d)
+        touch(os.path.join(d, "parent"), str(os.getpid()))
+        return ray.get(ref)
+
+    ref = parent.remote(d)
+    try:
+        wait_for_path(os.path.join(d, "parent"))
+        # The parent is blocked in get: its CPU is lent out while the child runs.
+        assert wait_until(lambda: ray.available_resources().get("CPU") == 3.0, timeout=10)
+        os.kill(int(open(os.path.join(d, "parent")).read()), 9)
+        with pytest.raises(ray.exceptions.WorkerCrashedError):
+            ray.get(ref, timeout=30)
+    finally:
+        touch(os.path.join(d, "release"))
+    wait_cpus_idle()
+    time.sleep(0.3)
+    assert ray.available_resources()["CPU"] == 4.0
+
+
 def test_cluster_resources_and_nodes(ray_module):
     res = ray.cluster_resources()
     assert res["CPU"] == 4.0
