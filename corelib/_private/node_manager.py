@@ -206,6 +206,16 @@ class NodeManager:
         self.loop.add_connection(conn, self.on_frame, self.on_disconnect)
 
     def on_frame(self, conn, kind, msg):
+        bad = _malformed(kind, msg, self.handlers)
+        if bad:
+            # A peer that breaks the protocol cannot be trusted with anything else:
+            # drop only that connection (its objects and leases are cleaned up as
+            # for any disconnect), never the node manager.
+            conn.info["protocol_error"] = bad
+            print(f"minray: closing a connection that sent a malformed message: {bad}",
+                  file=sys.stderr, flush=True)
+            self.loop.close_connection(conn)
+            return
         try:
             if kind == P.REQUEST:
                 req_id, method, args = msg
@@ -1027,6 +1037,25 @@ class NodeManager:
 
 
 _DEFERRED = object()
+
+
+def _malformed(kind, msg, handlers):
+    """Why a decoded message breaks the protocol (see protocol.py), or None."""
+    if kind == P.REQUEST:
+        if type(msg) is not tuple or len(msg) != 3:
+            return f"a REQUEST must be (req_id, method, args), got {type(msg).__name__}"
+        method, args = msg[1], msg[2]
+    elif kind == P.NOTICE:
+        if type(msg) is not tuple or len(msg) != 2:
+            return f"a NOTICE must be (method, args), got {type(msg).__name__}"
+        method, args = msg
+    else:
+        return f"unexpected message kind {kind} for the node manager"
+    if type(method) is not str or method not in handlers:
+        return f"unknown method {method!r:.80}"
+    if type(args) is not tuple:
+        return f"the arguments of {method} must be a tuple, got {type(args).__name__}"
+    return None
 
 
 class _ZygoteReader:
