@@ -111,7 +111,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             store = object_store_memory or _node.default_object_store_memory()
             total.setdefault("object_store_memory", float(store))
             session_dir, proc = _node.start_node(total, store, temp_dir=_temp_dir,
-                                                 owner_pid=os.getpid())
+                                                 owner_pid=os.getpid(),
+                                                 system_config=kwargs.get("_system_config"))
             _runtime.update(proc=proc, session_dir=session_dir)
         else:
             if num_cpus is not None or num_gpus is not None or resources:

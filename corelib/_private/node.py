@@ -46,8 +46,14 @@ def make_session_dir(temp_dir=None):
 
 
 def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_pid=None,
-               timeout=30.0):
-    """Spawn a node manager; returns (session_dir, process)."""
+               timeout=30.0, system_config=None):
+    """Spawn a node manager; returns (session_dir, process).
+
+    ``system_config`` is init()'s ``_system_config``: the node manager reads
+    ``object_spilling_config`` (Ray's JSON: {"type": "filesystem", "params":
+    {"directory_path": ...}}) and the memory monitor's settings (see
+    memory_monitor.py).
+    """
     session_dir = make_session_dir(temp_dir)
     node_id = ids.new_unique_id(14).hex()
     resources = dict(resources)
@@ -59,6 +65,8 @@ def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_
            "--object-store-memory", str(int(object_store_memory)), "--node-id", node_id]
     if head:
         cmd.append("--head")
+    if system_config:
+        cmd += ["--system-config", json.dumps(system_config)]
     if owner_pid:
         cmd += ["--owner-pid", str(owner_pid)]
     log = open(os.path.join(session_dir, "logs", "node_manager.log"), "ab")

@@ -103,7 +103,7 @@ class ActorInfo:
 
 class NodeManager:
     def __init__(self, session_dir, resources, object_store_memory, node_id, head=False,
-                 node_ip="127.0.0.1"):
+                 node_ip="127.0.0.1", system_config=None):
         self.session_dir = session_dir
         self.node_id = node_id
         self.node_ip = node_ip
@@ -112,9 +112,11 @@ class NodeManager:
         self.logs_dir = os.path.join(session_dir, "logs")
         os.makedirs(self.logs_dir, exist_ok=True)
         self.segment_prefix = "mr" + os.path.basename(session_dir)[-8:] + "_"
+        self.system_config = dict(system_config or {})
         self.objects = ObjectDirectory(object_store_memory,
-                                       os.path.join(session_dir, "spill"),
+                                       _spill_dir(session_dir, self.system_config),
                                        self.segment_prefix + "nm_")
+        self.spill_warned = None
         self.sched = sched.Scheduler(resources)
         self.loop = transport.Loop("minray-node-manager")
         self.clients = {}            # conn -> info dict
@@ -598,6 +600,23 @@ class NodeManager:
     # ----------------------------------------------------------------- objects
     def h_seal(self, conn, oid, segment, size, owner):
         self.answer_waiters(self.objects.seal(oid, segment, size, owner))
+        if self.objects.spill_error != self.spill_warned:
+            self.warn_spill_failed()
+
+    def warn_spill_failed(self):
+        """Spilling failed (a full disk): tell the drivers once per distinct cause."""
+        o = self.objects
+        self.spill_warned = o.spill_error
+        text = (f"Warning: minray could not spill objects to disk: {o.spill_error}. "
+                f"The object store holds {o.used / 2**20:.0f} MiB, over its capacity of "
+                f"{o.capacity / 2**20:.0f} MiB; objects stay in shared memory and nothing "
+                "is lost, but /dev/shm may fill up. Free disk space (or point "
+                "_system_config['object_spilling_config'] elsewhere), or free references "
+                "to large objects.")
+        print(text, file=sys.stderr, flush=True)
+        for job in self.jobs.values():
+            if job["end"] is None:
+                self.push(job["driver"], "warning", (text,))
 
     def h_publish(self, conn, oid, owner, blob):
         self.answer_waiters(self.objects.publish(oid, owner, blob))
@@ -1027,7 +1046,7 @@ class NodeManager:
         self.objects.shutdown()
         for name in shm.list_segments(self.segment_prefix):
             shm.unlink(name)
-        shutil.rmtree(os.path.join(self.session_dir, "spill"), ignore_errors=True)
+        shutil.rmtree(self.objects.spill_dir, ignore_errors=True)
         for path in (self.socket_path,):
             try:
                 os.unlink(path)
@@ -1086,6 +1105,22 @@ def _zygote_frame(msg):
     return zygote._LEN.pack(len(data)) + data
 
 
+def _spill_dir(session_dir, system_config):
+    """The session's spill folder: under the session, or under Ray's
+    ``object_spilling_config`` directory_path (a folder of its own, removed at
+    shutdown)."""
+    cfg = system_config.get("object_spilling_config")
+    if cfg:
+        if isinstance(cfg, str):
+            cfg = json.loads(cfg)
+        path = (cfg.get("params") or {}).get("directory_path")
+        if isinstance(path, list):
+            path = path[0]
+        if path:
+            return os.path.join(path, "minray-spill-" + os.path.basename(session_dir))
+    return os.path.join(session_dir, "spill")
+
+
 def _pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -1104,12 +1139,14 @@ def main(argv=None):
     parser.add_argument("--node-id", required=True)
     parser.add_argument("--head", action="store_true")
     parser.add_argument("--owner-pid", type=int, default=None)
+    parser.add_argument("--system-config", default=None)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.owner_pid:
         zygote.die_with_parent(signal.SIGTERM)
     nm = NodeManager(args.session_dir, json.loads(args.resources), args.object_store_memory,
-                     args.node_id, head=args.head)
+                     args.node_id, head=args.head,
+                     system_config=json.loads(args.system_config or "{}"))
     nm.owner_pid = args.owner_pid
     signal.signal(signal.SIGTERM, lambda *a: nm.loop.call_soon(nm.shutdown))
     nm.start()

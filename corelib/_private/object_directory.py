@@ -73,6 +73,9 @@ class ObjectDirectory:
         self.pool_bytes = 0
         self.pool_limit = min(capacity // 4, 2 << 30)
         self.num_reused = 0
+        self.spill_error = None        # why the last spill failed (e.g. disk full)
+        self.spill_blocked_until = 0.0  # no new try before then (a full disk stays full)
+        self.num_spill_failures = 0
 
     def entry(self, oid):
         e = self.entries.get(oid)
@@ -272,7 +275,7 @@ class ObjectDirectory:
     def spill_if_needed(self, keep=None):
         if self.used + self.pool_bytes > self.capacity:
             self.drain_pool()
-        if self.used <= self.capacity:
+        if self.used <= self.capacity or time.monotonic() < self.spill_blocked_until:
             return 0
         target = self.capacity * 0.8
         victims = sorted((e for e in self.entries.values()
@@ -282,19 +285,34 @@ class ObjectDirectory:
         for e in victims:
             if self.used <= target:
                 break
-            self.spill(e)
+            if not self.spill(e):
+                break
             n += 1
         return n
 
     def spill(self, e):
-        os.makedirs(self.spill_dir, exist_ok=True)
+        """Copy ``e``'s segment to the spill directory and unlink it.
+
+        Returns False when the disk refuses (full, read-only, gone): the object
+        then stays in shared memory, over the capacity, and nothing is lost;
+        ``spill_error`` says why and spilling pauses for a second.
+        """
         path = os.path.join(self.spill_dir, e.oid.hex())
-        buf = shm.attach(e.segment)
         try:
-            with open(path, "wb") as f:
-                f.write(buf)
-        finally:
-            buf.close()
+            os.makedirs(self.spill_dir, exist_ok=True)
+            buf = shm.attach(e.segment)
+            try:
+                with open(path, "wb") as f:
+                    f.write(buf)
+            finally:
+                buf.close()
+        except OSError as exc:
+            _remove(path)
+            self.spill_error = (f"{type(exc).__name__}: {exc.strerror or exc} "
+                                f"(spill directory {self.spill_dir})")
+            self.num_spill_failures += 1
+            self.spill_blocked_until = time.monotonic() + 1.0
+            return False
         # Unlink, never pool: a stale S blob elsewhere still names this segment,
         # and must find it gone (and ask where the object went), not reused.
         shm.unlink(e.segment)
@@ -302,11 +320,19 @@ class ObjectDirectory:
         self.spilled_bytes += e.size
         self.num_spilled += 1
         e.segment, e.spill_path = None, path
+        return True
 
     def restore(self, e):
         self._restore_seq += 1
         name = f"{self.segment_prefix}r{self._restore_seq}_{e.oid.hex()[-12:]}"
         size = os.path.getsize(e.spill_path)
+        free = shm.shm_free_bytes()
+        if free and size > free:
+            # Writing past a full tmpfs would kill this process with SIGBUS.
+            from ..exceptions import ObjectStoreFullError
+            raise ObjectStoreFullError(
+                f"Cannot restore a spilled object of {size / 2**20:.1f} MiB: /dev/shm has "
+                f"only {free / 2**20:.1f} MiB free. Free references to large objects.")
         buf = shm.create(name, max(size, 1))
         try:
             with open(e.spill_path, "rb") as f:
@@ -324,7 +350,8 @@ class ObjectDirectory:
         return {"num_objects": len(self.entries), "shm_bytes": self.used,
                 "capacity": self.capacity, "spilled_bytes": self.spilled_bytes,
                 "num_spilled": self.num_spilled, "num_restored": self.num_restored,
-                "pool_bytes": self.pool_bytes, "num_reused": self.num_reused}
+                "pool_bytes": self.pool_bytes, "num_reused": self.num_reused,
+                "num_spill_failures": self.num_spill_failures, "spill_error": self.spill_error}
 
     def shutdown(self):
         self.drain_pool()
