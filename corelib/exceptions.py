@@ -210,6 +210,10 @@ class ObjectLostError(RayError):
             f"Failed to retrieve object {object_ref_hex}. All copies of it are lost "
             "and it cannot be rebuilt from its lineage."))
 
+    def __reduce__(self):
+        # Rebuilt with its own message, not a message wrapped in the default one.
+        return (type(self), (self.object_ref_hex, "", "", str(self)))
+
 
 class ObjectFetchTimedOutError(ObjectLostError):
     """Fetching the object from another node timed out."""

@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 
-from .. import exceptions
+from .. import _ext, exceptions
 from ..object_ref import ObjectRef, ObjectRefGenerator
 from . import ids, serialization, shm, transport, validation
 from . import protocol as P
@@ -88,9 +88,9 @@ class ObjectState:
 
 class TaskRecord:
     __slots__ = ("task_id", "fn", "args_blob", "arg_refs", "arg_values", "pins",
-                 "opts", "return_ids", "retries_left", "unresolved", "worker",
+                 "opts", "return_ids", "retries_left", "worker",
                  "cancelled", "stream", "actor_id", "method", "queue", "seq", "sent_at",
-                 "on_error")
+                 "on_error", "live_returns", "then")
 
     def __init__(self, task_id, fn, args_blob, arg_refs, pins, opts, return_ids):
         self.task_id = task_id
@@ -102,7 +102,6 @@ class TaskRecord:
         self.opts = opts
         self.return_ids = return_ids
         self.retries_left = opts.max_retries
-        self.unresolved = 0
         self.worker = None
         self.cancelled = False
         self.stream = None
@@ -112,6 +111,8 @@ class TaskRecord:
         self.seq = 0
         self.sent_at = 0.0
         self.on_error = None
+        self.then = None                  # what runs once the ref arguments resolve
+        self.live_returns = 0             # lineage: its returns in the store still referenced
 
 
 class Stream:
@@ -204,8 +205,13 @@ class CoreClient:
         self.worker_id = worker_id
         self.lock = threading.Lock()
         self.objects = {}
+        self.deps = _ext.deps.DependencyTable()   # tasks waiting for ref arguments
         self.release_queue = collections.deque()
         self.tasks = {}
+        # Lineage (as Ray's owner keeps it): finished tasks whose results live in
+        # the object store, kept while those results are referenced, so a lost
+        # copy can be rebuilt by running the task again (see _reconstruct).
+        self.lineage = {}
         self.queues = {}
         self.actor_queues = {}
         self.streams = {}
@@ -400,7 +406,7 @@ class CoreClient:
         rq = self.release_queue
         if not rq:
             return
-        owner_release, unborrow, release_holds = [], [], []
+        owner_release, unborrow, release_holds, forgotten = [], [], [], []
         with self.lock:
             while rq:
                 oid = rq.popleft()
@@ -420,6 +426,8 @@ class CoreClient:
                     if st.exported or st.is_token or (st.blob is not None and
                                                       st.blob[0] == TAG_SHM):
                         owner_release.append(oid)
+                        if st.blob is not None and st.blob[0] == TAG_SHM:
+                            forgotten.append(self._forget_lineage(oid))
                     if st.contained:
                         release_holds.append(oid)
                 elif st.borrowed:
@@ -430,6 +438,18 @@ class CoreClient:
             self.notice("release_holds", release_holds)
         if unborrow:
             self.notice("unborrow", unborrow)
+        # The forgotten tasks' pinned arguments are released (outside the lock).
+        del forgotten
+
+    def _forget_lineage(self, oid):
+        """A result in the store was freed (lock held); drop its task's lineage with
+        the last one. Returns the record dropped (release it outside the lock)."""
+        rec = self.lineage.get(oid[:16])
+        if rec is not None:
+            rec.live_returns -= 1
+            if rec.live_returns <= 0:
+                return self.lineage.pop(oid[:16])
+        return None
 
     def export_refs(self, refs):
         """Refs are leaving this process inside a value: make them findable by others."""
@@ -517,6 +537,8 @@ class CoreClient:
                 with self.lock:
                     if self.objects.get(oid) is st and st.local_refs <= 0:
                         del self.objects[oid]
+                        if blob[0] == TAG_SHM:
+                            forgotten = self._forget_lineage(oid)  # noqa: F841 (released here)
                 self.notice("owner_release", [oid])
                 if contained:
                     self.notice("release_holds", [oid])
@@ -654,22 +676,64 @@ class CoreClient:
 
     def _attach(self, oid, blob):
         """Map an object's segment read-only; the node manager learns who maps what,
-        so it never reuses a segment while a process (or a numpy view) still maps it."""
+        so it never reuses a segment while a process (or a numpy view) still maps it.
+
+        A segment that is gone was spilled (the node manager restores it), or lost:
+        then the owner runs the task that made it again (lineage reconstruction)
+        and waits here for the new copy, and a borrower's request waits at the
+        node manager until the owner has rebuilt it.
+        """
         name = bytes(blob[9:]).decode()
         self.notice("mapped", name)
         try:
             buf = shm.attach(name)
         except FileNotFoundError:
             self.notice("unmapped", name)
-            # Spilled (or moved): ask where it is now.
-            loc = self.call("get_object", oid)
-            if loc[0] != "shm":
-                raise exceptions.ObjectLostError(oid.hex())
-            name = loc[1]
-            self.notice("mapped", name)
-            buf = shm.attach(name)
+            buf, name = self._locate_and_attach(oid)
         weakref.finalize(buf, self._unmapped, name)
         return buf
+
+    def _locate_and_attach(self, oid):
+        blocked = self._enter_blocked()
+        try:
+            for _ in range(100):
+                loc = self.call("get_object", oid)
+                if loc[0] == "lost":
+                    self._reconstruct(oid)
+                    blob = self._wait_owned_blob(oid)
+                    if blob[0] == TAG_SHM:
+                        continue   # rebuilt: ask where the new copy is
+                    loc = ("inline", blob)
+                if loc[0] == "inline":
+                    blob = loc[1]
+                    if blob[0] == TAG_ERROR:
+                        err = serialization.loads_inline(blob)
+                        if isinstance(err, exceptions.RayTaskError):
+                            raise err.as_instanceof_cause()
+                        raise err
+                    raise exceptions.ObjectLostError(oid.hex())
+                name = loc[1]
+                self.notice("mapped", name)
+                try:
+                    return shm.attach(name), name
+                except FileNotFoundError:
+                    self.notice("unmapped", name)   # lost again meanwhile: once more
+            raise exceptions.ObjectLostError(oid.hex())
+        finally:
+            if blocked:
+                self._exit_blocked()
+
+    def _wait_owned_blob(self, oid):
+        with self.lock:
+            st = self.objects.get(oid)
+            if st is None:
+                raise exceptions.ObjectLostError(oid.hex())
+            if st.blob is not None:
+                return st.blob
+            waiter = Waiter(1)
+            st.waiters.append(waiter)
+        waiter.wait(None)
+        return st.blob
 
     def _unmapped(self, name):
         if not self.shutting_down:
@@ -786,31 +850,38 @@ class CoreClient:
         return refs or None
 
     def _resolve_then(self, rec, then):
-        """Call ``then(rec)`` once every top-level ref argument has a value."""
+        """Call ``then(rec)`` once every top-level ref argument has a value.
+
+        The counting lives in ``self.deps`` (minray._ext.deps, compiled): one
+        subscription per object however many tasks wait for it.
+        """
         if not rec.arg_refs:
             then(rec)
             return
         fetch = []
         with self.lock:
-            waiting = []
+            missing = []
             for _, ref in rec.arg_refs:
                 st = self._state_for_wait(ref)
                 if st.blob is None:
-                    waiting.append(st)
+                    missing.append(ref._id)
+            if missing:
+                rec.then = then
+                for oid in self.deps.watch(rec, missing):
+                    st = self.objects[oid]
+                    st.waiters.append(self._dep_ready)
                     if not st.owned:
-                        fetch.append(ref._id)
-            rec.unresolved = len(waiting)
-            if waiting:
-                def one_ready(_oid, rec=rec):
-                    rec.unresolved -= 1
-                    if rec.unresolved == 0:
-                        self._args_ready(rec, then)
-                for st in waiting:
-                    st.waiters.append(one_ready)
+                        fetch.append(oid)
         for oid in fetch:
             self._fetch_borrowed(oid)
-        if not waiting:
+        if not missing:
             self._args_ready(rec, then)
+
+    def _dep_ready(self, oid):
+        with self.lock:
+            ready = self.deps.resolve(oid)
+        for rec in ready:
+            self._args_ready(rec, rec.then)
 
     def _args_ready(self, rec, then):
         values = []
@@ -1009,6 +1080,7 @@ class CoreClient:
         if rec.stream is not None:
             self._finish_stream(rec, results)
         else:
+            self._keep_lineage(rec, results)
             for oid, blob, c in zip(rec.return_ids, results, contained):
                 self._complete(oid, blob, c)
         if w.returning:
@@ -1019,6 +1091,77 @@ class CoreClient:
             return
         # Refill this worker after the whole batch of replies is read (one write).
         self._dirty_queues.add(w.queue)
+
+    def _keep_lineage(self, rec, results):
+        """Keep the spec of a task whose results went to the store, to rebuild them."""
+        if rec.opts.num_returns == "dynamic" or rec.opts.max_retries == 0 or \
+                rec.task_id in self.lineage:
+            return
+        n = sum(1 for b in results if b[0] == TAG_SHM)
+        if n:
+            rec.live_returns = n
+            with self.lock:
+                self.lineage[rec.task_id] = rec
+
+    def _reconstruct(self, oid):
+        """The store lost ``oid``'s value: run the task that made it again.
+
+        Returns True when the value is on its way (the task was resubmitted, or
+        is running already); otherwise the object now holds an ObjectLostError
+        (a put, an actor call's result, retries used up) and the node manager is
+        told, so that borrowers waiting for it get the error too.
+        """
+        task_id = oid[:16]
+        resubmit = None
+        with self.lock:
+            st = self.objects.get(oid)
+            if st is None or st.blob is None:
+                return st is not None     # freed, or already being rebuilt
+            rec = self.lineage.get(task_id)
+            if task_id in self.tasks:
+                st.blob, st.segment_buf = None, None
+                return True
+            if rec is not None and rec.retries_left != 0:
+                if rec.retries_left > 0:
+                    rec.retries_left -= 1
+                st.blob, st.segment_buf = None, None
+                rec.worker, rec.cancelled = None, False
+                self.tasks[task_id] = rec
+                resubmit = rec
+        if resubmit is not None:
+            self._enqueue_task(resubmit)
+            return True
+        if rec is not None:
+            err = exceptions.ObjectReconstructionFailedError(oid.hex(), message=(
+                f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
+                f"lost and the task that made it ({rec.opts.name or 'a task'}) has no "
+                "retries left to run again (max_retries). Raise max_retries to allow more "
+                "reconstructions."))
+        elif st.owned and ids.index_of(oid) == 0:
+            err = exceptions.ObjectLostError(oid.hex(), message=(
+                f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
+                "lost, and objects made by ray.put() cannot be rebuilt (they have no "
+                "lineage). Keep what must survive in the driver, or create it in a task."))
+        else:
+            err = exceptions.ObjectLostError(oid.hex(), message=(
+                f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
+                "lost and it cannot be rebuilt: only results of tasks with retries left "
+                "are (not those of actor calls, or of tasks with max_retries=0)."))
+        blob = serialization.error_blob(err)
+        with self.lock:
+            st.blob, st.segment_buf = blob, None
+            waiters, st.waiters = st.waiters, []
+        self.notice("object_lost", oid, blob)
+        for w in waiters:
+            if type(w) is Waiter:
+                w.notify()
+            else:
+                w(oid)
+        return False
+
+    def _push_reconstruct(self, oid):
+        # A borrower found our object lost; the node manager holds its request.
+        self._reconstruct(oid)
 
     def _pump_dirty(self):
         dirty = self._dirty_queues

@@ -31,7 +31,7 @@ from .. import exceptions
 from . import protocol as P
 from . import scheduler as sched
 from . import serialization, shm, transport, zygote
-from .object_directory import ObjectDirectory
+from .object_directory import LOST, ObjectDirectory
 
 ACTOR_TOKEN_INDEX = 0xFFFFFFFF
 LOG_POLL_S = 0.1
@@ -154,6 +154,7 @@ class NodeManager:
             "hold": self.h_hold,
             "release_holds": self.h_release_holds,
             "get_object": self.h_get_object,
+            "object_lost": self.h_object_lost,
             "alloc_segment": self.h_alloc_segment,
             "mapped": self.h_mapped,
             "unmapped": self.h_unmapped,
@@ -649,7 +650,30 @@ class NodeManager:
         loc = self.objects.locate(oid, (conn, req_id))
         if loc is None:
             return _DEFERRED
+        if loc is LOST:
+            return self.on_object_lost(conn, req_id, oid)
         return loc
+
+    def on_object_lost(self, conn, req_id, oid):
+        """The store copy of ``oid`` is gone: its owner rebuilds it from lineage.
+
+        The owner asking is told at once and rebuilds it itself; a borrower's
+        request waits here while the owner does (``reconstruct``), and gets the
+        new copy from the seal, or the owner's error (``object_lost``).
+        """
+        e = self.objects.entries[oid]
+        if e.owner == self.clients[conn].get("client_id"):
+            return LOST
+        owner = self.client_conns.get(e.owner)
+        if owner is None:
+            self.objects.fail(oid, self._owner_died_blob(oid))
+            return self.objects.locate(oid, None)
+        e.waiters.append((conn, req_id))
+        self.push(owner, "reconstruct", (oid,))
+        return _DEFERRED
+
+    def h_object_lost(self, conn, oid, blob):
+        self.answer_waiters(self.objects.fail(oid, blob))
 
     def h_alloc_segment(self, conn, size):
         return self.objects.alloc(size)

@@ -28,6 +28,7 @@ import time
 from . import serialization, shm
 
 PENDING, READY = 0, 1
+LOST = ("lost",)   # what locate() returns for an object whose store copy is gone
 POOL_MIN_BYTES = 1 << 20   # smaller segments are cheap to make afresh
 
 
@@ -76,6 +77,7 @@ class ObjectDirectory:
         self.spill_error = None        # why the last spill failed (e.g. disk full)
         self.spill_blocked_until = 0.0  # no new try before then (a full disk stays full)
         self.num_spill_failures = 0
+        self.num_lost = 0
 
     def entry(self, oid):
         e = self.entries.get(oid)
@@ -200,12 +202,55 @@ class ObjectDirectory:
 
     # -- reading ---------------------------------------------------------------
     def locate(self, oid, waiter):
-        """Return ("inline", blob) / ("shm", segment), or None after queueing ``waiter``."""
+        """Return ("inline", blob) / ("shm", segment), or None after queueing ``waiter``.
+
+        Returns LOST when the object's copy is gone (its segment was removed from
+        /dev/shm, its spill file deleted or cut short): the entry is then pending
+        again, ready to take the copy that reconstruction seals.
+        """
         e = self.entry(oid)
         if e.state == PENDING:
             e.waiters.append(waiter)
             return None
-        return self._location(e)
+        if self._is_lost(e):
+            self.mark_lost(e)
+            return LOST
+        try:
+            return self._location(e)
+        except (FileNotFoundError, EOFError):
+            self.mark_lost(e)
+            return LOST
+
+    def _is_lost(self, e):
+        if e.segment is not None:
+            return not shm.exists(e.segment)
+        if e.spill_path is not None:
+            try:
+                return os.path.getsize(e.spill_path) < e.size
+            except OSError:
+                return True
+        return False
+
+    def mark_lost(self, e):
+        """Forget the lost copy of ``e``; it waits for a new one (seal) or an error."""
+        if e.segment is not None:
+            self.used -= e.size
+            self.mappers.pop(e.segment, None)
+            e.segment = None
+        if e.spill_path is not None:
+            _remove(e.spill_path)
+            self.spilled_bytes -= e.size
+            e.spill_path = None
+        e.state, e.blob = PENDING, None
+        self.num_lost += 1
+
+    def fail(self, oid, blob):
+        """The owner cannot rebuild ``oid``: it becomes an error. Returns waiters."""
+        e = self.entries.get(oid)
+        if e is None or e.state == READY:
+            return []
+        e.blob, e.size, e.state = blob, len(blob), READY
+        return self._take_waiters(e)
 
     def _location(self, e):
         e.last_use = time.monotonic()
@@ -351,7 +396,8 @@ class ObjectDirectory:
                 "capacity": self.capacity, "spilled_bytes": self.spilled_bytes,
                 "num_spilled": self.num_spilled, "num_restored": self.num_restored,
                 "pool_bytes": self.pool_bytes, "num_reused": self.num_reused,
-                "num_spill_failures": self.num_spill_failures, "spill_error": self.spill_error}
+                "num_spill_failures": self.num_spill_failures, "spill_error": self.spill_error,
+                "num_lost": self.num_lost}
 
     def shutdown(self):
         self.drain_pool()

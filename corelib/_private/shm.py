@@ -93,6 +93,11 @@ def attach(name):
         os.close(fd)
 
 
+def exists(name):
+    """Whether the segment ``name`` still exists (it can be removed from outside)."""
+    return os.path.exists("/dev/shm/" + name)
+
+
 def unlink(name):
     """Remove a segment's name; memory stays until the last mapping goes away."""
     try:
