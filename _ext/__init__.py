@@ -7,8 +7,11 @@ directly; it uses the attribute of this package, which holds the compiled
 module unless the environment sets MINRAY_NO_EXTENSIONS=1 or the compiled
 module is not importable (not built, or built for another Python).
 
-    frame   the wire format and its codec: length-prefixed frames, see the
-            docstring of `frame_py.py` (also `minray._ext.frame.__doc__`).
+    frame      the wire format and its codec: length-prefixed frames, see the
+               docstring of `frame_py.py` (also `minray._ext.frame.__doc__`).
+    ids        task and object ids: generation, return ids, parsing.
+    resources  resource accounting: fits / add / subtract, first-fit granting.
+    deps       dependency counting: which tasks wait for which objects.
 
 The modules take and return plain bytes, ints and lists and never reach into
 the runtime, so the test suite compares each pair on random inputs and CI runs
@@ -24,9 +27,13 @@ import os
 
 __all__ = [
     "frame",
+    "ids",
+    "resources",
+    "deps",
     "load",
     "is_compiled",
     "USING_EXTENSIONS",
+    "MODULES",
     "NO_EXTENSIONS",
     "IMPORT_ERRORS",
 ]
@@ -68,6 +75,11 @@ def is_compiled(module):
 
 
 frame = load("frame")
+ids = load("ids")
+resources = load("resources")
+deps = load("deps")
+
+MODULES = (frame, ids, resources, deps)
 
 # True when every module above is the compiled one.
-USING_EXTENSIONS = all(is_compiled(module) for module in (frame,))
+USING_EXTENSIONS = all(is_compiled(module) for module in MODULES)

@@ -1,41 +1,30 @@
 """Identifiers: cheap, unique, and readable as hex.
 
-A task id is 16 bytes: an 8-byte random prefix drawn once per process, then an
-8-byte big-endian counter.  An object id is the id of the task that creates it
-followed by a 4-byte return index, so the owner of a return value can be found
-from the task id and a generator's n-th item has a predictable id.
+The layout and the codec live in `minray._ext.ids` (compiled, with a pure-
+Python twin): a task id is an 8-byte per-process prefix and an 8-byte
+counter; an object id is its creating task's id and a 4-byte return index.
+This module keeps the process's one generator and re-creates it after fork,
+so a forked child never hands out its parent's ids.
 """
 
-import itertools
 import os
-import struct
 
-_PREFIX = os.urandom(8)
-_COUNTER = itertools.count(1)
-_INDEX = struct.Struct(">I")
+from minray._ext import ids as _codec
+
+object_id_for = _codec.object_id_for
+return_ids = _codec.return_ids
+task_id_of = _codec.task_id_of
+index_of = _codec.index_of
+
+_GEN = _codec.IdGenerator()
+new_task_id = _GEN.new_task_id
 
 
 def reset_after_fork():
     """Give a forked child its own prefix so ids never collide with the parent's."""
-    global _PREFIX, _COUNTER
-    _PREFIX = os.urandom(8)
-    _COUNTER = itertools.count(1)
-
-
-def new_task_id():
-    return _PREFIX + next(_COUNTER).to_bytes(8, "big")
-
-
-def object_id_for(task_id, index):
-    return task_id + _INDEX.pack(index)
-
-
-def task_id_of(object_id):
-    return object_id[:16]
-
-
-def index_of(object_id):
-    return _INDEX.unpack_from(object_id, 16)[0]
+    global _GEN, new_task_id
+    _GEN = _codec.IdGenerator()
+    new_task_id = _GEN.new_task_id
 
 
 def new_unique_id(nbytes=16):

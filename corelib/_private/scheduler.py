@@ -10,26 +10,15 @@ and reads grants out of ``schedule()``; tests drive it without processes.
 
 import collections
 
-EPS = 1e-9
+from minray._ext import resources as _resources
 
-
-def fits(available, request):
-    for k, v in request.items():
-        if v > EPS and available.get(k, 0.0) + EPS < v:
-            return False
-    return True
-
-
-def subtract(available, request):
-    for k, v in request.items():
-        if v:
-            available[k] = available.get(k, 0.0) - v
-
-
-def add(available, request):
-    for k, v in request.items():
-        if v:
-            available[k] = available.get(k, 0.0) + v
+# The arithmetic on resource dicts is compiled (minray._ext.resources, with a
+# pure-Python twin): every lease, release and placement decision pays it.
+EPS = _resources.EPS
+fits = _resources.fits
+subtract = _resources.subtract
+add = _resources.add
+total_of = _resources.total
 
 
 class LeaseRequest:
@@ -169,19 +158,14 @@ class Scheduler:
     def pg_feasible(self, pg):
         if pg.strategy == "STRICT_SPREAD" and len(pg.bundles) > self.num_nodes:
             return False
-        need = {}
-        for b in pg.bundles:
-            add(need, b)
-        return fits(self.total, need)
+        return fits(self.total, total_of(pg.bundles))
 
     def try_place_pgs(self):
         placed = []
         for pg in self.pgs.values():
             if pg.state != "PENDING" or not self.pg_feasible(pg):
                 continue
-            need = {}
-            for b in pg.bundles:
-                add(need, b)
+            need = total_of(pg.bundles)
             if fits(self.available, need):
                 subtract(self.available, need)
                 pg.state = "CREATED"
@@ -193,9 +177,6 @@ class Scheduler:
         if pg is None:
             return None
         if pg.state == "CREATED":
-            need = {}
-            for b in pg.bundles:
-                add(need, b)
-            add(self.available, need)
+            add(self.available, total_of(pg.bundles))
         pg.state = "REMOVED"
         return pg
