@@ -112,7 +112,6 @@ class TaskRecord:
         self.sent_at = 0.0
         self.on_error = None
         self.then = None                  # what runs once the ref arguments resolve
-        self.then = None                  # what runs once the ref arguments resolve
         self.live_returns = 0             # lineage: its returns in the store still referenced
 
 
@@ -206,7 +205,6 @@ class CoreClient:
         self.worker_id = worker_id
         self.lock = threading.Lock()
         self.objects = {}
-        self.deps = _ext.deps.DependencyTable()   # tasks waiting for ref arguments
         self.deps = _ext.deps.DependencyTable()   # tasks waiting for ref arguments
         self.release_queue = collections.deque()
         self.tasks = {}
