@@ -1,0 +1,309 @@
+"""Aggregations: whole-dataset (``ds.sum("x")``) and per group (``ds.groupby("k").sum("x")``).
+
+    whole dataset: block --partial(agg) per block, streamed--> partials --merge, finalize--> value
+    per group:     sort by key (range partitions) --reduce_groups per partition--> one row per key
+
+Every aggregation is an ``AggregateFn`` with the vectorized pieces a sorted
+partition needs (``block_groups``: one value per group via numpy reduceat) and
+the mergeable partial form a whole-dataset aggregate needs.  A user-defined
+``AggregateFn(init, merge, accumulate_row=..., finalize=...)`` works in both
+places, one Python call per row.
+
+Example::
+
+    from minray.data.aggregate import Count, Mean
+    ds.groupby("k").aggregate(Count(), Mean("x")).take_all()
+"""
+
+import numpy as np
+
+import minray as ray
+
+from . import block as B
+from .executor import _meta
+
+
+class AggregateFn:
+    """A user-defined aggregation: ``init(key) -> acc``, ``accumulate_row(acc, row)`` (or
+    ``accumulate_block(acc, block)``), ``merge(a, b)``, ``finalize(acc)``.
+
+    Example::
+
+        total = AggregateFn(init=lambda k: 0, accumulate_row=lambda a, r: a + r["x"],
+                            merge=lambda a, b: a + b, name="total")
+        ds.aggregate(total) == {"total": ...}
+    """
+
+    def __init__(self, init, merge, name, accumulate_row=None, accumulate_block=None,
+                 finalize=None):
+        if (accumulate_row is None) == (accumulate_block is None):
+            raise ValueError("Give exactly one of accumulate_row or accumulate_block.")
+        self.init, self.merge_fn, self.name = init, merge, name
+        self.accumulate_row, self.accumulate_block = accumulate_row, accumulate_block
+        self.finalize_fn = finalize or (lambda a: a)
+        self.on = None
+
+    def partial(self, block, key=None):
+        acc = self.init(key)
+        if not block:
+            return acc
+        if self.accumulate_block is not None:
+            return self.accumulate_block(acc, block)
+        for row in B.iter_rows(block):
+            acc = self.accumulate_row(acc, row)
+        return acc
+
+    def merge(self, a, b):
+        return self.merge_fn(a, b)
+
+    def finalize(self, acc):
+        return self.finalize_fn(acc)
+
+    def block_groups(self, block, starts, keys):
+        bounds = list(starts) + [B.num_rows(block)]
+        return B.make_column([self.finalize(self.partial(B.slice_block(block, bounds[i],
+                                                                       bounds[i + 1]), keys[i]))
+                              for i in range(len(starts))])
+
+
+class _Numeric(AggregateFn):
+    """Built-in aggregation on one column; partials are small tuples merged on the driver."""
+    label = "agg"
+
+    def __init__(self, on=None, ignore_nulls=True, alias_name=None):
+        self.on = on
+        self.ignore_nulls = ignore_nulls
+        self.name = alias_name or (f"{self.label}({on})" if on is not None else
+                                   f"{self.label}()")
+
+    def column(self, block):
+        B.check_columns(block, [self.on])
+        col = block[self.on]
+        if self.ignore_nulls and col.dtype.kind == "f":
+            col = col[~np.isnan(col)]
+        return col
+
+
+class Count(_Numeric):
+    label = "count"
+
+    def partial(self, block, key=None):
+        if self.on is None or not block:
+            return B.num_rows(block)
+        return len(self.column(block))
+
+    def merge(self, a, b):
+        return a + b
+
+    def finalize(self, acc):
+        return int(acc)
+
+    def block_groups(self, block, starts, keys):
+        return np.diff(np.append(starts, B.num_rows(block)))
+
+
+class Sum(_Numeric):
+    label = "sum"
+
+    def partial(self, block, key=None):
+        col = self.column(block) if block else np.array([])
+        return (col.sum(), len(col)) if len(col) else (0, 0)
+
+    def merge(self, a, b):
+        return (a[0] + b[0], a[1] + b[1])
+
+    def finalize(self, acc):
+        return _py(acc[0]) if acc[1] else None
+
+    def block_groups(self, block, starts, keys):
+        return np.add.reduceat(block[self.on], starts)
+
+
+class Min(_Numeric):
+    label = "min"
+    _reduce = staticmethod(np.minimum)
+    _pick = staticmethod(min)
+
+    def partial(self, block, key=None):
+        col = self.column(block) if block else np.array([])
+        return self._pick(col.tolist()) if len(col) else None
+
+    def merge(self, a, b):
+        return b if a is None else a if b is None else self._pick(a, b)
+
+    def finalize(self, acc):
+        return _py(acc)
+
+    def block_groups(self, block, starts, keys):
+        col = block[self.on]
+        if col.dtype == object or col.dtype.kind in "US":
+            bounds = list(starts) + [len(col)]
+            return B.make_column([self._pick(col[bounds[i]:bounds[i + 1]].tolist())
+                                  for i in range(len(starts))])
+        return self._reduce.reduceat(col, starts)
+
+
+class Max(Min):
+    label = "max"
+    _reduce = staticmethod(np.maximum)
+    _pick = staticmethod(max)
+
+
+class AbsMax(_Numeric):
+    label = "abs_max"
+
+    def partial(self, block, key=None):
+        col = self.column(block) if block else np.array([])
+        return np.abs(col).max() if len(col) else None
+
+    def merge(self, a, b):
+        return b if a is None else a if b is None else max(a, b)
+
+    def finalize(self, acc):
+        return _py(acc)
+
+    def block_groups(self, block, starts, keys):
+        return np.maximum.reduceat(np.abs(block[self.on]), starts)
+
+
+class Mean(_Numeric):
+    label = "mean"
+
+    def partial(self, block, key=None):
+        col = self.column(block) if block else np.array([])
+        return (float(col.sum()), len(col)) if len(col) else (0.0, 0)
+
+    def merge(self, a, b):
+        return (a[0] + b[0], a[1] + b[1])
+
+    def finalize(self, acc):
+        return acc[0] / acc[1] if acc[1] else None
+
+    def block_groups(self, block, starts, keys):
+        counts = np.diff(np.append(starts, B.num_rows(block)))
+        return np.add.reduceat(block[self.on].astype(np.float64), starts) / counts
+
+
+class Std(_Numeric):
+    """Standard deviation with ``ddof`` (default 1, like Ray and pandas)."""
+    label = "std"
+
+    def __init__(self, on=None, ddof=1, ignore_nulls=True, alias_name=None):
+        super().__init__(on, ignore_nulls, alias_name)
+        self.ddof = ddof
+
+    def partial(self, block, key=None):
+        col = self.column(block).astype(np.float64) if block else np.array([])
+        if not len(col):
+            return (0, 0.0, 0.0)
+        mean = col.mean()
+        return (len(col), mean, float(((col - mean) ** 2).sum()))
+
+    def merge(self, a, b):
+        # Chan et al.'s parallel update: exact for any split of the rows.
+        (na, ma, m2a), (nb, mb, m2b) = a, b
+        n = na + nb
+        if n == 0:
+            return a
+        delta = mb - ma
+        return (n, ma + delta * nb / n, m2a + m2b + delta * delta * na * nb / n)
+
+    def finalize(self, acc):
+        n, _, m2 = acc
+        return float(np.sqrt(m2 / (n - self.ddof))) if n - self.ddof > 0 else None
+
+    def block_groups(self, block, starts, keys):
+        col = block[self.on].astype(np.float64)
+        counts = np.diff(np.append(starts, len(col)))
+        means = np.add.reduceat(col, starts) / counts
+        dev = col - np.repeat(means, counts)
+        m2 = np.add.reduceat(dev * dev, starts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(counts - self.ddof > 0, np.sqrt(m2 / (counts - self.ddof)), np.nan)
+
+
+class Unique(_Numeric):
+    label = "unique"
+
+    def partial(self, block, key=None):
+        col = self.column(block) if block else np.array([])
+        return set(col.tolist())
+
+    def merge(self, a, b):
+        return a | b
+
+    def finalize(self, acc):
+        return sorted(acc, key=lambda v: (v is None, v))
+
+    def block_groups(self, block, starts, keys):
+        bounds = list(starts) + [B.num_rows(block)]
+        col = B.make_column([None] * len(starts))
+        col[:] = [sorted(set(block[self.on][bounds[i]:bounds[i + 1]].tolist()))
+                  for i in range(len(starts))]
+        return col
+
+
+def _py(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ---------------------------------------------------------------- remote pieces
+@ray.remote
+def partials(block, aggs):
+    """Per-block partial results of whole-dataset aggregations."""
+    return [agg.partial(block) for agg in aggs]
+
+
+def combine(partial_lists, aggs):
+    accs = [None] * len(aggs)
+    for parts in partial_lists:
+        for i, p in enumerate(parts):
+            accs[i] = p if accs[i] is None else aggs[i].merge(accs[i], p)
+    return {agg.name: (agg.finalize(acc) if acc is not None else None)
+            for agg, acc in zip(aggs, accs)}
+
+
+def group_starts(block, keys):
+    """Row indices where a new group begins in a block sorted by ``keys``."""
+    n = B.num_rows(block)
+    change = np.zeros(n, dtype=bool)
+    if n:
+        change[0] = True
+    for k in keys:
+        col = block[k]
+        change[1:] |= col[1:] != col[:-1]
+    return np.flatnonzero(change)
+
+
+@ray.remote(num_returns=2)
+def reduce_groups(keys, aggs, *parts):
+    """Reduce one sorted range partition to one row per distinct key."""
+    from .shuffle import _sort_order
+    block = B.concat(list(parts))
+    if not block:
+        return {}, _meta({})
+    block = B.take(block, _sort_order(block, keys, False))
+    starts = group_starts(block, keys)
+    out = {k: block[k][starts] for k in keys}
+    key_values = list(zip(*[out[k].tolist() for k in keys]))
+    key_values = [kv[0] if len(keys) == 1 else kv for kv in key_values]
+    for agg in aggs:
+        if agg.on is not None:
+            B.check_columns(block, [agg.on])
+        out[agg.name] = agg.block_groups(block, starts, key_values)
+    return out, _meta(out)
+
+
+@ray.remote(num_returns=2)
+def map_groups_task(keys, transform, *parts):
+    """Run a map_groups function once per group of one sorted range partition."""
+    from .shuffle import _sort_order
+    block = B.concat(list(parts))
+    if not block:
+        return {}, _meta({})
+    block = B.take(block, _sort_order(block, keys, False))
+    bounds = list(group_starts(block, keys)) + [B.num_rows(block)]
+    outs = [transform(B.slice_block(block, bounds[i], bounds[i + 1]), i)
+            for i in range(len(bounds) - 1)]
+    out = B.concat(outs)
+    return out, _meta(out)
