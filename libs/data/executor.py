@@ -285,7 +285,8 @@ class MapStage:
         pending = collections.deque()
         try:
             for i, item in enumerate(items):
-                pending.append(runner.submit(item, i))
+                source = item if isinstance(item, ReadTask) else item[0]
+                pending.append(runner.submit(source, i))
                 while len(pending) >= window:
                     yield self._finish(runner, pending.popleft(), rec, bars, index)
             while pending:
