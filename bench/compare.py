@@ -45,10 +45,16 @@ EXTRA = ["get_large_seconds", "pass_large_to_task_seconds", "million_tasks"]
 MINRAY_ONLY = {"million_tasks"}
 
 
-def run_workload(python, backend, workload, timeout=900):
+# Whole-runtime figures measured again on the pure-Python twins (MINRAY_NO_EXTENSIONS=1).
+TWIN_ROWS = ["single_client_tasks_sync", "single_client_tasks_async", "actor_calls_sync"]
+
+
+def run_workload(python, backend, workload, timeout=900, twins=False):
     cmd = [python, WORKLOADS_PY, "--backend", backend, "--workload", workload]
     env = dict(os.environ)
-    env.pop("MINRAY_NO_EXTENSIONS", None) if backend == "ray" else None
+    env.pop("MINRAY_NO_EXTENSIONS", None)
+    if twins:
+        env["MINRAY_NO_EXTENSIONS"] = "1"
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
@@ -130,6 +136,10 @@ def main(argv=None):
             print(f"  {backend:6s} {name} ...", file=sys.stderr, flush=True)
             results[backend][name] = run_workload(python, backend, name)
     results["minray"]["numpy_copy_bandwidth"] = run_workload(me, "minray", "numpy_copy_bandwidth")
+    twins = {}
+    for name in TWIN_ROWS:
+        print(f"  twins  {name} ...", file=sys.stderr, flush=True)
+        twins[name] = run_workload(me, "minray", name, twins=True)
     pool = pool_figures()
 
     lines = []
@@ -172,6 +182,22 @@ def main(argv=None):
                 lines.append(f"- {name} [{backend}]: {json.dumps(res['value'])}")
             elif res:
                 lines.append(f"- {name} [{backend}]: error {res['error']}")
+    lines.append("")
+    lines.append("Compiled hot path (`_ext`) against the pure-Python twins "
+                 "(MINRAY_NO_EXTENSIONS=1), whole runtime:")
+    lines.append("")
+    lines.append("| figure | compiled | twins | compiled / twins |")
+    lines.append("|---|---|---|---|")
+    titles = {r[0]: r[1] for r in ROWS}
+    for name in TWIN_ROWS:
+        cv, tv = scalar(results["minray"].get(name)), scalar(twins.get(name))
+        ratio = f"{cv / tv:.2f}x" if cv and tv else "n/a"
+        lines.append(f"| {titles[name]} | {fmt(cv, '')} | {fmt(tv, '')} | {ratio} |")
+    lines.append("")
+    lines.append("and operation by operation (`python -m bench.ext_micro`, ns per operation):")
+    lines.append("")
+    from bench import ext_micro
+    lines.append(ext_micro.table(ext_micro.measure()))
     table = "\n".join(lines)
     print(table)
     if args.write:

@@ -93,3 +93,23 @@ def test_single_client_wait_1k_refs(benchmark, f):
         refs = [f.remote() for _ in range(1000)]
         ray.wait(refs, num_returns=1000)
     benchmark.pedantic(run, rounds=5)
+
+
+# -- the compiled hot path against its twins (bench/ext_micro.py) -------------
+def _ext_cases():
+    from bench import ext_micro
+    cases = []
+    for name, make in ext_micro.CASES.items():
+        for impl in ("compiled", "twin"):
+            cases.append(pytest.param(name, impl, make, id=f"{name}-{impl}"))
+    return cases
+
+
+@pytest.mark.parametrize("name,impl,make", _ext_cases())
+def test_ext_hot_path_ops(benchmark, name, impl, make):
+    import importlib
+    module = importlib.import_module(f"minray._ext._{name}" if impl == "compiled"
+                                     else f"minray._ext.{name}_py")
+    title, fn, ops = make(module)[0]
+    benchmark.extra_info["operation"] = title
+    benchmark(fn)

@@ -1,0 +1,111 @@
+"""The compiled hot path against its pure-Python twins, operation by operation.
+
+    python -m bench.ext_micro
+
+Times the operations every task or actor call pays, once per implementation
+(`minray._ext._<name>` and `minray._ext.<name>_py`), in this one process, and
+prints a markdown table with the ratio. `bench.compare` includes it, beside
+the whole-runtime figure (a task round trip with MINRAY_NO_EXTENSIONS=1).
+"""
+
+import importlib
+import sys
+import timeit
+
+from minray._ext import deps_py, frame_py, ids_py, resources_py
+
+TWINS = {"frame": frame_py, "ids": ids_py, "resources": resources_py, "deps": deps_py}
+
+
+def _frame_cases(m):
+    payload = b"x" * 120
+    stream = m.encode_many([(3, payload)] * 64)
+    return [
+        ("frame: encode a 120-byte message", lambda: m.encode(3, payload), 1),
+        ("frame: decode 64 frames from one read", lambda: m.FrameReader().feed(stream), 64),
+    ]
+
+
+def _ids_cases(m):
+    gen = m.IdGenerator(b"prefix!!")
+    tid = gen.new_task_id()
+    oid = m.object_id_for(tid, 1)
+    return [
+        ("ids: new task id", gen.new_task_id, 1),
+        ("ids: return ids of a task (1)", lambda: m.return_ids(tid, 1), 1),
+        ("ids: task id and index of an object id",
+         lambda: (m.task_id_of(oid), m.index_of(oid)), 1),
+    ]
+
+
+def _resources_cases(m):
+    avail = {"CPU": 4.0, "GPU": 1.0, "memory": 8e9, "object_store_memory": 2e9}
+    req = {"CPU": 1.0, "memory": 1e8}
+
+    def lease_cycle():
+        if m.fits(avail, req):
+            m.subtract(avail, req)
+            m.add(avail, req)
+    return [("resources: fits + subtract + add (one lease)", lease_cycle, 1)]
+
+
+def _deps_cases(m):
+    oids = [bytes([i]) * 20 for i in range(4)]
+
+    def cycle():
+        d = m.DependencyTable()
+        d.watch(1, oids[:2])
+        d.watch(2, oids[1:])
+        for o in oids:
+            d.resolve(o)
+    return [("deps: 2 tasks over 4 objects, watch + resolve", cycle, 2)]
+
+
+CASES = {"frame": _frame_cases, "ids": _ids_cases, "resources": _resources_cases,
+         "deps": _deps_cases}
+
+
+def _per_op_ns(fn, ops, budget_s=0.2):
+    timer = timeit.Timer(fn)
+    n, _ = timer.autorange()
+    reps = max(3, int(budget_s / max(timer.timeit(n) / n, 1e-9) / n))
+    best = min(timer.repeat(repeat=reps if reps < 7 else 7, number=n))
+    return best / n / ops * 1e9
+
+
+def measure():
+    """[(case, compiled ns/op, twin ns/op)] for every module that is built."""
+    rows = []
+    for name, cases in CASES.items():
+        try:
+            compiled = importlib.import_module(f"minray._ext._{name}")
+        except ImportError:
+            compiled = None
+        twin_cases = cases(TWINS[name])
+        comp_cases = cases(compiled) if compiled else [None] * len(twin_cases)
+        for twin_case, comp_case in zip(twin_cases, comp_cases):
+            title, fn, ops = twin_case
+            t_ns = _per_op_ns(fn, ops)
+            c_ns = _per_op_ns(comp_case[1], ops) if comp_case else None
+            rows.append((title, c_ns, t_ns))
+    return rows
+
+
+def table(rows):
+    lines = ["| operation | compiled | pure-Python twin | twin / compiled |",
+             "|---|---|---|---|"]
+    for title, c_ns, t_ns in rows:
+        if c_ns is None:
+            lines.append(f"| {title} | not built | {t_ns:,.0f} ns | n/a |")
+        else:
+            lines.append(f"| {title} | {c_ns:,.0f} ns | {t_ns:,.0f} ns | {t_ns / c_ns:.1f}x |")
+    return "\n".join(lines)
+
+
+def main():
+    print(table(measure()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
