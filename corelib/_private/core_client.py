@@ -1182,10 +1182,10 @@ class CoreClient:
             self._task_lost(rec, f"The worker (pid={w.pid}) running this task died "
                                  "unexpectedly: killed by a signal (SIGKILL, the OOM killer, "
                                  "ray.cancel(force=True)) or it crashed; see its log under "
-                                 "the session's logs directory.")
+                                 "the session's logs directory.", w.worker_id)
         self._pump(q)
 
-    def _task_lost(self, rec, why):
+    def _task_lost(self, rec, why, worker_id=None):
         if rec.cancelled:
             self._finish_with_error(rec, serialization.error_blob(
                 exceptions.TaskCancelledError(rec.task_id.hex())))
@@ -1195,6 +1195,17 @@ class CoreClient:
             if rec.stream is not None:
                 rec.stream.items.clear()
             self._enqueue_task(rec)
+        elif worker_id is not None:
+            # Out of retries: say OutOfMemoryError if the memory monitor killed it.
+            def cause(ok, oom):
+                if ok and oom:
+                    err = exceptions.OutOfMemoryError(
+                        f"Task {rec.opts.name or ''} failed: its worker was killed by the "
+                        f"memory monitor and it has no retries left (max_retries). {oom}")
+                else:
+                    err = exceptions.WorkerCrashedError(why)
+                self._finish_with_error(rec, serialization.error_blob(err))
+            self.call_async("worker_exit_cause", (worker_id,), cause)
         else:
             self._finish_with_error(rec, serialization.error_blob(
                 exceptions.WorkerCrashedError(why)))

@@ -31,6 +31,7 @@ from .. import exceptions
 from . import protocol as P
 from . import scheduler as sched
 from . import serialization, shm, transport, zygote
+from .memory_monitor import Candidate, MemoryMonitor, pick_victim
 from .object_directory import LOST, ObjectDirectory
 
 ACTOR_TOKEN_INDEX = 0xFFFFFFFF
@@ -46,7 +47,7 @@ def token_oid(actor_id):
 class WorkerInfo:
     __slots__ = ("worker_id", "pid", "job_id", "env_key", "address", "conn", "state",
                  "lease", "charge", "blocked_charge", "actor_id", "log_out", "log_err",
-                 "log_pos", "task_name", "started", "idle_since", "exit_status")
+                 "log_pos", "task_name", "started", "idle_since", "exit_status", "leased_at")
 
     def __init__(self, worker_id, job_id, env_key, log_out, log_err):
         self.worker_id = worker_id
@@ -67,6 +68,7 @@ class WorkerInfo:
         self.started = time.monotonic()
         self.idle_since = None
         self.exit_status = None
+        self.leased_at = 0.0      # when it got its current lease (memory monitor: newest)
 
 
 class ActorInfo:
@@ -117,6 +119,9 @@ class NodeManager:
                                        _spill_dir(session_dir, self.system_config),
                                        self.segment_prefix + "nm_")
         self.spill_warned = None
+        self.memory_monitor = MemoryMonitor.from_config(self.system_config)
+        self.oom_kills = collections.OrderedDict()   # worker_id -> why it was killed
+        self.oom_victim = None                       # the last victim, until it is gone
         self.sched = sched.Scheduler(resources)
         self.loop = transport.Loop("minray-node-manager")
         self.clients = {}            # conn -> info dict
@@ -182,6 +187,7 @@ class NodeManager:
             "nodes": self.h_nodes,
             "status": self.h_status,
             "shutdown": self.h_shutdown,
+            "worker_exit_cause": self.h_worker_exit_cause,
             "ping": lambda conn: "pong",
         }
 
@@ -197,6 +203,44 @@ class NodeManager:
         self.loop.call_soon(self._arm_zygote_writes)
         self.loop.call_later(LOG_POLL_S, self.poll_logs)
         self.loop.call_later(0.5, self.housekeeping)
+        if self.memory_monitor.enabled:
+            self.loop.call_later(self.memory_monitor.refresh_ms / 1000, self.check_memory)
+
+    def check_memory(self):
+        """The memory monitor's tick (see memory_monitor.py)."""
+        if self.stopping:
+            return
+        mon = self.memory_monitor
+        self.loop.call_later(mon.refresh_ms / 1000, self.check_memory)
+        victim = self.oom_victim
+        if victim is not None and victim.state != "dead":
+            return   # wait for the last victim's memory to come back first
+        live = [w for w in self.workers.values() if w.pid and w.state in ("leased", "actor")]
+        used, total = mon.usage([w.pid for w in self.workers.values() if w.pid])
+        if not mon.over(used, total):
+            return
+        cands = []
+        for w in live:
+            a = self.actors.get(w.actor_id) if w.actor_id is not None else None
+            restartable = a is not None and (a.max_restarts == -1 or
+                                             a.num_restarts < a.max_restarts)
+            cands.append(Candidate(w, a is not None, restartable, w.leased_at or w.started))
+        chosen = pick_victim(cands)
+        if chosen is None:
+            return
+        w = chosen.key
+        why = mon.describe(used, total, w.pid)
+        self.oom_kills[w.worker_id] = why
+        while len(self.oom_kills) > 1000:
+            self.oom_kills.popitem(last=False)
+        mon.num_kills += 1
+        self.oom_victim = w
+        print(f"minray: memory monitor: {why}", file=sys.stderr, flush=True)
+        self.kill_worker(w)
+
+    def h_worker_exit_cause(self, conn, worker_id):
+        """Why the memory monitor killed ``worker_id``, or None if it did not."""
+        return self.oom_kills.get(worker_id)
 
     def _arm_zygote_writes(self):
         # Writes to the zygote are rare and tiny: send them synchronously.
@@ -388,6 +432,7 @@ class NodeManager:
         if w.lease is not None:
             holder, req_id = w.lease
             w.state = "leased"
+            w.leased_at = time.monotonic()
             w.lease = holder
             self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid,
                                               sched.Scheduler.gpu_ids(w.charge)))
@@ -547,6 +592,7 @@ class NodeManager:
                 w.lease, w.charge = (holder, req_id), charge
             else:
                 w.state, w.lease, w.charge = "leased", holder, charge
+                w.leased_at = time.monotonic()
                 self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid,
                                                   sched.Scheduler.gpu_ids(charge)))
 
@@ -811,9 +857,10 @@ class NodeManager:
             self.publish_actor(a)
             self.queue_actor_lease(a)
             return
+        how = self.oom_kills.get(w.worker_id) or self.describe_exit(w)
         cause = a.cause or serialization.error_blob(exceptions.ActorDiedError(
             f"The actor {a.actor_id.hex()} ({a.meta.get('class_name')}) died: "
-            f"{self.describe_exit(w)}; restarts used {a.num_restarts} of max_restarts="
+            f"{how}; restarts used {a.num_restarts} of max_restarts="
             f"{a.max_restarts}. Worker logs: {w.log_err}", actor_id=a.actor_id.hex()))
         self.mark_actor_dead(a, cause)
 
