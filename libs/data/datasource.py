@@ -6,7 +6,7 @@
 
 Readers run inside the first fused map task of a dataset, so reading and the
 maps that follow happen in one task per file.  CSV and JSON parse with pandas
-(a declared extra of minray[data]); Parquet needs pyarrow and images need
+(a declared extra of minray[data]); JSON with the json module; Parquet needs pyarrow and images need
 Pillow, both optional: a missing one raises ImportError naming the package.
 """
 
@@ -115,14 +115,19 @@ def read_csv_file(path, start, end, include_paths, options):
 
 
 def read_json_file(path, include_paths, options):
-    with open(path, "rb") as f:
-        head = f.read(1).strip()
-        while head in (b"",) and f.tell() < os.path.getsize(path):
-            head = f.read(1).strip()
-    pd = B.require("pandas", "pandas")
-    lines = options.pop("lines", head != b"[")
-    df = pd.read_json(path, lines=lines, **options)
-    return _with_path(B.from_pandas(df), path, include_paths)
+    with open(path, encoding=options.get("encoding", "utf-8")) as f:
+        text = f.read()
+    lines = options.get("lines")
+    if lines is None:
+        lines = not text.lstrip().startswith("[")
+    if lines:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        rows = json.loads(text)
+    if not isinstance(rows, list) or (rows and not isinstance(rows[0], dict)):
+        raise ValueError(f"read_json: {path!r} must hold JSON objects, one per line (or a "
+                         f"JSON array of objects).")
+    return _with_path(B.from_rows(rows), path, include_paths)
 
 
 def read_text_file(path, encoding, drop_empty_lines, include_paths):

@@ -236,7 +236,6 @@ def read_json(paths, *, include_paths=False, file_extensions=None, override_num_
 
         ds = ray.data.read_json("/tmp/data.jsonl")
     """
-    B.require("pandas", "pandas")
     files = D.expand_paths(paths, file_extensions, "read_json")
     options = _pandas_options(read_args, "json")
     if lines is not None:
