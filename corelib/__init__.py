@@ -13,14 +13,34 @@ else.  The libraries (data, tune, train, rllib, serve) load on first use, so
 
 import importlib as _importlib
 
-from . import exceptions
-from .actor import method
-from .api import (available_resources, cancel, cluster_resources, get, get_actor, init,
-                  is_initialized, kill, nodes, put, remote, shutdown, timeline, wait)
-from .object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
-from .runtime_context import get_runtime_context
-
 __version__ = "0.1.0"
+
+# Every public name, and the module that defines it. Nothing is imported until
+# first use (a module __getattr__, as concurrent.futures does), so `import
+# minray` costs a few milliseconds, and the runtime's own processes (the node
+# manager) import only the internals they need.
+_EXPORTS = {
+    "exceptions": ("exceptions", None),
+    "method": ("actor", "method"),
+    "available_resources": ("api", "available_resources"),
+    "cancel": ("api", "cancel"),
+    "cluster_resources": ("api", "cluster_resources"),
+    "get": ("api", "get"),
+    "get_actor": ("api", "get_actor"),
+    "init": ("api", "init"),
+    "is_initialized": ("api", "is_initialized"),
+    "kill": ("api", "kill"),
+    "nodes": ("api", "nodes"),
+    "put": ("api", "put"),
+    "remote": ("api", "remote"),
+    "shutdown": ("api", "shutdown"),
+    "timeline": ("api", "timeline"),
+    "wait": ("api", "wait"),
+    "DynamicObjectRefGenerator": ("object_ref", "DynamicObjectRefGenerator"),
+    "ObjectRef": ("object_ref", "ObjectRef"),
+    "ObjectRefGenerator": ("object_ref", "ObjectRefGenerator"),
+    "get_runtime_context": ("runtime_context", "get_runtime_context"),
+}
 
 _LAZY = {"data", "tune", "train", "rllib", "serve", "util", "actor", "job_config",
          "runtime_context", "air"}
@@ -34,6 +54,12 @@ __all__ = [
 
 
 def __getattr__(name):
+    if name in _EXPORTS:
+        module_name, attr = _EXPORTS[name]
+        module = _importlib.import_module(f"{__name__}.{module_name}")
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value
+        return value
     if name in _LAZY:
         module = _importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module

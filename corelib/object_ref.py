@@ -8,8 +8,6 @@ inside a value lets the runtime see it leave, so the value stays alive for
 whoever receives it.
 """
 
-import asyncio
-import concurrent.futures
 
 from ._private import serialization, state
 
@@ -68,15 +66,18 @@ class ObjectRef:
 
     def future(self):
         """A concurrent.futures.Future that completes with the value (or its error)."""
+        import concurrent.futures  # here, not at import: `import minray` stays light
         fut = concurrent.futures.Future()
         client = state.require_client()
         client.on_ready(self, fut)
         return fut
 
     def __await__(self):
+        import asyncio
         return asyncio.wrap_future(self.future()).__await__()
 
     def as_future(self):
+        import asyncio
         return asyncio.wrap_future(self.future())
 
     def _on_completed(self, callback):
@@ -128,6 +129,7 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self):
+        import asyncio
         loop = asyncio.get_running_loop()
         ref = await loop.run_in_executor(None, self._client.next_stream_item,
                                          self._stream, self._index, None)

@@ -59,19 +59,25 @@ def zygote_main(sock, preload=("numpy",)):
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    for mod in preload:
-        try:
-            __import__(mod)
-        except ImportError:
-            pass
     from . import worker_main  # noqa: F401  (warm the worker's imports)
+    # Heavy optional imports (numpy: ~0.1 s) are loaded when the zygote is idle,
+    # never while a fork request waits: the first task of a fresh runtime must
+    # not wait for them (cold start). Workers forked before then import numpy
+    # themselves if they use it.
+    pending_preload = list(preload)
     reader = MessageReader()
     children = set()
     while True:
         try:
-            r, _, _ = select.select([sock], [], [], 0.2)
+            r, _, _ = select.select([sock], [], [], 0.3 if pending_preload else 0.2)
         except InterruptedError:
             r = []
+        if not r and pending_preload:
+            try:
+                __import__(pending_preload.pop(0))
+            except ImportError:
+                pass
+            continue
         if r:
             data = sock.recv(1 << 16)
             if not data:
