@@ -228,7 +228,7 @@ class ProgressBars:
         self.drawn = True
 
     def close(self):
-        if self.enabled and self.drawn:
+        if self.enabled:
             self.draw()
 
 
