@@ -212,6 +212,7 @@ class CoreClient:
         # the object store, kept while those results are referenced, so a lost
         # copy can be rebuilt by running the task again (see _reconstruct).
         self.lineage = {}
+        self.infeasible = {}     # (resources, pg) -> the node manager's warning text
         self.queues = {}
         self.actor_queues = {}
         self.streams = {}
@@ -310,6 +311,22 @@ class CoreClient:
 
     def _push_warning(self, text):
         print(text, file=sys.stderr, flush=True)
+
+    def _push_infeasible(self, resources, pg, text):
+        self.infeasible[(tuple(sorted(resources.items())), pg)] = text
+        print(text, file=sys.stderr, flush=True)
+
+    def _infeasible_reason(self, refs):
+        """The infeasibility warning about one of ``refs``' pending tasks, if any."""
+        if not self.infeasible:
+            return None
+        for r in refs:
+            rec = self.tasks.get(r._id[:16])
+            if rec is not None and rec.actor_id is None:
+                key = (tuple(sorted(rec.opts.resources.items())), rec.opts.pg)
+                if key in self.infeasible:
+                    return self.infeasible[key]
+        return None
 
     def _push_logs(self, records):
         handler = self.log_handler
@@ -640,7 +657,13 @@ class CoreClient:
                     except ValueError:
                         pass
             if for_get:
-                raise validation.get_timeout_error(timeout, need, len(refs))
+                err = validation.get_timeout_error(timeout, need, len(refs))
+                why = self._infeasible_reason(refs)
+                if why:
+                    err = exceptions.GetTimeoutError(
+                        f"{err} A task it waits for can never be scheduled: "
+                        f"{why.replace('Warning: ', '', 1)}")
+                raise err
             return False
         return True
 
@@ -815,7 +838,7 @@ class CoreClient:
         try:
             sv = serialization.serialize((args, kwargs))
         except TypeError as exc:
-            raise TypeError(str(exc).replace("the value", "an argument", 1)) from exc.__cause__
+            raise _argument_error(args, kwargs, exc) from exc.__cause__
         pins = list(sv.refs)
         if sv.refs:
             self.export_refs(sv.refs)
@@ -1590,6 +1613,19 @@ class CoreClient:
 _EMPTY_ARGS = serialization.dumps_inline(((), {}))
 
 
+def _argument_error(args, kwargs, exc):
+    """The serialization error of a task's arguments, naming the argument at fault."""
+    named = [(f"argument {i} ({type(a).__name__})", a) for i, a in enumerate(args)]
+    named += [(f"keyword argument {k!r} ({type(v).__name__})", v)
+              for k, v in (kwargs or {}).items()]
+    for what, value in named:
+        try:
+            serialization.serialize(value)
+        except TypeError as inner:
+            return TypeError(str(inner).replace("the value", what, 1))
+    return TypeError(str(exc).replace("the value", "an argument", 1))
+
+
 def _blob_from_location(loc):
     if loc[0] == "inline":
         return loc[1]
@@ -1601,5 +1637,7 @@ def _check_shm_space(size):
     if free and size > free:
         raise exceptions.ObjectStoreFullError(
             f"Cannot store an object of {size / 2**20:.1f} MiB: /dev/shm has only "
-            f"{free / 2**20:.1f} MiB free. Free references to large objects (del ref), "
-            "or make /dev/shm larger (e.g. docker --shm-size).")
+            f"{free / 2**20:.1f} MiB free. An object must fit in shared memory whole "
+            "(only objects already there can spill to disk). Free references to large "
+            "objects (del ref), split the value into smaller objects, or make /dev/shm "
+            "larger (e.g. docker --shm-size).")

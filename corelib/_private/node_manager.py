@@ -554,7 +554,8 @@ class NodeManager:
                 f"provide (total: {total}). It stays pending until a node with "
                 "these resources joins. Lower the request or start minray with more "
                 "resources (init(num_cpus=..., resources={...})).")
-        self.push(conn, "warning", (text,))
+        # The client prints it at once and names it again if get() times out on it.
+        self.push(conn, "infeasible", (dict(resources), pg, text))
 
     def revoke_idle_leases(self):
         holders = {w.lease for w in self.workers.values()

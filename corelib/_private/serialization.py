@@ -17,6 +17,7 @@ so the runtime can keep them alive as long as the value that contains them.
 
 import pickle
 import struct
+import sys
 import threading
 import types
 
@@ -220,8 +221,17 @@ def loads_segment(buf):
 
 def unserializable_error(value, exc, what=None):
     """A TypeError naming the part of ``value`` that could not be pickled, and the fix."""
-    path = _find_unpicklable(value, "", 0, set())
     subject = what or "the value"
+    if isinstance(exc, RecursionError) or "recursion" in str(exc):
+        err = TypeError(
+            f"{subject} ({type(value).__qualname__}) could not be serialized: it is nested "
+            f"too deeply (RecursionError past sys.getrecursionlimit()="
+            f"{sys.getrecursionlimit()}). Fix: flatten it (e.g. a linked list or a deep "
+            "tree into a list or arrays), or raise sys.setrecursionlimit() in the driver "
+            "and in the task.")
+        err.__cause__ = exc
+        return err
+    path = _find_unpicklable(value, "", 0, set())
     if path:
         where, culprit = path
         detail = (f"{subject} could not be serialized: {where or 'the object itself'} "
