@@ -95,6 +95,54 @@ def test_single_client_wait_1k_refs(benchmark, f):
     benchmark.pedantic(run, rounds=5)
 
 
+def _sum_first(a):
+    return float(a[0])
+
+
+@pytest.mark.parametrize("size_mib", [1, 100])
+def test_single_client_pass_large_to_task(benchmark, runtime, size_mib):
+    """A stored array passed to a task: zero-copy, so flat in the size."""
+    ref = ray.put(np.ones(size_mib * MiB // 8))
+    g = ray.remote(_sum_first)
+    ray.get(g.remote(ref))
+    benchmark(lambda: ray.get(g.remote(ref)))
+
+
+def test_many_tasks_submitted_then_gathered(benchmark, f):
+    """The million-task figure at a fifth of the size (bench.compare runs the full one);
+    extra_info holds the driver's memory per pending task."""
+    import psutil
+    n = 200_000
+
+    def run():
+        rss0 = psutil.Process().memory_info().rss
+        refs = [f.remote() for _ in range(n)]
+        benchmark.extra_info["bytes_per_pending_task"] = \
+            (psutil.Process().memory_info().rss - rss0) / n
+        ray.get(refs)
+    benchmark.pedantic(run, rounds=1)
+
+
+def test_cold_start(benchmark):
+    """New interpreter: import, init, first task result (bench/workloads.py's code)."""
+    import subprocess
+    import sys
+    from bench import workloads
+    code = ("import minray as ray\nray.init(num_cpus=2)\n"
+            "assert ray.get(ray.remote(lambda: 1).remote()) == 1\nray.shutdown()\n")
+    benchmark.pedantic(lambda: subprocess.run([sys.executable, "-c", code], check=True),
+                       rounds=3)
+    benchmark.extra_info["workload"] = workloads.cold_start_seconds.__doc__
+
+
+def test_idle_memory(benchmark, runtime):
+    """USS of the runtime's processes, idle; the time measured is the reading itself."""
+    from bench import workloads
+    value, _ = benchmark.pedantic(lambda: workloads.idle_memory_bytes(ray, settle_s=0.5),
+                                  rounds=1)
+    benchmark.extra_info.update(value)
+
+
 # -- the compiled hot path against its twins (bench/ext_micro.py) -------------
 def _ext_cases():
     from bench import ext_micro
