@@ -206,6 +206,11 @@ def _stop_owned_node():
                 proc.wait(timeout=5)
             except Exception:
                 pass
+        if session_dir:
+            # A node manager that was killed (SIGKILL) could not unlink its segments.
+            from ._private import shm
+            for name in shm.list_segments("mr" + os.path.basename(session_dir)[-8:] + "_"):
+                shm.unlink(name)
         if session_dir and not os.environ.get("MINRAY_KEEP_SESSION"):
             # Worker output already reached the driver; keep the dir only when asked to.
             shutil.rmtree(session_dir, ignore_errors=True)

@@ -213,6 +213,7 @@ class CoreClient:
         # copy can be rebuilt by running the task again (see _reconstruct).
         self.lineage = {}
         self.infeasible = {}     # (resources, pg) -> the node manager's warning text
+        self.nm_lost = False     # the node manager died under us
         self.queues = {}
         self.actor_queues = {}
         self.streams = {}
@@ -308,6 +309,25 @@ class CoreClient:
         self.requests.clear()
         if self.kind == "worker":
             os._exit(1)
+        # The node died with every worker and actor: fail what is pending, so that
+        # get() raises instead of waiting for results that can never come.
+        self.nm_lost = True
+        self._fail_all_pending(serialization.error_blob(exceptions.RaySystemError(
+            "lost the connection to the node manager: it died (killed, or crashed; see "
+            "node_manager.log in the session directory) and took its workers and actors "
+            "with it. Call ray.shutdown() and ray.init() to start again.")))
+
+    def _fail_all_pending(self, blob):
+        with self.lock:
+            recs = [r for r in self.tasks.values()]
+            for q in self.queues.values():
+                q.tasks.clear()
+            for aq in self.actor_queues.values():
+                aq.pending.clear()
+                aq.inflight.clear()
+                aq.state, aq.cause = "DEAD", blob
+        for rec in recs:
+            self._finish_with_error(rec, blob)
 
     def _push_warning(self, text):
         print(text, file=sys.stderr, flush=True)
@@ -1018,7 +1038,15 @@ class CoreClient:
             q.lease_requests -= 1
             q.lease_req_ids.discard(req_id)
         if not ok and isinstance(value, exceptions.RaySystemError):
-            return   # the node manager is gone: no retry storm
+            # The node manager is gone: no retry storm; what waits here fails.
+            with self.lock:
+                doomed = list(q.tasks) if self.nm_lost or self.nm.closed else []
+                for rec in doomed:
+                    q.tasks.remove(rec)
+            blob = serialization.error_blob(value)
+            for rec in doomed:
+                self._finish_with_error(rec, blob)
+            return
         if not ok and isinstance(value, P.LeaseCancelled):
             # Withdrawn by us; tasks queued since then may have counted on it.
             self._pump(q)
