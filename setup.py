@@ -83,8 +83,10 @@ def extensions():
 # pandas: minray.data's pandas batches and to_pandas, and Tune's get_dataframe,
 # are tested; "Learning Ray" chapter 6 uses it.
 PANDAS = "pandas>=1.5"
+# aiohttp: the head's HTTP service (job submission, dashboard) and Serve's proxy.
+AIOHTTP = "aiohttp>=3.8"
 TEST = ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-timeout>=2",
-        "gymnasium>=0.28", PANDAS]
+        "gymnasium>=0.28", PANDAS, AIOHTTP]
 TORCH = "torch>=2.0,<3"  # constraints.txt pins the local CPU build
 EXTRAS = {
     "test": TEST,
@@ -92,10 +94,13 @@ EXTRAS = {
     "tune": [PANDAS],
     "train": [TORCH],
     "rllib": [TORCH, "gymnasium>=0.28"],
-    "serve": ["aiohttp>=3.8"],
+    "serve": [AIOHTTP],
+    # What a cluster's head needs beyond the core: its HTTP service for jobs
+    # (`minray job submit`), as Ray's "default" extra brings its dashboard.
+    "default": [AIOHTTP],
 }
 # all: every library's requirements (not the test tools)
-EXTRAS["all"] = sorted({req for lib in LIBS for req in EXTRAS[lib]})
+EXTRAS["all"] = sorted({req for extra in (*LIBS, "default") for req in EXTRAS[extra]})
 
 PACKAGE_DIR = package_dir()
 
