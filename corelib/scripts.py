@@ -104,9 +104,13 @@ def cmd_start(args):
     store = args.object_store_memory or _node.default_object_store_memory()
     total["object_store_memory"] = float(store)
     session_dir, proc = _node.start_node(total, store, temp_dir=args.temp_dir, head=True)
+    token = _node.create_cluster_token(session_dir)
     with open(os.path.join(session_dir, "head.json"), "w") as f:
-        json.dump({"pid": proc.pid, "session_dir": session_dir, "port": args.port}, f)
+        json.dump({"pid": proc.pid, "session_dir": session_dir, "port": args.port,
+                   "node_ip_address": args.node_ip_address,
+                   "dashboard_port": args.dashboard_port}, f)
     print(f"minray: started a head node (pid {proc.pid}, session {session_dir}).")
+    print(f"  Cluster token (other nodes and remote clients need it): {token}")
     print("  Connect a driver on this machine with: minray.init(address=\"auto\")")
     print("  Stop it with: minray stop")
     if args.block:
@@ -213,6 +217,10 @@ def main(argv=None):
     p.add_argument("--head", action="store_true")
     p.add_argument("--address", default=None)
     p.add_argument("--port", type=int, default=6379)
+    p.add_argument("--node-ip-address", default="127.0.0.1",
+                   help="the address this node binds and advertises (default: loopback)")
+    p.add_argument("--dashboard-port", type=int, default=8265,
+                   help="the head's HTTP service (jobs, dashboard)")
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--num-gpus", type=int, default=None)
     p.add_argument("--resources", default=None, help='JSON, e.g. \'{"custom": 2}\'')

@@ -112,3 +112,40 @@ def find_running_session(temp_dir=None):
         if best is None or mtime > best[0]:
             best = (mtime, os.path.join(root, name))
     return best[1] if best else None
+
+
+# -- the cluster token --------------------------------------------------------
+# `minray start --head` creates it; every TCP connection to the cluster (node
+# managers, remote drivers, the job HTTP API) must prove it knows it. It lives in
+# the head's session dir, readable by its user only, and travels to other
+# machines by hand (the `minray start --head` banner prints it) or in the
+# MINRAY_CLUSTER_TOKEN environment variable.
+TOKEN_FILE = "cluster_token"
+TOKEN_ENV = "MINRAY_CLUSTER_TOKEN"
+
+
+def create_cluster_token(session_dir):
+    """Write a fresh random token into the session dir (mode 0600); return it."""
+    token = os.urandom(24).hex()
+    path = os.path.join(session_dir, TOKEN_FILE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
+
+
+def read_cluster_token(session_dir=None):
+    """The token: MINRAY_CLUSTER_TOKEN if set, else the one of `session_dir` (or of
+    the newest head running on this machine); None if neither exists."""
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        return token.strip()
+    if session_dir is None:
+        session_dir = find_running_session()
+        if session_dir is None:
+            return None
+    try:
+        with open(os.path.join(session_dir, TOKEN_FILE)) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
