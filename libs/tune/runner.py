@@ -156,12 +156,12 @@ class TrialRunner:
                     self._stop_all()
                 if not self._stopping:
                     self._fill()
-                if not self._owner:
+                if not self._owner and not self._draining:
                     break
                 timeout = 0.5
                 if deadline and not self._stopping:
                     timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-                refs = list(self._owner)
+                refs = list(self._owner) + list(self._draining)
                 ready, _ = minray.wait(refs, num_returns=1, timeout=timeout)
                 if ready and len(refs) > 1:
                     ready, _ = minray.wait(refs, num_returns=len(refs), timeout=0)

@@ -70,6 +70,9 @@ class PopulationBasedTraining(TrialScheduler):
             hyperparam_mutations={"lr": tune.loguniform(1e-4, 1e-1), "batch": [16, 32, 64]})
     """
 
+    # Ranking needs the trials' results interleaved as they happen, not in batches.
+    supports_buffered_results = False
+
     def __init__(self, time_attr="time_total_s", metric=None, mode=None,
                  perturbation_interval=60.0, burn_in_period=0.0, hyperparam_mutations=None,
                  quantile_fraction=0.25, resample_probability=0.25,
