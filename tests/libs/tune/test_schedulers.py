@@ -121,8 +121,8 @@ def pbt_trainable(config):
     if checkpoint:
         with checkpoint.as_directory() as d:
             value, start = map(float, open(os.path.join(d, "state")).read().split())
-    for step in range(int(start), 12):
-        time.sleep(0.01)
+    for step in range(int(start), 20):
+        time.sleep(0.02)
         value += config["lr"]
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "state"), "w") as f:
@@ -132,7 +132,7 @@ def pbt_trainable(config):
 
 
 def test_pbt_exploits_with_checkpoint_transfer(ray_module, tmp_path):
-    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
                                   hyperparam_mutations={"lr": [0.1, 1.0, 10.0]},
                                   quantile_fraction=0.5, resample_probability=0.0)
     results = tune.Tuner(
@@ -144,5 +144,5 @@ def test_pbt_exploits_with_checkpoint_transfer(ray_module, tmp_path):
     weak = [r for r in results if r.metrics["restored"]]
     assert weak
     for r in weak:
-        assert r.metrics["value"] > 12 * 0.1 + 1
+        assert r.metrics["value"] > 20 * 0.1 + 1
         assert r.config["lr"] in (1.0, 10.0)
