@@ -1,0 +1,93 @@
+"""minray.data vs Ray Data 2.60 vs single-process pandas, in one run.
+
+    python -m bench.data_compare --ray-python /work/rayvenv/bin/python [--scale 1.0]
+
+Each (backend, workload) runs bench/data_workloads.py in a fresh interpreter;
+Ray runs under its own virtual environment's interpreter (never a dependency of
+minray).  Prints a markdown table of seconds and ratios: "Ray / minray" above
+1 means minray is faster; "pandas / minray" above 1 means minray beats one
+pandas process.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ROWS = [
+    ("map_batches", "map_batches, 1 GiB of float32 rows (2 fused maps + iter_batches)"),
+    ("groupby", "groupby(k).aggregate(Count, Sum, Mean), 10M rows, 1000 keys"),
+    ("sort", "sort 10M rows by a random float key"),
+    ("read_csv", "read_csv of a 500 MB numeric CSV file (materialized)"),
+]
+
+
+def run_one(python, backend, workload, scale, timeout):
+    cmd = [python, "-m", "bench.data_workloads", "--backend", backend, "--workload", workload,
+           "--scale", str(scale)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout}s"}
+    for line in reversed(out.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+
+
+def _fmt(result):
+    return f"{result['seconds']:.2f}" if "seconds" in result else f"error: {result['error']}"
+
+
+def _ratio(a, b):
+    if "seconds" not in a or "seconds" not in b:
+        return "n/a"
+    return f"{a['seconds'] / b['seconds']:.2f}x"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ray-python", default=os.environ.get("MINRAY_BENCH_RAY_PYTHON"))
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--timeout", type=int, default=900)
+    parser.add_argument("--workloads", default=",".join(w for w, _ in ROWS))
+    args = parser.parse_args(argv)
+    chosen = args.workloads.split(",")
+    results = {}
+    for workload, _ in ROWS:
+        if workload not in chosen:
+            continue
+        results[workload] = {
+            "minray": run_one(sys.executable, "minray", workload, args.scale, args.timeout),
+            "pandas": run_one(sys.executable, "pandas", workload, args.scale, args.timeout),
+            "ray": (run_one(args.ray_python, "ray", workload, args.scale, args.timeout)
+                    if args.ray_python else {"error": "no --ray-python"}),
+        }
+        print(json.dumps({workload: results[workload]}), file=sys.stderr)
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"Command: `python -m bench.data_compare --ray-python {args.ray_python} "
+        f"--scale {args.scale}`",
+        "",
+        "| workload | minray s | Ray Data 2.60 s | pandas (1 process) s | Ray / minray | "
+        "pandas / minray |",
+        "|---|---|---|---|---|---|",
+    ]
+    for workload, title in ROWS:
+        if workload not in results:
+            continue
+        r = results[workload]
+        lines.append(f"| {title} | {_fmt(r['minray'])} | {_fmt(r['ray'])} | "
+                     f"{_fmt(r['pandas'])} | {_ratio(r['ray'], r['minray'])} | "
+                     f"{_ratio(r['pandas'], r['minray'])} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

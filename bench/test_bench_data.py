@@ -1,0 +1,41 @@
+"""pytest-benchmark cases for minray.data at small sizes: ``pytest bench/test_bench_data.py``.
+
+The same workloads as bench/data_workloads.py (scale 0.01: 10 MiB of float32
+rows, 100k-row groupby and sort, a 5 MB CSV); side-by-side figures against Ray
+Data and pandas come from ``python -m bench.data_compare``.
+"""
+import pytest
+
+import minray as ray
+import minray.data
+
+from bench import data_workloads as W
+
+SIZES = W._sizes(0.01)
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+def test_data_map_batches(benchmark, runtime):
+    benchmark.pedantic(W.data_map_batches, args=(ray, SIZES["map_rows"]), rounds=3)
+
+
+def test_data_groupby_aggregate(benchmark, runtime):
+    benchmark.pedantic(W.data_groupby, args=(ray, SIZES["groupby_rows"]), rounds=3)
+
+
+def test_data_sort(benchmark, runtime):
+    benchmark.pedantic(W.data_sort, args=(ray, SIZES["sort_rows"]), rounds=3)
+
+
+def test_data_read_csv(benchmark, runtime):
+    W.ensure_csv(SIZES["csv_mb"])
+    benchmark.pedantic(W.data_read_csv, args=(ray, SIZES["csv_mb"]), rounds=3)
