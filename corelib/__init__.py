@@ -43,7 +43,7 @@ _EXPORTS = {
 }
 
 _LAZY = {"data", "tune", "train", "rllib", "serve", "util", "actor", "job_config",
-         "runtime_context", "air"}
+         "runtime_context", "air", "job_submission"}
 
 __all__ = [
     "ObjectRef", "ObjectRefGenerator", "DynamicObjectRefGenerator", "available_resources",
