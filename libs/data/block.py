@@ -268,12 +268,12 @@ def column_type(col):
         if isinstance(sample, bytes):
             return DataType("binary", col.dtype)
         if isinstance(sample, np.ndarray):
-            return DataType(f"numpy.ndarray(ndim={sample.ndim}, dtype={sample.dtype})",
-                            sample.dtype)
+            return DataType(f"ArrowVariableShapedTensorType(ndim={sample.ndim}, "
+                            f"dtype={sample.dtype})", sample.dtype)
         return DataType("object", col.dtype)
     scalar = _ARROW_NAMES.get(col.dtype.name, col.dtype.name)
     if col.ndim > 1:
-        return DataType(f"numpy.ndarray(shape={col.shape[1:]}, dtype={col.dtype.name})",
+        return DataType(f"ArrowTensorTypeV2(shape={col.shape[1:]}, dtype={col.dtype.name})",
                         col.dtype, col.shape[1:])
     if col.dtype.kind == "M":
         return DataType(f"timestamp[{np.datetime_data(col.dtype)[0]}]", col.dtype)

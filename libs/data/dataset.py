@@ -87,14 +87,16 @@ class Dataset:
         return self._with(MapOp(t, compute, _remote_args(num_cpus, num_gpus, memory,
                                                           ray_remote_args)))
 
-    def map_batches(self, fn, *, batch_size="default", compute=None, batch_format="default",
-                    zero_copy_batch=False, fn_args=None, fn_kwargs=None,
+    def map_batches(self, fn, *, batch_size=None, compute=None, batch_format="default",
+                    zero_copy_batch=True, fn_args=None, fn_kwargs=None,
                     fn_constructor_args=None, fn_constructor_kwargs=None, num_cpus=None,
                     num_gpus=None, memory=None, concurrency=None, **ray_remote_args):
         """Apply ``fn(batch) -> batch`` to batches of rows; a class runs on an actor pool.
 
         A batch is a dict of numpy arrays (``batch_format="numpy"``/``"default"``) or a
-        pandas DataFrame (``"pandas"``).  A callable class is built once per actor:
+        pandas DataFrame (``"pandas"``); ``batch_size=None`` (the default) passes whole
+        blocks.  As in Ray, numpy batches are zero-copy views that may be read-only: pass
+        ``zero_copy_batch=False`` to a function that modifies its batch in place.  A callable class is built once per actor:
         ``concurrency=n`` for n actors, ``(min, max)`` to autoscale.
 
         Example::
@@ -335,7 +337,7 @@ class Dataset:
         cols = _as_list(on, "on")
         result = self.aggregate(*[cls(c, **kwargs) for c in cols])
         values = list(result.values())
-        return values[0] if isinstance(on, str) else result
+        return values[0] if len(cols) == 1 else result
 
     def sum(self, on=None, ignore_nulls=True):
         """Sum of a column (or a dict of sums for a list of columns).

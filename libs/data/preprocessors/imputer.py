@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import aggregate as A
-from .base import Preprocessor, check_columns
+from .base import Preprocessor, check_columns, output_names
 
 
 def _missing(col):
@@ -48,8 +48,9 @@ class SimpleImputer(Preprocessor):
 
     _STRATEGIES = ("mean", "most_frequent", "constant")
 
-    def __init__(self, columns, strategy="mean", fill_value=None):
+    def __init__(self, columns, strategy="mean", fill_value=None, *, output_columns=None):
         super().__init__()
+        self.output_columns = output_names(list(columns), output_columns, "SimpleImputer")
         if strategy not in self._STRATEGIES:
             raise ValueError(f"strategy must be one of {self._STRATEGIES}, got {strategy!r}.")
         if strategy == "constant" and fill_value is None:
@@ -70,7 +71,7 @@ class SimpleImputer(Preprocessor):
     def _transform_numpy(self, batch):
         check_columns(batch, self.columns, "SimpleImputer")
         out = dict(batch)
-        for col in self.columns:
+        for col, name in zip(self.columns, self.output_columns):
             values = batch[col]
             mask = _missing(values)
             if mask.any():
@@ -78,5 +79,5 @@ class SimpleImputer(Preprocessor):
                 values = values.astype(np.result_type(values.dtype, type(fill))) \
                     if values.dtype != object else values.copy()
                 values[mask] = fill
-            out[col] = values
+            out[name] = values
         return out

@@ -28,7 +28,7 @@ def test_range_tensor():
     rows = ds.take_all()
     assert len(rows) == 6
     assert rows[4]["data"].shape == (2, 3) and (rows[4]["data"] == 4).all()
-    assert "numpy.ndarray(shape=(2, 3)" in str(ds.schema().types[0])
+    assert str(ds.schema().types[0]) == "ArrowTensorTypeV2(shape=(2, 3), dtype=int64)"
 
 
 def test_from_items_dicts_and_plain_values():

@@ -44,12 +44,14 @@ def test_map_batches_batch_size_and_writable_batches():
     assert sorted(ids(sizes, "n")) == sorted([16, 16, 16, 2] * 2)
 
     def inplace(batch):
-        batch["id"] *= 3            # batches are private copies unless zero_copy_batch=True
+        batch["id"] *= 3            # zero_copy_batch=False: the batch is a private copy
         return batch
 
-    assert ids(ray.data.range(5).map_batches(inplace)) == [0, 3, 6, 9, 12]
+    mat = ray.data.range(5).materialize()
+    assert ids(mat.map_batches(inplace, zero_copy_batch=False)) == [0, 3, 6, 9, 12]
+    assert ids(mat) == [0, 1, 2, 3, 4]
     whole = ray.data.range(10, override_num_blocks=2).map_batches(
-        lambda b: {"n": [len(b["id"])]}, batch_size=None)
+        lambda b: {"n": [len(b["id"])]})          # batch_size=None: whole blocks
     assert ids(whole, "n") == [5, 5]
 
 
