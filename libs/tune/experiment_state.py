@@ -56,6 +56,7 @@ class ExperimentState:
         self.dir = experiment_dir
         os.makedirs(experiment_dir, exist_ok=True)
         self._journal = None
+        self._search_saved = False
 
     def _open(self):
         if self._journal is None:
@@ -66,7 +67,11 @@ class ExperimentState:
         f = self._open()
         f.write(dumps({"add": trial.to_state()}) + "\n")
         f.flush()
-        self.save_search(search_alg)
+        # A generator whose state is just "how many trials so far" is saved once
+        # (restore fast-forwards it to the journal's trial count).
+        if not getattr(search_alg, "restores_by_count", False) or not self._search_saved:
+            self.save_search(search_alg)
+            self._search_saved = True
 
     def update_trial(self, trial):
         f = self._open()

@@ -36,7 +36,7 @@ class CLIReporter:
         self.frequency = max_report_frequency
         self.metric, self.mode = metric, mode
         self.sort_by_metric = sort_by_metric
-        self.out = sys.stdout
+        self.out = None  # sys.stdout at print time
 
     def table(self, trials, scheduler=None):
         counts = Counter(t.status for t in trials)
@@ -69,7 +69,7 @@ class CLIReporter:
         return "\n".join(lines)
 
     def report(self, trials, scheduler=None):
-        print(self.table(trials, scheduler), file=self.out, flush=True)
+        print(self.table(trials, scheduler), file=self.out or sys.stdout, flush=True)
 
 
 class ProgressReporter:

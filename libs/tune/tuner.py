@@ -128,8 +128,8 @@ class Tuner:
         if search_alg is None:
             search_alg = make_search_alg(tc.search_alg, metric, mode, self._param_space,
                                          tc.num_samples)
-        elif hasattr(search_alg, "_made") and isinstance(search_alg, BasicVariantGenerator):
-            search_alg._made = max(search_alg._made, len(trials))
+        elif isinstance(search_alg, BasicVariantGenerator):
+            search_alg.skip_to(len(trials))
         scheduler = tc.scheduler or FIFOScheduler()
         scheduler.set_search_properties(metric, mode)
         state = experiment_state.ExperimentState(experiment_dir)
@@ -182,8 +182,9 @@ def _picklable_run_config(rc):
         cloudpickle.dumps(rc.callbacks)
     except Exception:
         rc.callbacks = None
-    try:
-        cloudpickle.dumps(rc.stop)
-    except Exception:
-        rc.stop = None
+    for field in ("stop", "progress_reporter"):
+        try:
+            cloudpickle.dumps(getattr(rc, field))
+        except Exception:
+            setattr(rc, field, None)
     return rc

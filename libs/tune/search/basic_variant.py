@@ -21,6 +21,8 @@ class BasicVariantGenerator(SearchAlgorithm):
     drawn once per sample and shared by that sample's grid points.
     """
 
+    restores_by_count = True  # its state is the number of configs made so far
+
     def __init__(self, points_to_evaluate=None, max_concurrent=0, constant_grid_search=False,
                  random_state=None):
         self._points = [dict(p) for p in (points_to_evaluate or [])]
@@ -69,6 +71,10 @@ class BasicVariantGenerator(SearchAlgorithm):
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         self._live.discard(trial_id)
+
+    def skip_to(self, made):
+        """After a restore: the journal holds ``made`` trials already."""
+        self._made = max(self._made, made)
 
     def is_finished(self):
         return self._made >= self._total

@@ -330,3 +330,28 @@ def test_report_outside_a_trial_explains():
         tune.report({"x": 1})
     with pytest.raises(TypeError, match="takes a dict"):
         tune.report(3)
+
+
+def test_progress_table(ray_module, tmp_path, capsys):
+    reporter = tune.CLIReporter(metric_columns=["score"], max_report_frequency=0)
+    tune.Tuner(counting, param_space={"x": tune.grid_search([1, 2])},
+               run_config=tune.RunConfig(storage_path=str(tmp_path),
+                                         progress_reporter=reporter)).fit()
+    out = capsys.readouterr().out
+    assert "== Status == 2 trials: 2 TERMINATED" in out
+    assert "Trial name" in out and "score" in out and "counting_" in out
+    # quiet when stdout is not a terminal and no reporter was asked for
+    tune.Tuner(counting, param_space={"x": 1},
+               run_config=tune.RunConfig(storage_path=str(tmp_path))).fit()
+    assert "== Status ==" not in capsys.readouterr().out
+
+
+def test_restore_a_finished_experiment_reads_its_results(ray_module, tmp_path):
+    run_tuner(tmp_path, counting, {"x": tune.grid_search([1, 2])}, name="done")
+    tuner = tune.Tuner.restore(str(tmp_path / "done"), counting)
+    results = tuner.get_results()
+    assert sorted(r.metrics["score"] for r in results) == [4, 8]
+    again = tuner.fit()  # nothing left to run
+    assert sorted(r.metrics["score"] for r in again) == [4, 8]
+    with pytest.raises(ValueError, match="not a Tune experiment directory"):
+        tune.Tuner.restore(str(tmp_path), counting)
