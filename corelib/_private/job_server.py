@@ -715,14 +715,20 @@ def stop(session_dir, timeout=15.0):
         proc.terminate()
     except (OSError, ValueError, KeyError, psutil.Error):
         return False
-    try:
-        proc.wait(timeout=timeout)
-    except psutil.TimeoutExpired:
-        proc.kill()
+    # Poll rather than wait(): a zombie whose parent is not this process counts
+    # as gone (psutil would wait for its parent to reap it).
+    for sig_timeout in (timeout, 5.0):
+        deadline = time.monotonic() + sig_timeout
+        while _alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _alive(proc.pid):
+            break
         try:
-            proc.wait(timeout=5)
+            proc.kill()
         except psutil.Error:
             pass
+    try:
+        proc.wait(timeout=0)          # reap it if it is this process's child
     except psutil.Error:
         pass
     return True
