@@ -112,6 +112,8 @@ def cmd_start(args):
     print(f"minray: started a head node (pid {proc.pid}, session {session_dir}).")
     print(f"  Cluster token (other nodes and remote clients need it): {token}")
     print("  Connect a driver on this machine with: minray.init(address=\"auto\")")
+    if args.head and args.include_dashboard:
+        _start_job_server(session_dir, args.node_ip_address, args.dashboard_port)
     print("  Stop it with: minray stop")
     if args.block:
         def stop(*_):
@@ -119,7 +121,33 @@ def cmd_start(args):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         proc.wait()
+        from ._private import job_server
+        job_server.stop(session_dir)
     return 0
+
+
+def _bool_arg(value):
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _start_job_server(session_dir, host, port):
+    """The head's HTTP job server (minray/_private/job_server.py); a failure to
+    start it leaves the head running and says why."""
+    from ._private import job_server
+    try:
+        url, _ = job_server.start(session_dir, host, port)
+    except RuntimeError as exc:
+        print(f"minray start: warning: {exc}. The head runs without the job API; pick "
+              "another port with --dashboard-port.", file=sys.stderr)
+        return None
+    flag = "" if port == 8265 and host == "127.0.0.1" else f" --address {url}"
+    print(f"  Job API (dashboard): {url}")
+    print(f"  Submit a job:  minray job submit{flag} --working-dir . -- python script.py")
+    return url
 
 
 def _heads(temp_dir=None):
@@ -143,6 +171,8 @@ def cmd_stop(args):
     import psutil
     stopped = 0
     for head in _heads(args.temp_dir):
+        from ._private import job_server
+        job_server.stop(head["session_dir"])      # it stops the jobs still running
         pid = head.get("pid")
         if pid and psutil.pid_exists(pid):
             try:
@@ -227,6 +257,8 @@ def main(argv=None):
     p.add_argument("--object-store-memory", type=int, default=None)
     p.add_argument("--temp-dir", default=None)
     p.add_argument("--block", action="store_true")
+    p.add_argument("--include-dashboard", type=_bool_arg, default=True, metavar="BOOL",
+                   help="run the head's HTTP job server on --dashboard-port (default: true)")
     p.set_defaults(fn=cmd_start)
     p = sub.add_parser("stop", help="stop nodes started with 'minray start'")
     p.add_argument("--temp-dir", default=None)
@@ -234,6 +266,8 @@ def main(argv=None):
     p = sub.add_parser("status", help="show the running node")
     p.add_argument("--temp-dir", default=None)
     p.set_defaults(fn=cmd_status)
+    from .job_submission import cli as job_cli
+    job_cli.add_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 
