@@ -237,10 +237,8 @@ class Unique(_Numeric):
 
     def block_groups(self, block, starts, keys):
         bounds = list(starts) + [B.num_rows(block)]
-        col = B.make_column([None] * len(starts))
-        col[:] = [sorted(set(block[self.on][bounds[i]:bounds[i + 1]].tolist()))
-                  for i in range(len(starts))]
-        return col
+        return B._objects([sorted(set(block[self.on][bounds[i]:bounds[i + 1]].tolist()))
+                           for i in range(len(starts))])
 
 
 def _py(value):

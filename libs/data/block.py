@@ -27,6 +27,14 @@ def require(module, extra):
 
 
 # ---------------------------------------------------------------- building blocks
+def _objects(values):
+    """A 1-D object column holding each value as is (ragged tensors, tuples, dicts)."""
+    col = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        col[i] = v
+    return col
+
+
 def make_column(values):
     """A numpy column from a list of row values (scalars, strings or arrays).
 
@@ -38,33 +46,24 @@ def make_column(values):
     if isinstance(values, np.ndarray):
         return values
     values = list(values)
-    if values and isinstance(values[0], np.ndarray):
+    first = values[0] if values else None
+    if isinstance(first, np.ndarray):
         shapes = {v.shape if isinstance(v, np.ndarray) else None for v in values}
-        if len(shapes) == 1:
-            return np.stack(values)
-        col = np.empty(len(values), dtype=object)   # ragged tensors stay one object per row
-        col[:] = values
-        return col
-    if values and isinstance(values[0], (list, tuple)):
+        return np.stack(values) if len(shapes) == 1 else _objects(values)
+    if isinstance(first, list):
         try:
             arr = np.asarray(values)
             if arr.dtype != object:
                 return arr
         except ValueError:
             pass
-        col = np.empty(len(values), dtype=object)
-        col[:] = [np.asarray(v) for v in values]
-        return col
-    if values and isinstance(values[0], (dict, bytes)) or any(v is None for v in values):
-        col = np.empty(len(values), dtype=object)
-        col[:] = values
-        return col
+        return _objects([np.asarray(v) for v in values])
+    if isinstance(first, (dict, bytes, tuple)) or any(v is None for v in values):
+        return _objects(values)
     try:
         return np.asarray(values)
     except ValueError:
-        col = np.empty(len(values), dtype=object)
-        col[:] = values
-        return col
+        return _objects(values)
 
 
 def from_rows(rows):

@@ -233,10 +233,10 @@ class ProgressBars:
 
 
 def _total_cpus():
-    try:
-        return max(1, int(ray.cluster_resources().get("CPU", 1)))
-    except Exception:
-        return 1
+    """CPUs of the cluster; like Ray Data, the first dataset starts a runtime if needed."""
+    if not ray.is_initialized():
+        ray.init()
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 class MapStage:

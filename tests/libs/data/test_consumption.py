@@ -136,3 +136,10 @@ def test_streaming_split_consumed_by_actors():
     dynamic = ds.streaming_split(2)
     got = ray.get([c.consume.remote(it, 1) for c, it in zip(consumers, dynamic)])
     assert sorted(got[0][0] + got[1][0]) == list(range(30))
+
+
+def test_iter_torch_batches_without_torch_names_the_package(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match="pip install torch"):
+        next(ray.data.range(3).iter_torch_batches())

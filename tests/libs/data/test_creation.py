@@ -90,6 +90,18 @@ def test_missing_pillow_names_the_package(monkeypatch, tmp_path):
         ray.data.read_images(str(tmp_path))
 
 
+def test_from_torch_with_a_map_style_dataset():
+    class Pairs:                      # anything with __len__ and __getitem__, as torch's
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return (np.array([i, i]), i % 2)
+
+    rows = ray.data.from_torch(Pairs()).take_all()
+    assert len(rows) == 3 and rows[2]["item"][0].tolist() == [2, 2] and rows[2]["item"][1] == 0
+
+
 def test_from_torch():
     torch = pytest.importorskip("torch", reason="torch is optional")
 
