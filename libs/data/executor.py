@@ -333,18 +333,23 @@ def _heavy(transforms):
 
 class _ActorRunner:
     """An autoscaling actor pool: starts ``min_size`` actors, adds one (up to ``max_size``)
-    whenever every actor already has its quota of blocks in flight."""
+    whenever every running actor already has its quota of blocks in flight.
+
+    Blocks go only to actors whose constructor has finished, so a pool larger than the
+    free CPUs degrades to the actors that could start instead of hanging on the rest.
+    """
 
     def __init__(self, transforms, strategy, remote_args):
         args = {"num_cpus": 1}
         args.update(remote_args)
         self.cls = _MapWorker.options(**args)
         self.transforms = transforms
-        self.strategy = strategy
         self.per_actor = strategy.max_tasks_in_flight_per_actor
         self.max_size = strategy.max_size or max(strategy.min_size, _total_cpus())
         self.window = self.max_size * self.per_actor
         self.actors, self.load, self.owner = [], [], {}
+        self.starting = {}              # ready ref -> actor index, until the actor is up
+        self.running = []               # indexes of actors whose constructor finished
         for _ in range(strategy.initial_size):
             self._add_actor()
 
@@ -353,14 +358,28 @@ class _ActorRunner:
         return len(self.actors)
 
     def _add_actor(self):
-        self.actors.append(self.cls.remote(self.transforms))
+        actor = self.cls.remote(self.transforms)
+        self.actors.append(actor)
         self.load.append(0)
+        self.starting[actor.ready.remote()] = len(self.actors) - 1
+
+    def _poll_started(self, block):
+        if not self.starting:
+            return
+        ready, _ = ray.wait(list(self.starting), num_returns=1 if block else len(self.starting),
+                            timeout=None if block else 0)
+        for ref in ready:
+            ray.get(ref)                # a constructor that raised surfaces here
+            self.running.append(self.starting.pop(ref))
 
     def submit(self, item, index):
-        i = min(range(len(self.actors)), key=self.load.__getitem__)
-        if self.load[i] >= self.per_actor and len(self.actors) < self.max_size:
+        self._poll_started(block=False)
+        busy = all(self.load[i] >= self.per_actor for i in self.running)
+        if busy and len(self.actors) < self.max_size and not self.starting:
             self._add_actor()
-            i = len(self.actors) - 1
+        if not self.running:
+            self._poll_started(block=True)
+        i = min(self.running, key=self.load.__getitem__)
         refs = self.actors[i].run.remote(item, index)
         self.load[i] += 1
         self.owner[refs[1]] = i

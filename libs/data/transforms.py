@@ -159,9 +159,11 @@ class MapBatches(Transform):
     def __call__(self, block, block_index):
         self.setup()
         n = B.num_rows(block)
-        size = self.batch_size or max(n, 1)
+        if n == 0:
+            return {}                   # never call the user's function on an empty batch
+        size = self.batch_size or n
         outs = []
-        for start in range(0, max(n, 1), size):
+        for start in range(0, n, size):
             piece = B.slice_block(block, start, start + size) if size < n else block
             if not self.zero_copy_batch and self.batch_format in ("default", "numpy"):
                 piece = {k: (v if v.flags.writeable else v.copy()) for k, v in piece.items()}

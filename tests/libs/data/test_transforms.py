@@ -240,3 +240,22 @@ def test_transforms_are_lazy(tmp_path):
     ds = ray.data.range(5).map_batches(touch).filter(lambda r: True).sort("id")
     assert not marker.exists()
     assert ds.count() == 5 and marker.exists()
+
+
+def test_actor_pool_larger_than_the_cluster_uses_the_actors_that_start():
+    cpus = int(ray.cluster_resources()["CPU"])
+    ds = ray.data.range(40, override_num_blocks=8).map_batches(AddPid, concurrency=cpus + 2)
+    rows = ds.take_all()
+    assert len(rows) == 40 and len({r["pid"] for r in rows}) <= cpus
+
+
+def test_actor_constructor_error_surfaces():
+    class Broken:
+        def __init__(self):
+            raise RuntimeError("no model file")
+
+        def __call__(self, batch):
+            return batch
+
+    with pytest.raises(Exception, match="no model file"):
+        ray.data.range(4).map_batches(Broken, concurrency=1).take_all()
