@@ -11,6 +11,7 @@ http://127.0.0.1:8265.
 
 import asyncio
 import json
+import re
 import shlex
 import sys
 import time
@@ -19,6 +20,7 @@ from .models import JobStatus
 from .sdk import JobSubmissionClient
 
 RULE = "-" * 42
+_OPERATOR = re.compile(r"^(&&|\|\||\||;|&|\d*[<>]{1,2}(&\d+)?)$")
 
 
 def _client(args):
@@ -34,10 +36,10 @@ def _entrypoint(words):
         words = words[1:]
     if len(words) == 1:
         return words[0]
-    # Ray joins the words with spaces; quote the ones that hold whitespace so
-    # `-- python -c "print(1)"` keeps working, while `&&`, `>` stay shell syntax.
-    return " ".join(shlex.quote(w) if (not w or any(c.isspace() for c in w)) else w
-                    for w in words)
+    # Ray joins the words with spaces. Quote each word instead (the local shell has
+    # expanded them already), so `-- python -c "print(1)"` keeps working; words that
+    # are shell operators (`&&`, `|`, `>`, `2>&1`) stay shell syntax.
+    return " ".join(w if _OPERATOR.match(w) else shlex.quote(w) for w in words)
 
 
 async def _stream(client, sid):
