@@ -114,7 +114,7 @@ class JobManager:
             os.makedirs(path, mode=0o700, exist_ok=True)
         self.jobs = {}            # submission id -> record (the JSON kept on disk)
         self.procs = {}           # submission id -> asyncio subprocess, while it runs
-        self.stop_requested = set()
+        self.stop_requested = {}  # submission id -> the message it ends with
         self.tasks = set()
         self.stop_wait_s = _stop_wait_s()
 
@@ -294,7 +294,7 @@ class JobManager:
             return
         if sid in self.stop_requested or sid not in self.jobs:
             if sid in self.jobs:
-                self._set(sid, STOPPED, "Job was intentionally stopped.", end=True)
+                self._set(sid, STOPPED, self.stop_requested[sid], end=True)
             return
         try:
             with open(self.log_path(sid), "ab") as out:
@@ -337,7 +337,7 @@ class JobManager:
         if sid not in self.jobs:
             return
         if sid in self.stop_requested:
-            self._set(sid, STOPPED, "Job was intentionally stopped.", end=True,
+            self._set(sid, STOPPED, self.stop_requested[sid], end=True,
                       driver_exit_code=code)
         elif code == 0:
             self._set(sid, SUCCEEDED, "Job finished successfully.", end=True,
@@ -354,11 +354,11 @@ class JobManager:
                       error_type="JOB_ENTRYPOINT_COMMAND_ERROR")
 
     # -- stop / delete ---------------------------------------------------------------
-    def stop(self, sid):
+    def stop(self, sid, message="Job was intentionally stopped."):
         rec = self.get(sid)
         if rec["status"] in TERMINAL:
             return False
-        self.stop_requested.add(sid)
+        self.stop_requested[sid] = message
         pid = (rec.get("driver_info") or {}).get("pid")
         if rec["status"] == RUNNING and pid:
             log.info("stopping job %s: SIGTERM to process group %s", sid, pid)
@@ -382,7 +382,7 @@ class JobManager:
             raise HTTPError(400, f"Attempted to delete job {sid}, but it is in a non-terminal "
                             f"state {rec['status']}. Stop it first.")
         del self.jobs[sid]
-        self.stop_requested.discard(sid)
+        self.stop_requested.pop(sid, None)
         for path in (self._record_path(sid), self._exit_code_path(sid), self.log_path(sid)):
             try:
                 os.remove(path)
@@ -395,7 +395,7 @@ class JobManager:
         """Stop every running job (the head is going away)."""
         running = [sid for sid, rec in self.jobs.items() if rec["status"] not in TERMINAL]
         for sid in running:
-            self.stop(sid)
+            self.stop(sid, "Job was stopped because the head node shut down.")
         deadline = time.monotonic() + self.stop_wait_s + 2
         while self.procs and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
