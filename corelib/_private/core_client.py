@@ -90,7 +90,7 @@ class TaskRecord:
     __slots__ = ("task_id", "fn", "args_blob", "arg_refs", "arg_values", "pins",
                  "opts", "return_ids", "retries_left", "worker",
                  "cancelled", "stream", "actor_id", "method", "queue", "seq", "sent_at",
-                 "on_error", "live_returns", "then")
+                 "on_error", "live_returns", "then", "lineage_args")
 
     def __init__(self, task_id, fn, args_blob, arg_refs, pins, opts, return_ids):
         self.task_id = task_id
@@ -113,6 +113,7 @@ class TaskRecord:
         self.on_error = None
         self.then = None                  # what runs once the ref arguments resolve
         self.live_returns = 0             # lineage: its returns in the store still referenced
+        self.lineage_args = ()            # lineage: (oid, owner) of its arguments, unpinned
 
 
 class Stream:
@@ -1144,15 +1145,34 @@ class CoreClient:
         self._dirty_queues.add(w.queue)
 
     def _keep_lineage(self, rec, results):
-        """Keep the spec of a task whose results went to the store, to rebuild them."""
-        if rec.opts.num_returns == "dynamic" or rec.opts.max_retries == 0 or \
-                rec.task_id in self.lineage:
+        """Keep the spec of a task whose results went to the store, to rebuild them.
+
+        Only the spec: its arguments are not pinned (as in Ray, lineage does not
+        keep values alive). A rebuild needs them still referenced by someone
+        here; otherwise it fails with ObjectReconstructionFailedError.
+        """
+        if rec.task_id in self.lineage:
+            rec.pins = []            # a rebuild finished: let go of its arguments again
+            return
+        if rec.opts.num_returns == "dynamic" or rec.opts.max_retries == 0:
             return
         n = sum(1 for b in results if b[0] == TAG_SHM)
         if n:
             rec.live_returns = n
+            refs = list(rec.pins) + [r for _, r in rec.arg_refs]
+            rec.lineage_args = [(r._id, r._owner) for r in refs]   # unpinned
+            rec.pins, rec.arg_refs = [], []
             with self.lock:
                 self.lineage[rec.task_id] = rec
+
+    def _pin_lineage_args(self, rec):
+        """Re-pin a lineage task's arguments for a rebuild; False if one was freed."""
+        with self.lock:
+            alive = all(self.objects.get(oid) is not None for oid, _ in rec.lineage_args)
+        if not alive:
+            return False
+        rec.pins = [ObjectRef(oid, owner, self) for oid, owner in rec.lineage_args]
+        return True
 
     def _reconstruct(self, oid):
         """The store lost ``oid``'s value: run the task that made it again.
@@ -1173,16 +1193,23 @@ class CoreClient:
                 st.blob, st.segment_buf = None, None
                 return True
             if rec is not None and rec.retries_left != 0:
+                resubmit = rec
+        if resubmit is not None and self._pin_lineage_args(rec):
+            with self.lock:
                 if rec.retries_left > 0:
                     rec.retries_left -= 1
                 st.blob, st.segment_buf = None, None
                 rec.worker, rec.cancelled = None, False
                 self.tasks[task_id] = rec
-                resubmit = rec
-        if resubmit is not None:
-            self._enqueue_task(resubmit)
+            self._enqueue_task(rec)
             return True
-        if rec is not None:
+        if resubmit is not None:
+            err = exceptions.ObjectReconstructionFailedError(oid.hex(), message=(
+                f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
+                f"lost, and an argument of the task that made it ({rec.opts.name or 'a task'}"
+                ") was freed meanwhile, so it cannot run again. Keep the arguments' refs "
+                "alive while you may need the result rebuilt."))
+        elif rec is not None:
             err = exceptions.ObjectReconstructionFailedError(oid.hex(), message=(
                 f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
                 f"lost and the task that made it ({rec.opts.name or 'a task'}) has no "

@@ -8,6 +8,7 @@ unreachable when its owner dies. These tests do exactly that, for real.
 """
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -16,6 +17,9 @@ import pytest
 import minray as ray
 from minray.exceptions import (ObjectLostError, ObjectReconstructionFailedError,
                                OwnerDiedError)
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+from helpers import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +167,20 @@ def test_owner_death_raises_owner_died_error_not_a_hang(ray_start_regular):
     with pytest.raises(OwnerDiedError):
         ray.get(inner, timeout=30)
     assert time.monotonic() - start < 10
+
+
+def test_lineage_does_not_pin_arguments(ray_module, tmp_path):
+    """As in Ray, a result's lineage keeps the task's spec, not its arguments' values:
+    once an argument is freed, a lost result that needs it cannot be rebuilt."""
+    log = str(tmp_path / "runs")
+    a = make.remote(2, log)
+    b = add.remote(a, 1)
+    ray.wait([b])
+    a_id = a._id
+    del a
+    ray.wait([b])   # (any API call lets the driver release what it dropped)
+    assert wait_until(lambda: client().call("object_info", a_id) is None), \
+        "the argument's value was kept alive by the lineage"
+    lose(b)
+    with pytest.raises(ObjectReconstructionFailedError, match="argument"):
+        ray.get(b, timeout=30)
