@@ -337,7 +337,9 @@ class JobSubmissionClient:
         """Yield the job's log as it grows, until the job has finished."""
         import aiohttp
         url = "ws" + self._address[len("http"):] + self._job_path(job_id, "/logs/tail")
-        async with aiohttp.ClientSession(headers=self._headers) as session:
+        # No total timeout: a job's log stream lasts as long as the job.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout)
+        async with aiohttp.ClientSession(headers=self._headers, timeout=timeout) as session:
             try:
                 ws = await session.ws_connect(url)
             except aiohttp.WSServerHandshakeError as exc:

@@ -248,6 +248,12 @@ def test_unauthenticated_requests_are_refused_and_logged(head):
     stranger = JobSubmissionClient(head.url, headers={"Authorization": "Bearer wrong"})
     with pytest.raises(JobSubmissionAuthError, match="MINRAY_CLUSTER_TOKEN"):
         stranger.list_jobs()
+
+    async def tail():
+        async for _ in stranger.tail_job_logs("anything"):
+            pass
+    with pytest.raises(JobSubmissionAuthError):
+        asyncio.run(tail())                          # the log websocket is guarded too
     no_token = _cli(head, "list", "--address", head.url, "--headers", "{}")
     assert no_token.returncode == 0       # an empty --headers still gets the env's token
     env = {k: v for k, v in head.cli_env.items() if k != "MINRAY_CLUSTER_TOKEN"}
