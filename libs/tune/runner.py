@@ -337,13 +337,11 @@ class TrialRunner:
                     self._discard(trial, results[i + 1:])
                     self._act(trial, decision, finished)
                     return
-            if finished == "done":
+            if finished is None:  # still running (an error arrives with the next poll)
+                self._submit(trial, live, "poll")
+            else:  # the function returned
                 self._finish_worker(trial, reusable=True)
                 self._complete(trial)
-            elif finished is None:
-                self._submit(trial, live, "poll")
-            else:  # "failed": the error arrives with the next poll
-                self._submit(trial, live, "poll")
         elif kind == "setup":
             self._submit(trial, live, "train")
         else:  # train (class trainables)

@@ -91,6 +91,7 @@ class Trial:
     def to_state(self):
         return {
             "trial_id": self.trial_id, "config": self.config, "index": self.index,
+            "config_pickle": _pickle_b64(self.config),
             "trainable_name": self.trainable_name, "status": self.status,
             "last_result": self.last_result, "metric_analysis": self.metric_analysis,
             "checkpoint": self.checkpoint, "num_failures": self.num_failures,
@@ -100,7 +101,12 @@ class Trial:
 
     @classmethod
     def from_state(cls, state, experiment_dir):
-        trial = cls(state["trial_id"], state["config"], state["trainable_name"], experiment_dir,
+        config = state["config"]
+        if state.get("config_pickle"):  # exact values (numpy, objects) when they pickled
+            import base64
+            import pickle
+            config = pickle.loads(base64.b64decode(state["config_pickle"]))
+        trial = cls(state["trial_id"], config, state["trainable_name"], experiment_dir,
                     state["index"], state.get("resources"), state["dir_name"])
         for key in ("status", "last_result", "metric_analysis", "checkpoint", "num_failures",
                     "error_msg"):
@@ -112,6 +118,15 @@ class Trial:
 
     def __str__(self):
         return self.trial_name
+
+
+def _pickle_b64(value):
+    import base64
+    try:
+        import cloudpickle
+        return base64.b64encode(cloudpickle.dumps(value)).decode()
+    except Exception:  # the JSON form (with reprs) is what restore gets then
+        return None
 
 
 def _nested_get(result, metric):

@@ -121,7 +121,13 @@ class Tuner:
             experiment_dir, trials, search_alg = self._restored
             name = os.path.basename(experiment_dir)
         else:
-            name = rc.name or f"{spec.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+            name = rc.name
+            if name is None:  # a default name never reuses an existing directory
+                stamp = time.strftime('%Y-%m-%d_%H-%M-%S')
+                name, n = f"{spec.name}_{stamp}", 1
+                while os.path.exists(os.path.join(_storage_path(rc), name)):
+                    n += 1
+                    name = f"{spec.name}_{stamp}_{n}"
             experiment_dir = os.path.join(_storage_path(rc), name)
             trials, search_alg = [], None
         metric, mode = tc.metric, tc.mode
