@@ -19,6 +19,7 @@ import psutil
 from . import exceptions
 from ._private import node as _node
 from ._private import state
+from ._private import transport as _transport
 from .actor import ActorClass, ActorHandle
 from .object_ref import ObjectRef, ObjectRefGenerator
 from .remote_function import RemoteFunction
@@ -189,8 +190,24 @@ def _resolve_address(address, temp_dir):
         return found
     if os.path.isdir(address) and os.path.exists(os.path.join(address, "nm.sock")):
         return address
+    if address.startswith("ray://"):
+        raise ConnectionError(f"Cannot connect to {address!r}: minray has no Ray Client "
+                              "(ray://); run the driver on a node of the cluster and use "
+                              "address='auto' or 'HOST:PORT'.")
+    parsed = _transport.parse_address(address)
+    if parsed[0] == "tcp":
+        # A driver talks to the node manager of its own machine, which belongs to the
+        # cluster at HOST:PORT (as a Ray driver needs a local raylet).
+        found = _node.find_cluster_session(f"{parsed[1]}:{parsed[2]}", temp_dir)
+        if found is None:
+            raise ConnectionError(
+                f"No node of the cluster at {address} runs on this machine. Join it first "
+                f"with `minray start --address {parsed[1]}:{parsed[2]}` (and the cluster "
+                "token), then init(address='auto') or this address again.")
+        return found
     raise ConnectionError(f"Cannot connect to {address!r}: pass address='auto' for the node "
-                          "running on this machine, or a session directory.")
+                          "running on this machine, 'HOST:PORT' of its cluster's head, or a "
+                          "session directory.")
 
 
 def _stop_owned_node():
@@ -229,6 +246,12 @@ def shutdown(_exiting_interpreter=False):
             return
         state.set_client(None)
         owned = _runtime.get("proc") is not None
+        if hasattr(client, "flush_logs"):
+            # What workers printed just before the end still reaches this terminal.
+            try:
+                client.flush_logs(timeout=1.0)
+            except Exception:
+                pass
         client.shutting_down = True
         if owned and hasattr(client, "call"):
             try:

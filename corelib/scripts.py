@@ -89,10 +89,9 @@ def cmd_demo(args):
 
 
 def cmd_start(args):
-    if not args.head:
-        print("minray start: joining another node by --address needs the multi-node head "
-              "service, which this build does not have yet; use --head on this machine.",
-              file=sys.stderr)
+    if not args.head and not args.address:
+        print("minray start: pass --head to start a cluster's first node, or "
+              "--address HOST:PORT to join the head at that address.", file=sys.stderr)
         return 2
     resources = json.loads(args.resources) if args.resources else {}
     total = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count())}
@@ -103,15 +102,45 @@ def cmd_start(args):
     total["memory"] = float(int(psutil.virtual_memory().available * 0.7))
     store = args.object_store_memory or _node.default_object_store_memory()
     total["object_store_memory"] = float(store)
-    session_dir, proc = _node.start_node(total, store, temp_dir=args.temp_dir, head=True)
-    token = _node.create_cluster_token(session_dir)
+    session_dir = _node.make_session_dir(args.temp_dir)
+    if args.head:
+        token = _node.create_cluster_token(session_dir)
+        head_address, port = None, args.port
+    else:
+        token = args.token or _node.read_cluster_token()
+        if not token:
+            print("minray start: joining a cluster needs its token: pass --token, or set "
+                  "MINRAY_CLUSTER_TOKEN (`minray start --head` printed it).", file=sys.stderr)
+            return 2
+        with open(os.path.join(session_dir, _node.TOKEN_FILE), "w") as f:
+            os.chmod(f.name, 0o600)
+            f.write(token)
+        head_address, port = args.address, 0
+    try:
+        session_dir, proc = _node.start_node(total, store, head=True, session_dir=session_dir,
+                                             node_ip=args.node_ip_address, port=port,
+                                             head_address=head_address, token=token)
+    except RuntimeError as exc:
+        print(f"minray start: {exc}", file=sys.stderr)
+        return 1
+    with open(os.path.join(session_dir, "cluster.json")) as f:
+        info = json.load(f)
     with open(os.path.join(session_dir, "head.json"), "w") as f:
-        json.dump({"pid": proc.pid, "session_dir": session_dir, "port": args.port,
-                   "node_ip_address": args.node_ip_address,
+        json.dump({"pid": proc.pid, "session_dir": session_dir, "port": info["port"],
+                   "node_ip_address": args.node_ip_address, "head": bool(args.head),
+                   "head_address": head_address,
                    "dashboard_port": args.dashboard_port}, f)
-    print(f"minray: started a head node (pid {proc.pid}, session {session_dir}).")
-    print(f"  Cluster token (other nodes and remote clients need it): {token}")
-    print("  Connect a driver on this machine with: minray.init(address=\"auto\")")
+    address = f"{args.node_ip_address}:{info['port']}"
+    if args.head:
+        print(f"minray: started a head node at {address} (pid {proc.pid}, session "
+              f"{session_dir}).")
+        print(f"  Cluster token (other nodes and remote clients need it): {token}")
+        print(f"  Join another node:  MINRAY_CLUSTER_TOKEN={token} minray start "
+              f"--address {address}")
+        print("  Connect a driver on this machine with: minray.init(address=\"auto\")")
+    else:
+        print(f"minray: started a node at {address} (pid {proc.pid}) that joined the head "
+              f"at {head_address}.")
     if args.head and args.include_dashboard:
         _start_job_server(session_dir, args.node_ip_address, args.dashboard_port)
     print("  Stop it with: minray stop")
@@ -233,6 +262,19 @@ def cmd_status(args):
     o = st["objects"]
     print(f"Objects: {o['num_objects']} shared, {o['shm_bytes'] / 2**20:.1f} MiB in shared "
           f"memory, {o['spilled_bytes'] / 2**20:.1f} MiB spilled")
+    nodes = _query(session, "nodes")
+    if len(nodes) > 1:
+        total = _query(session, "cluster_resources")
+        avail = _query(session, "available_resources")
+        alive = [n for n in nodes if n["Alive"]]
+        print(f"Cluster: {len(alive)} of {len(nodes)} nodes alive; CPU "
+              f"{total.get('CPU', 0) - avail.get('CPU', 0):g} / {total.get('CPU', 0):g} used")
+        for n in nodes:
+            res = {k: v for k, v in n["Resources"].items()
+                   if not k.startswith("node:") and k not in ("memory", "object_store_memory")}
+            state = "alive" if n["Alive"] else "DEAD"
+            print(f"  {n['NodeManagerAddress']}:{n.get('NodeManagerPort')}  "
+                  f"{n['NodeID'][:12]}  {state}  {res}")
     return 0
 
 
@@ -245,7 +287,9 @@ def main(argv=None):
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("start", help="start a node")
     p.add_argument("--head", action="store_true")
-    p.add_argument("--address", default=None)
+    p.add_argument("--address", default=None, help="HOST:PORT of the head to join")
+    p.add_argument("--token", default=None,
+                   help="the cluster token (default: $MINRAY_CLUSTER_TOKEN)")
     p.add_argument("--port", type=int, default=6379)
     p.add_argument("--node-ip-address", default="127.0.0.1",
                    help="the address this node binds and advertises (default: loopback)")

@@ -131,7 +131,7 @@ class Stream:
 
 class LeasedWorker:
     __slots__ = ("worker_id", "address", "pid", "conn", "queue", "inflight", "fn_ids",
-                 "idle_since", "returning", "gpu_ids", "last_progress", "stealing")
+                 "idle_since", "returning", "gpu_ids", "last_progress", "stealing", "nm")
 
     def __init__(self, worker_id, address, pid, queue):
         self.worker_id = worker_id
@@ -146,6 +146,7 @@ class LeasedWorker:
         self.gpu_ids = ()
         self.last_progress = 0.0   # when it last finished a task (or got one while idle)
         self.stealing = False
+        self.nm = None             # the node manager that leased it, if not ours (a Connection)
 
 
 class SchedulingQueue:
@@ -235,6 +236,9 @@ class CoreClient:
         self._dirty_queues = set()
         self.loop.batch_end = self._pump_dirty
         self.loop.start()
+        self.job_config = job_config
+        self.remote_nms = {}          # "tcp://ip:port" -> Connection to another node's NM
+        self.cluster_token = None     # read on first use (cluster.py, node.read_cluster_token)
         self.nm = transport.Connection(transport.connect_unix(nm_socket))
         self.loop.add_connection(self.nm, self._on_nm_frame, self._on_nm_closed)
         self.info = self.call("register_client", kind, self.client_id, os.getpid(),
@@ -268,13 +272,17 @@ class CoreClient:
             return box[1]
         raise box[1]
 
-    def call_async(self, method, args, callback, req_id=None):
-        """A request whose reply runs ``callback(ok, value)`` on the I/O thread."""
+    def call_async(self, method, args, callback, req_id=None, conn=None):
+        """A request whose reply runs ``callback(ok, value)`` on the I/O thread
+        (to our node manager, or to ``conn``: another node's)."""
         if req_id is None:
             req_id = next(self.req_seq)
         self.requests[req_id] = callback
+        conn = conn or self.nm
+        if conn is not self.nm:
+            conn.info.setdefault("req_ids", set()).add(req_id)
         try:
-            self.nm.send(P.REQUEST, (req_id, method, args))
+            conn.send(P.REQUEST, (req_id, method, args))
         except transport.ConnectionClosed:
             self.requests.pop(req_id, None)
             callback(False, exceptions.RaySystemError("the node manager is gone"))
@@ -285,6 +293,69 @@ class CoreClient:
             self.nm.send(P.NOTICE, (method, args))
         except transport.ConnectionClosed:
             pass
+
+    def notice_to(self, conn, method, *args):
+        """A notice to ``conn`` (another node's NM), or to ours when None."""
+        if conn is None:
+            return self.notice(method, *args)
+        try:
+            conn.send(P.NOTICE, (method, args))
+        except transport.ConnectionClosed:
+            pass
+
+    # ============================================================ other nodes
+    def _token(self):
+        if self.cluster_token is None:
+            from . import node
+            self.cluster_token = node.read_cluster_token(self.info.get("session_dir")) or ""
+        return self.cluster_token
+
+    def _remote_nm(self, address):
+        """A connection to another node's node manager (TCP, token proven), registered
+        as a client there so its workers' logs come back to us."""
+        conn = self.remote_nms.get(address)
+        if conn is not None and not conn.closed:
+            return conn
+        sock = transport.connect(address, self._token(), timeout=5)
+        conn = transport.Connection(sock)
+        conn.info["address"] = address
+        self.remote_nms[address] = conn
+        self.loop.add_connection(conn, self._on_nm_frame, self._on_remote_nm_closed)
+        if self.kind == "driver":
+            config = dict(self.job_config or {})
+        else:
+            config = {"sys_path": list(sys.path), "cwd": os.getcwd(),
+                      "env_vars": self.inherited_env}
+        self.call_async("register_client", ("driver", self.client_id, os.getpid(), None,
+                                            config), lambda ok, v: None, conn=conn)
+        return conn
+
+    def _on_remote_nm_closed(self, conn):
+        """Another node went away: its pending lease requests fail (and are retried)."""
+        self.remote_nms.pop(conn.info.get("address"), None)
+        err = exceptions.WorkerCrashedError("the node that was to run the task died")
+        for req_id in conn.info.get("req_ids", ()):
+            cb = self.requests.pop(req_id, None)
+            if cb is not None:
+                cb(False, err)
+
+    def _lease_elsewhere(self, q, address):
+        """The node manager sent this lease request on: ask that node instead."""
+        try:
+            conn = self._remote_nm(address)
+        except (OSError, transport.AuthenticationError) as exc:
+            if not self.shutting_down:
+                print(f"minray: cannot reach the node at {address} for a lease: {exc}",
+                      file=sys.stderr)
+            self.loop.call_later(0.2, self._pump, q)
+            return
+        req_id = next(self.req_seq)
+        with self.lock:
+            q.lease_requests += 1
+            q.lease_req_ids.add(req_id)
+        self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars),
+                        lambda ok, v, q=q, r=req_id, c=conn: self._on_lease(q, r, ok, v, c),
+                        req_id=req_id, conn=conn)
 
     def _on_nm_frame(self, conn, kind, msg):
         if kind == P.REPLY:
@@ -395,7 +466,7 @@ class CoreClient:
             return
         running.fn.blocks = True   # its duration is not predictable: stop pipelining it
         w.stealing = True
-        self.notice("steal_tasks", w.worker_id, [r.task_id for r in recs[1:]],
+        self.notice_to(w.nm, "steal_tasks", w.worker_id, [r.task_id for r in recs[1:]],
                     self.client_id)
 
     def _on_stolen(self, w, task_ids):
@@ -515,7 +586,7 @@ class CoreClient:
             self.export_refs(sv.refs)
             self.call("hold", [r._id for r in sv.refs], oid)
             contained = True
-        if not sv.is_large():
+        if not sv.is_large() or getattr(self.current_task, "force_inline", False):
             return sv.to_inline(), contained
         return self._write_segment(oid, sv, owner), contained
 
@@ -1024,9 +1095,23 @@ class CoreClient:
             w.fn_ids.add(fn.fn_id)
             fn_blob = fn.blob
         o = rec.opts
-        return transport.encode_msg(P.TASK, (rec.task_id, fn.fn_id, fn_blob, rec.args_blob,
-                                             rec.arg_values, o.num_returns, o.wire,
+        args_blob, arg_values = rec.args_blob, rec.arg_values
+        if w.nm is not None:
+            # Another node cannot map our shared memory: values travel inline.
+            args_blob, arg_values = self._inline_args(args_blob, arg_values)
+        return transport.encode_msg(P.TASK, (rec.task_id, fn.fn_id, fn_blob, args_blob,
+                                             arg_values, o.num_returns, o.wire,
                                              w.gpu_ids))
+
+    def _inline_args(self, args_blob, arg_values):
+        if type(args_blob) is tuple:
+            oid, blob = args_blob
+            args_blob = serialization.inline_from_segment(self._attach(oid, blob))
+        if arg_values:
+            arg_values = [(pos, oid, serialization.inline_from_segment(self._attach(oid, blob))
+                           if blob[0] == TAG_SHM else blob)
+                          for pos, oid, blob in arg_values]
+        return args_blob, arg_values
 
     def _send_task(self, w, rec):
         try:
@@ -1034,7 +1119,7 @@ class CoreClient:
         except transport.ConnectionClosed:
             pass  # the close handler retries or fails it
 
-    def _on_lease(self, q, req_id, ok, value):
+    def _on_lease(self, q, req_id, ok, value, via=None):
         with self.lock:
             q.lease_requests -= 1
             q.lease_req_ids.discard(req_id)
@@ -1065,13 +1150,17 @@ class CoreClient:
                 print(f"minray: lease request failed: {value!r}", file=sys.stderr)
             self._pump(q)
             return
+        if value[0] == "spill":
+            self._lease_elsewhere(q, value[2])
+            return
         worker_id, address, pid, gpu_ids = value
         w = LeasedWorker(worker_id, address, pid, q)
         w.gpu_ids = gpu_ids
+        w.nm = via
         try:
-            sock = transport.connect_unix(address, timeout=1)
+            sock = transport.connect(address, self._token() if via else None, timeout=1)
         except OSError:
-            self.notice("return_lease", worker_id, True)
+            self.notice_to(via, "return_lease", worker_id, True)
             self._pump(q)
             return
         w.conn = transport.Connection(sock)
@@ -1091,7 +1180,7 @@ class CoreClient:
             w.returning = True
             if w in q.workers:
                 q.workers.remove(w)
-        self.notice("return_lease", w.worker_id, False)
+        self.notice_to(w.nm, "return_lease", w.worker_id, False)
         conn = w.conn
         w.conn = None
         if conn is not None:
@@ -1375,7 +1464,7 @@ class CoreClient:
                 exceptions.TaskCancelledError(task_id.hex())))
             return
         self.call_async("cancel_task", (w.worker_id, task_id, force, recursive),
-                        lambda ok, v: None)
+                        lambda ok, v: None, conn=w.nm)
 
     def cancel_children(self, parent_task_id):
         """Cancel every task this worker submitted (recursive cancel)."""
@@ -1652,6 +1741,15 @@ class CoreClient:
         return self.call("kill_actor", actor_id, no_restart)
 
     # ================================================================ shutdown
+    def flush_logs(self, timeout=1.0):
+        """Ask every node manager we use for the logs its workers wrote since its last
+        poll (they arrive as pushes before the replies); wait up to ``timeout``."""
+        conns = [self.nm] + [c for c in self.remote_nms.values() if not c.closed]
+        waiter = Waiter(len(conns))
+        for conn in conns:
+            self.call_async("flush_logs", (), lambda ok, v: waiter.notify(), conn=conn)
+        waiter.wait(timeout)
+
     def close(self):
         self.shutting_down = True
         try:

@@ -46,7 +46,8 @@ def make_session_dir(temp_dir=None):
 
 
 def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_pid=None,
-               timeout=30.0, system_config=None):
+               timeout=30.0, system_config=None, node_ip="127.0.0.1", port=None,
+               head_address=None, token=None, session_dir=None):
     """Spawn a node manager; returns (session_dir, process).
 
     ``system_config`` is init()'s ``_system_config``: the node manager reads
@@ -54,11 +55,12 @@ def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_
     {"directory_path": ...}}) and the memory monitor's settings (see
     memory_monitor.py).
     """
-    session_dir = make_session_dir(temp_dir)
+    session_dir = session_dir or make_session_dir(temp_dir)
     node_id = ids.new_unique_id(14).hex()
     resources = dict(resources)
-    resources.setdefault("node:127.0.0.1", 1.0)
-    resources.setdefault("node:__internal_head__", 1.0)
+    resources.setdefault(f"node:{node_ip}", 1.0)
+    if not head_address:
+        resources.setdefault("node:__internal_head__", 1.0)
     resources[f"_node_id:{node_id}"] = 1000.0
     cmd = [sys.executable, "-m", "minray._private.node_manager",
            "--session-dir", session_dir, "--resources", json.dumps(resources),
@@ -69,9 +71,17 @@ def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_
         cmd += ["--system-config", json.dumps(system_config)]
     if owner_pid:
         cmd += ["--owner-pid", str(owner_pid)]
+    env = None
+    if port is not None or head_address:
+        # A cluster node: TCP for other nodes, authenticated with the token
+        # (passed in the environment, never on the command line).
+        cmd += ["--node-ip-address", node_ip, "--port", str(port or 0)]
+        if head_address:
+            cmd += ["--head-address", head_address]
+        env = dict(os.environ, MINRAY_CLUSTER_TOKEN=token or "")
     log = open(os.path.join(session_dir, "logs", "node_manager.log"), "ab")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            start_new_session=head, close_fds=True)
+                            start_new_session=head, close_fds=True, env=env)
     log.close()
     ready = os.path.join(session_dir, "nm.ready")
     deadline = time.monotonic() + timeout
@@ -149,3 +159,32 @@ def read_cluster_token(session_dir=None):
             return f.read().strip()
     except FileNotFoundError:
         return None
+
+
+def find_cluster_session(head_address, temp_dir=None):
+    """The session of a live node on this machine that belongs to the cluster whose
+    head is at ``head_address`` (the head itself, or a node that joined it)."""
+    roots = [temp_dir or DEFAULT_TEMP_DIR]
+    best = None
+    for root in roots:
+        try:
+            names = os.listdir(root)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                with open(os.path.join(path, "cluster.json")) as f:
+                    info = json.load(f)
+                pid = int(open(os.path.join(path, "nm.ready")).read().strip() or 0)
+            except (OSError, ValueError):
+                continue
+            own = f"{info.get('node_ip_address')}:{info.get('port')}"
+            if head_address not in (own, info.get("head_address")) or \
+                    not psutil.pid_exists(pid):
+                continue
+            is_head = info.get("head_address") is None
+            rank = (is_head, os.path.getmtime(os.path.join(path, "nm.ready")))
+            if best is None or rank > best[0]:
+                best = (rank, path)
+    return best[1] if best else None

@@ -30,7 +30,7 @@ import traceback
 from .. import exceptions
 from . import protocol as P
 from . import scheduler as sched
-from . import serialization, shm, transport, zygote
+from . import cluster, serialization, shm, transport, zygote
 from .memory_monitor import Candidate, MemoryMonitor, pick_victim
 from .object_directory import LOST, ObjectDirectory
 
@@ -47,7 +47,8 @@ def token_oid(actor_id):
 class WorkerInfo:
     __slots__ = ("worker_id", "pid", "job_id", "env_key", "address", "conn", "state",
                  "lease", "charge", "blocked_charge", "actor_id", "log_out", "log_err",
-                 "log_pos", "task_name", "started", "idle_since", "exit_status", "leased_at")
+                 "log_pos", "task_name", "started", "idle_since", "exit_status", "leased_at",
+                 "tcp_address")
 
     def __init__(self, worker_id, job_id, env_key, log_out, log_err):
         self.worker_id = worker_id
@@ -55,6 +56,7 @@ class WorkerInfo:
         self.job_id = job_id
         self.env_key = env_key
         self.address = None
+        self.tcp_address = None   # "tcp://ip:port" on a cluster node, for remote submitters
         self.conn = None
         self.state = "starting"   # starting | idle | leased | actor | dead
         self.lease = None         # (client conn, req_id) waiting for this worker, or holder conn
@@ -105,8 +107,14 @@ class ActorInfo:
 
 class NodeManager:
     def __init__(self, session_dir, resources, object_store_memory, node_id, head=False,
-                 node_ip="127.0.0.1", system_config=None):
+                 node_ip="127.0.0.1", system_config=None, tcp_port=None, head_address=None,
+                 token=None):
         self.session_dir = session_dir
+        # Many nodes (cluster.py): a TCP port to listen on, and for a worker node
+        # the head's address. None on a single machine.
+        self.cluster = None
+        if tcp_port is not None or head_address:
+            self.cluster = cluster.Membership(self, token, tcp_port or 0, head_address)
         self.node_id = node_id
         self.node_ip = node_ip
         self.head = head
@@ -189,6 +197,7 @@ class NodeManager:
             "shutdown": self.h_shutdown,
             "worker_exit_cause": self.h_worker_exit_cause,
             "ping": lambda conn: "pong",
+            "flush_logs": self.h_flush_logs,
         }
 
     # ------------------------------------------------------------------ start
@@ -203,6 +212,8 @@ class NodeManager:
         self.loop.call_soon(self._arm_zygote_writes)
         self.loop.call_later(LOG_POLL_S, self.poll_logs)
         self.loop.call_later(0.5, self.housekeeping)
+        if self.cluster is not None:
+            self.cluster.start()
         if self.memory_monitor.enabled:
             self.loop.call_later(self.memory_monitor.refresh_ms / 1000, self.check_memory)
 
@@ -247,8 +258,9 @@ class NodeManager:
         self.zygote.buffered = False
         self.zygote.sock.setblocking(True)
 
-    def on_accept(self, sock):
+    def on_accept(self, sock, tcp=False):
         conn = transport.Connection(sock, buffered=True)
+        conn.info["tcp"] = tcp
         self.clients[conn] = {"kind": None}
         self.loop.add_connection(conn, self.on_frame, self.on_disconnect)
 
@@ -319,6 +331,7 @@ class NodeManager:
                 raise ValueError(f"unknown worker {worker_id!r}")
             info["job_id"] = w.job_id
             w.conn, w.pid, w.address = conn, pid, job_config["address"]
+            w.tcp_address = job_config.get("tcp_address")
             self.workers_by_pid[pid] = w
             self.loop.call_soon(self.on_worker_ready, w)
         return {"node_id": self.node_id, "job_id": info["job_id"],
@@ -326,6 +339,8 @@ class NodeManager:
                 "resources": dict(self.sched.total), "node_ip": self.node_ip}
 
     def on_disconnect(self, conn):
+        if self.cluster is not None and "node_id" in conn.info:
+            self.cluster.on_node_conn_closed(conn)
         info = self.clients.pop(conn, None)
         if not info or info.get("kind") is None:
             return
@@ -398,6 +413,7 @@ class NodeManager:
             "sys_path": job.get("sys_path"), "cwd": job.get("cwd"),
             "namespace": job.get("namespace"), "node_id": self.node_id, "purpose": purpose,
             "segment_prefix": self.segment_prefix,
+            "node_ip": self.node_ip, "cluster": self.cluster is not None,
         }
         self.zygote.send_bytes(_zygote_frame(("fork", worker_id, spec)))
         return w
@@ -434,8 +450,8 @@ class NodeManager:
             w.state = "leased"
             w.leased_at = time.monotonic()
             w.lease = holder
-            self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid,
-                                              sched.Scheduler.gpu_ids(w.charge)))
+            self.reply(holder, req_id, True, (w.worker_id, self.worker_address(w, holder),
+                                              w.pid, sched.Scheduler.gpu_ids(w.charge)))
             return
         self.make_idle(w)
 
@@ -515,6 +531,15 @@ class NodeManager:
         key = ("lease", next(self.lease_seq))
         req = sched.LeaseRequest(key, resources, pg=pg, owner=conn,
                                  payload=(req_id, info["job_id"], env_key, env_vars))
+        if self.cluster is not None and pg is None and not conn.info.get("tcp"):
+            target = self.spill_target(req)
+            if target is not None:
+                # Count it against that node until its next heartbeat says otherwise,
+                # so a burst of requests spreads instead of piling onto one node.
+                sched.subtract(target.available, req.resources)
+                # Another node should run it: the submitter asks that node directly
+                # (a request that came over TCP is never sent on again: no ping-pong).
+                return ("spill", target.node_id, f"tcp://{target.address}")
         missing = self.missing_node(resources)
         if missing:
             raise exceptions.TaskUnschedulableError(
@@ -528,6 +553,41 @@ class NodeManager:
         if key in self.sched.queue:
             self.revoke_idle_leases()
         return _DEFERRED
+
+    def spill_target(self, req):
+        """The node a lease request should go to instead of this one, or None.
+
+        Another node is chosen when this one can never run the request (it lacks
+        a resource, or the request names another node), or cannot run it now
+        while another node reported it free at its last heartbeat.
+        """
+        if self.sched.feasible(req):
+            if sched.fits(self.sched.available, req.resources):
+                return None                    # it runs here, now
+            return self._free_remote(req)      # busy here: a node with room now, if any
+        return self.cluster.remote_node_for(req.resources)
+
+    def respill_queued(self):
+        """Lease requests waiting here while another node has room go there (the
+        cluster view just changed: every heartbeat)."""
+        for key, req in list(self.sched.queue.items()):
+            if key[0] != "lease" or req.pg is not None or req.owner is None or \
+                    req.owner.info.get("tcp") or sched.fits(self.sched.available,
+                                                            req.resources):
+                continue
+            target = self._free_remote(req)
+            if target is None:
+                continue
+            sched.subtract(target.available, req.resources)
+            self.sched.cancel(key)
+            self.reply(req.owner, req.payload[0], True,
+                       ("spill", target.node_id, f"tcp://{target.address}"))
+
+    def _free_remote(self, req):
+        rec = self.cluster.remote_node_for(req.resources)
+        if rec is not None and sched.fits(rec.available, req.resources):
+            return rec
+        return None
 
     def missing_node(self, resources):
         for k in resources:
@@ -594,8 +654,15 @@ class NodeManager:
             else:
                 w.state, w.lease, w.charge = "leased", holder, charge
                 w.leased_at = time.monotonic()
-                self.reply(holder, req_id, True, (w.worker_id, w.address, w.pid,
-                                                  sched.Scheduler.gpu_ids(charge)))
+                self.reply(holder, req_id, True, (w.worker_id, self.worker_address(w, holder),
+                                                  w.pid, sched.Scheduler.gpu_ids(charge)))
+
+    @staticmethod
+    def worker_address(w, holder):
+        """Where ``holder`` reaches ``w``: its Unix socket, or TCP from another node."""
+        if holder.info.get("tcp") and w.tcp_address:
+            return w.tcp_address
+        return w.address
 
     def _idle_worker(self, job_id, env_key):
         for w in self.workers.values():
@@ -1012,18 +1079,34 @@ class NodeManager:
         return [k for k in self.kv if k.startswith(prefix)]
 
     def h_cluster_resources(self, conn):
-        return {k: v for k, v in self.sched.total.items() if v and not k.startswith("_")}
+        total = self.cluster.view.total() if self.cluster else self.sched.total
+        return {k: v for k, v in total.items() if v and not k.startswith("_")}
 
     def h_available_resources(self, conn):
-        return {k: v for k, v in self.sched.available.items()
-                if v > 1e-9 and not k.startswith("_")}
+        if self.cluster is not None:
+            self.cluster.nodes()   # refresh this node's own entry
+            avail = self.cluster.view.total("available")
+        else:
+            avail = self.sched.available
+        return {k: v for k, v in avail.items() if v > 1e-9 and not k.startswith("_")}
 
     def h_nodes(self, conn):
-        return [{"NodeID": self.node_id, "Alive": True, "NodeManagerAddress": self.node_ip,
-                 "NodeManagerHostname": socket.gethostname(),
-                 "NodeName": self.node_ip, "Resources": self.h_cluster_resources(conn),
-                 "alive": True, "ObjectStoreSocketName": self.socket_path,
-                 "RayletSocketName": self.socket_path, "MetricsExportPort": 0}]
+        if self.cluster is None:
+            return [self._node_info(self.node_id, self.node_ip, True, self.sched.total,
+                                    self.socket_path)]
+        return [self._node_info(r.node_id, r.ip, r.alive, r.total,
+                                self.socket_path if r.node_id == self.node_id else None,
+                                r.port)
+                for r in self.cluster.nodes()]
+
+    @staticmethod
+    def _node_info(node_id, ip, alive, total, socket_path, port=None):
+        resources = {k: v for k, v in total.items() if v and not k.startswith("_")}
+        return {"NodeID": node_id, "Alive": alive, "NodeManagerAddress": ip,
+                "NodeManagerHostname": socket.gethostname() if socket_path else ip,
+                "NodeName": ip, "Resources": resources, "alive": alive,
+                "NodeManagerPort": port, "ObjectStoreSocketName": socket_path,
+                "RayletSocketName": socket_path, "MetricsExportPort": 0}
 
     def h_status(self, conn):
         workers = collections.Counter(w.state for w in self.workers.values())
@@ -1048,6 +1131,19 @@ class NodeManager:
                 self.push(job["driver"], "logs", (records,))
         if not self.stopping:
             self.loop.call_later(LOG_POLL_S, self.poll_logs)
+
+    def h_flush_logs(self, conn):
+        """A driver is about to leave: send it what its workers wrote since the last poll."""
+        job_id = self.clients.get(conn, {}).get("job_id")
+        by_job = collections.defaultdict(list)
+        for w in list(self.workers.values()):
+            if w.job_id == job_id:
+                self._read_log(w, by_job)
+        records = by_job.get(job_id)
+        job = self.jobs.get(job_id)
+        if records and job and job.get("config", {}).get("log_to_driver", True):
+            self.push(conn, "logs", (records,))
+        return True
 
     def flush_log(self, w):
         by_job = collections.defaultdict(list)
@@ -1212,16 +1308,26 @@ def main(argv=None):
     parser.add_argument("--head", action="store_true")
     parser.add_argument("--owner-pid", type=int, default=None)
     parser.add_argument("--system-config", default=None)
+    parser.add_argument("--node-ip-address", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None,
+                        help="listen for other nodes and remote clients on this TCP port")
+    parser.add_argument("--head-address", default=None, help="HOST:PORT of the head to join")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.owner_pid:
         zygote.die_with_parent(signal.SIGTERM)
     nm = NodeManager(args.session_dir, json.loads(args.resources), args.object_store_memory,
-                     args.node_id, head=args.head,
-                     system_config=json.loads(args.system_config or "{}"))
+                     args.node_id, head=args.head, node_ip=args.node_ip_address,
+                     system_config=json.loads(args.system_config or "{}"),
+                     tcp_port=args.port, head_address=args.head_address,
+                     token=os.environ.get("MINRAY_CLUSTER_TOKEN"))
     nm.owner_pid = args.owner_pid
     signal.signal(signal.SIGTERM, lambda *a: nm.loop.call_soon(nm.shutdown))
     nm.start()
+    if nm.cluster is not None:
+        with open(os.path.join(args.session_dir, "cluster.json"), "w") as f:
+            json.dump({"node_id": nm.node_id, "node_ip_address": nm.node_ip,
+                       "port": nm.cluster.port, "head_address": nm.cluster.head_address}, f)
     with open(os.path.join(args.session_dir, "nm.ready"), "w") as f:
         f.write(str(os.getpid()))
     nm.loop.run()

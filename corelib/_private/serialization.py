@@ -214,6 +214,13 @@ def loads_inline(blob):
     raise ValueError(f"cannot decode an inline blob with tag {tag!r}")
 
 
+def inline_from_segment(buf):
+    """The inline (B) blob of a value stored in a segment: for a peer on another node."""
+    inband, buffers = shm.read(buf)
+    return SerializedValue(bytes(inband), [pickle.PickleBuffer(b) for b in buffers],
+                           []).to_inline()
+
+
 def loads_segment(buf):
     inband, buffers = shm.read(buf)
     return pickle.loads(inband, buffers=buffers)

@@ -45,13 +45,17 @@ def list_named_actors(all_namespaces=False):
 
 
 def get_node_ip_address(address="8.8.8.8:53"):
-    """The IP address of this node. minray nodes listen on 127.0.0.1 by default.
+    """The IP address of the node this process runs on (its node manager's
+    --node-ip-address; 127.0.0.1 for a local runtime).
 
     Example::
 
         ip = ray.util.get_node_ip_address()
     """
-    return "127.0.0.1"
+    from .._private import state
+    client = state.current_client()
+    info = getattr(client, "info", None) or {}
+    return info.get("node_ip", "127.0.0.1")
 
 
 def __getattr__(name):

@@ -1,0 +1,319 @@
+"""Many nodes: the head's table of nodes, and each node manager's link to it.
+
+    worker node's NM --TCP, token handshake--> head NM
+        register_node(node_id, ip, port, total)   -> the cluster view
+        heartbeat(node_id, available)  every HEARTBEAT_S -> the cluster view
+    head: a node silent for NODE_TIMEOUT_S is dead; it leaves the view and every
+          client hears ("node_died", node_id), so its leases and actors fail over.
+
+``ClusterView`` is pure bookkeeping (events in, answers out; tests drive it
+without sockets). ``Membership`` is the thin shell a node manager owns: the TCP
+listener with its authentication, the head's handlers, and a worker node's
+heartbeat loop. On a single machine without ``--port``/``--address`` none of
+this runs and the node manager behaves as a one-node cluster.
+"""
+
+import os
+import sys
+import threading
+import time
+
+from . import protocol as P
+from . import transport
+from .scheduler import fits
+
+HEARTBEAT_S = 0.5
+NODE_TIMEOUT_S = float(os.environ.get("MINRAY_NODE_TIMEOUT_S", "4.0"))
+
+
+class NodeRecord:
+    __slots__ = ("node_id", "ip", "port", "total", "available", "last_seen", "alive",
+                 "is_head", "session_dir")
+
+    def __init__(self, node_id, ip, port, total, available, now, is_head=False,
+                 session_dir=None):
+        self.node_id = node_id
+        self.ip = ip
+        self.port = port
+        self.total = dict(total)
+        self.available = dict(available)
+        self.last_seen = now
+        self.alive = True
+        self.is_head = is_head
+        self.session_dir = session_dir
+
+    @property
+    def address(self):
+        return f"{self.ip}:{self.port}"
+
+    def as_dict(self):
+        return {"node_id": self.node_id, "ip": self.ip, "port": self.port,
+                "total": dict(self.total), "available": dict(self.available),
+                "alive": self.alive, "is_head": self.is_head}
+
+
+class ClusterView:
+    """Every node this node knows of, with resources as last reported."""
+
+    def __init__(self, timeout_s=NODE_TIMEOUT_S):
+        self.nodes = {}
+        self.timeout_s = timeout_s
+
+    def upsert(self, node_id, ip, port, total, available, now, is_head=False):
+        rec = self.nodes.get(node_id)
+        if rec is None or not rec.alive:
+            rec = self.nodes[node_id] = NodeRecord(node_id, ip, port, total, available, now,
+                                                   is_head)
+        else:
+            rec.ip, rec.port, rec.total = ip, port, dict(total)
+            rec.available, rec.last_seen = dict(available), now
+        return rec
+
+    def heartbeat(self, node_id, available, now):
+        """Returns False for a node the view does not know (or declared dead)."""
+        rec = self.nodes.get(node_id)
+        if rec is None or not rec.alive:
+            return False
+        rec.available, rec.last_seen = dict(available), now
+        return True
+
+    def expire(self, now, keep=()):
+        """Declare dead every node silent for longer than the timeout; returns their ids."""
+        dead = []
+        for rec in self.nodes.values():
+            if rec.alive and rec.node_id not in keep and now - rec.last_seen > self.timeout_s:
+                rec.alive = False
+                dead.append(rec.node_id)
+        return dead
+
+    def mark_dead(self, node_id):
+        rec = self.nodes.get(node_id)
+        if rec is not None and rec.alive:
+            rec.alive = False
+            return True
+        return False
+
+    def alive(self):
+        return [r for r in self.nodes.values() if r.alive]
+
+    def snapshot(self):
+        return [r.as_dict() for r in self.nodes.values()]
+
+    def replace(self, snapshot, now):
+        """Adopt the head's snapshot (a worker node's view)."""
+        self.nodes = {}
+        for d in snapshot:
+            rec = NodeRecord(d["node_id"], d["ip"], d["port"], d["total"], d["available"],
+                             now, d.get("is_head", False))
+            rec.alive = d["alive"]
+            self.nodes[rec.node_id] = rec
+
+    def total(self, key="total"):
+        out = {}
+        for rec in self.alive():
+            for k, v in getattr(rec, key).items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def pick_node(self, resources, exclude=()):
+        """A live node for ``resources``: one that has them available now, else one
+        that has them at all; the least loaded first. None if no node can."""
+        best_now, best_ever = None, None
+        for rec in self.alive():
+            if rec.node_id in exclude:
+                continue
+            if fits(rec.available, resources):
+                load = rec.available.get("CPU", 0.0)
+                if best_now is None or load > best_now[0]:
+                    best_now = (load, rec)
+            elif fits(rec.total, resources) and best_ever is None:
+                best_ever = (0, rec)
+        chosen = best_now or best_ever
+        return chosen[1] if chosen else None
+
+
+class Membership:
+    """A node manager's part in a cluster: listener, head handlers, heartbeats."""
+
+    def __init__(self, nm, token, port, head_address=None):
+        self.nm = nm
+        self.token = token
+        self.port = port
+        self.head_address = head_address       # None on the head itself
+        self.view = ClusterView()
+        self.head_conn = None
+        self.req_seq = 0
+        self.pending = {}
+        self.listener = None
+        self.node_conns = {}                   # node_id -> conn (on the head)
+
+    @property
+    def is_head(self):
+        return self.head_address is None
+
+    # -- start ----------------------------------------------------------------
+    def start(self):
+        nm = self.nm
+        self.listener = transport.listen_tcp(nm.node_ip, self.port)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept_loop, name="minray-tcp-accept",
+                         daemon=True).start()
+        now = time.monotonic()
+        self.view.upsert(nm.node_id, nm.node_ip, self.port, nm.sched.total,
+                         nm.sched.available, now, is_head=self.is_head)
+        nm.handlers.update({
+            "register_node": self.h_register_node,
+            "heartbeat": self.h_heartbeat,
+        })
+        if not self.is_head:
+            self._join_head()
+        nm.loop.call_later(HEARTBEAT_S, self.tick)
+
+    def _accept_loop(self):
+        while True:
+            try:
+                sock, peer = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._authenticate, args=(sock, peer),
+                             daemon=True).start()
+
+    def _authenticate(self, sock, peer):
+        try:
+            transport.server_handshake(sock, self.token)
+        except transport.AuthenticationError as exc:
+            print(f"minray: refused a TCP connection from {peer[0]}:{peer[1]}: {exc}",
+                  file=sys.stderr, flush=True)
+            sock.close()
+            return
+        sock.setsockopt(transport.socket.IPPROTO_TCP, transport.socket.TCP_NODELAY, 1)
+        self.nm.loop.call_soon(self.nm.on_accept, sock, True)
+
+    def _join_head(self):
+        host, port = self.head_address.rsplit(":", 1)
+        sock = transport.connect_tcp(host, int(port), self.token)
+        conn = transport.Connection(sock, buffered=True)
+        self.head_conn = conn
+        self.nm.loop.add_connection(conn, self._on_head_frame, self._on_head_closed)
+        nm = self.nm
+        self.request("register_node", (nm.node_id, nm.node_ip, self.port,
+                                       dict(nm.sched.total), dict(nm.sched.available),
+                                       nm.session_dir), self._on_view)
+
+    # -- a worker node talking to the head --------------------------------------
+    def request(self, method, args, callback):
+        self.req_seq += 1
+        self.pending[self.req_seq] = callback
+        try:
+            self.head_conn.send(P.REQUEST, (self.req_seq, method, args))
+        except transport.ConnectionClosed:
+            self.pending.pop(self.req_seq, None)
+
+    def _on_head_frame(self, conn, kind, msg):
+        if kind == P.REPLY:
+            req_id, ok, value = msg
+            cb = self.pending.pop(req_id, None)
+            if cb is not None and ok:
+                cb(value)
+            elif not ok:
+                print(f"minray: the head refused a request: {value!r}", file=sys.stderr,
+                      flush=True)
+        elif kind == P.PUSH:
+            event, args = msg
+            if event == "node_died":
+                self.on_node_died(*args)
+
+    def _on_head_closed(self, conn):
+        print("minray: lost the connection to the head node; shutting down this node",
+              file=sys.stderr, flush=True)
+        self.nm.loop.call_soon(self.nm.shutdown)
+
+    def _on_view(self, snapshot):
+        self.view.replace(snapshot, time.monotonic())
+        self._refresh_self()
+        self.nm.respill_queued()
+
+    def _refresh_self(self):
+        nm = self.nm
+        rec = self.view.nodes.get(nm.node_id)
+        if rec is not None:
+            rec.total, rec.available = dict(nm.sched.total), dict(nm.sched.available)
+
+    # -- the head's handlers ----------------------------------------------------
+    def h_register_node(self, conn, node_id, ip, port, total, available, session_dir):
+        if not self.is_head:
+            raise ValueError("this node is not the head; join the head's address instead")
+        rec = self.view.upsert(node_id, ip, port, total, available, time.monotonic())
+        rec.session_dir = session_dir
+        self.node_conns[node_id] = conn
+        conn.info["node_id"] = node_id
+        print(f"minray: node {node_id[:12]} joined from {ip}:{port} with "
+              f"{_public(total)}", file=sys.stderr, flush=True)
+        return self.snapshot()
+
+    def h_heartbeat(self, conn, node_id, available):
+        if not self.view.heartbeat(node_id, available, time.monotonic()):
+            raise ValueError(f"node {node_id} is not part of this cluster (declared dead)")
+        return self.snapshot()
+
+    def snapshot(self):
+        self._refresh_self()
+        return self.view.snapshot()
+
+    def on_node_conn_closed(self, conn):
+        node_id = conn.info.get("node_id")
+        if node_id and self.view.mark_dead(node_id):
+            self.announce_death(node_id, "its connection to the head closed")
+
+    def announce_death(self, node_id, why):
+        print(f"minray: node {node_id[:12]} died: {why}", file=sys.stderr, flush=True)
+        for conn in list(self.nm.clients):
+            if not conn.closed:
+                self.nm.push(conn, "node_died", (node_id,))
+
+    def on_node_died(self, node_id):
+        self.view.mark_dead(node_id)
+        for conn in list(self.nm.clients):
+            if not conn.closed and conn is not self.head_conn:
+                self.nm.push(conn, "node_died", (node_id,))
+
+    # -- every HEARTBEAT_S --------------------------------------------------------
+    def tick(self):
+        nm = self.nm
+        if nm.stopping:
+            return
+        nm.loop.call_later(HEARTBEAT_S, self.tick)
+        now = time.monotonic()
+        if self.is_head:
+            self._refresh_self()
+            self.view.nodes[nm.node_id].last_seen = now
+            for node_id in self.view.expire(now, keep=(nm.node_id,)):
+                self.announce_death(node_id, f"no heartbeat for {self.view.timeout_s:g} s")
+                conn = self.node_conns.pop(node_id, None)
+                if conn is not None:
+                    nm.loop.close_connection(conn)
+            nm.respill_queued()
+        elif self.head_conn is not None and not self.head_conn.closed:
+            self.request("heartbeat", (nm.node_id, dict(nm.sched.available)), self._on_view)
+
+    # -- what the node manager asks ------------------------------------------------
+    def nodes(self):
+        self._refresh_self()
+        return list(self.view.nodes.values())
+
+    def remote_node_for(self, resources):
+        """A live node other than this one that suits ``resources``, or None."""
+        self._refresh_self()
+        return self.view.pick_node(resources, exclude=(self.nm.node_id,))
+
+    def close(self):
+        if self.listener is not None:
+            try:
+                self.listener.close()
+            except OSError:
+                pass
+
+
+def _public(resources):
+    return {k: v for k, v in resources.items()
+            if not k.startswith("_") and not k.startswith("node:")}

@@ -1,0 +1,197 @@
+"""A head and two nodes, each its own process tree, on 127.0.0.1/.2/.3.
+
+One cluster serves the module (nodes take a second each to start); the tests
+that kill a node start their own. Every node is a real `minray start --block`
+process; drivers are this test process (init with the cluster's address) or
+scripts run as subprocesses.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import minray as ray
+from minray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+sys.path.insert(0, os.path.dirname(__file__))
+from cluster_utils import Cluster  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start_head(num_cpus=1)
+        c.add_node("127.0.0.2", num_cpus=2, resources={"special": 2})
+        c.add_node("127.0.0.3", num_cpus=1, resources={"other": 1})
+        ray.init(address=c.address, _temp_dir=c.head.temp_dir)
+        c.wait_for_nodes(ray, 3)
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def node_of():
+    return ray.get_runtime_context().get_node_id()
+
+
+def test_the_cluster_view_covers_every_node(cluster):
+    nodes = {n["NodeManagerAddress"]: n for n in ray.nodes()}
+    assert set(nodes) == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+    assert all(n["Alive"] for n in nodes.values())
+    assert nodes["127.0.0.2"]["Resources"]["special"] == 2.0
+    total = ray.cluster_resources()
+    assert total["CPU"] == 4.0 and total["special"] == 2.0 and total["other"] == 1.0
+    assert total["node:127.0.0.2"] == 1.0
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU") != 4.0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.available_resources()["CPU"] == 4.0
+
+
+def test_tasks_go_to_the_node_with_the_resource(cluster):
+    by_ip = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}
+    special = ray.remote(resources={"special": 1})(node_of)
+    other = ray.remote(resources={"other": 1})(node_of)
+    assert set(ray.get([special.remote() for _ in range(4)], timeout=60)) == \
+        {by_ip["127.0.0.2"]}
+    assert ray.get(other.remote(), timeout=60) == by_ip["127.0.0.3"]
+
+
+def test_node_affinity_picks_the_named_node(cluster):
+    by_ip = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}
+    target = by_ip["127.0.0.3"]
+    f = ray.remote(node_of).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(target, soft=False))
+    assert ray.get(f.remote(), timeout=60) == target
+
+
+def test_tasks_spill_to_other_nodes_when_the_local_one_is_full(cluster):
+    @ray.remote
+    def slow(_):
+        time.sleep(0.5)
+        return node_of()
+
+    used = ray.get([slow.remote(i) for i in range(8)], timeout=60)
+    assert len(set(used)) >= 2, used
+
+
+def test_large_values_cross_nodes_bit_exact(cluster):
+    @ray.remote(resources={"special": 1})
+    def roundtrip(a, b):
+        return a * 2, b[::-1].copy()
+
+    rng = np.random.default_rng(0)
+    a = rng.random(300_000)            # 2.4 MB: goes through the driver's store
+    b = ray.put(rng.random(200_000))   # a stored object passed by reference
+    doubled, reversed_b = ray.get(roundtrip.options(num_returns=2).remote(a, b), timeout=60)
+    assert np.array_equal(doubled, a * 2)
+    assert np.array_equal(reversed_b, ray.get(b)[::-1])
+
+
+def test_remote_errors_keep_their_type_and_traceback(cluster):
+    @ray.remote(resources={"other": 1})
+    def fails():
+        raise KeyError("missing on node 3")
+
+    with pytest.raises(KeyError) as info:
+        ray.get(fails.remote(), timeout=60)
+    assert "missing on node 3" in str(info.value)
+    assert "fails" in str(info.value)   # the remote traceback names the function
+
+
+def test_a_script_with_address_auto_sees_the_cluster(cluster, tmp_path):
+    script = tmp_path / "chapter9.py"
+    script.write_text(textwrap.dedent("""
+        import minray as ray
+        ray.init(address="auto", _temp_dir=%r)
+        print("CPUs:", ray.cluster_resources()["CPU"])
+
+        @ray.remote(resources={"special": 1})
+        def hello(i):
+            print("hello from a task", i)
+            return i * i
+
+        print("sum:", sum(ray.get([hello.remote(i) for i in range(10)])))
+    """ % cluster.nodes[1].temp_dir))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "CPUs: 4.0" in out.stdout and "sum: 285" in out.stdout
+    # Worker output from the node that ran the tasks reaches the driver.
+    assert "hello from a task" in out.stdout + out.stderr
+
+
+def test_an_unauthenticated_connection_is_refused_and_logged(cluster):
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=5) as s:
+        hello = s.recv(64)
+        assert hello.startswith(b"MINRAY1")
+        s.sendall(b"\0" * 64)           # not the HMAC of the challenge
+        s.settimeout(5)
+        assert s.recv(64) == b""         # closed: nothing was ever read as a message
+    deadline = time.monotonic() + 5
+    while "refused a TCP connection" not in cluster.head.log():
+        assert time.monotonic() < deadline, cluster.head.log()
+        time.sleep(0.05)
+    assert "wrong cluster token" in cluster.head.log()
+    # The head is still fine.
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 3
+
+
+def test_a_node_with_the_wrong_token_cannot_join(cluster):
+    out = subprocess.run(
+        [sys.executable, "-m", "minray.scripts", "start", "--address", cluster.address,
+         "--node-ip-address", "127.0.0.4", "--temp-dir", str(cluster.tmp_path / "bad"),
+         "--token", "not-the-token"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "token" in (out.stdout + out.stderr).lower()
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 3
+
+
+def test_sigkill_of_a_node_mid_workload(tmp_path):
+    """The head notices within seconds; the tasks that were running there run again
+    elsewhere and every result is right."""
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(tmp_path)
+    try:
+        c.start_head(num_cpus=2)
+        victim = c.add_node("127.0.0.2", num_cpus=2)
+        ray.init(address=c.address, _temp_dir=c.head.temp_dir)
+        c.wait_for_nodes(ray, 2)
+        marker = tmp_path / "started"
+
+        @ray.remote(max_retries=3)
+        def work(i, marker):
+            if ray.get_runtime_context().get_node_id() != head_id:
+                open(marker, "a").close()
+            time.sleep(1.0)
+            return i * 10
+
+        head_id = ray.get_runtime_context().get_node_id()
+        refs = [work.remote(i, str(marker)) for i in range(8)]
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert time.monotonic() < deadline, "no task reached the second node"
+            time.sleep(0.05)
+        t_kill = time.monotonic()
+        c.kill_node(victim)
+        assert ray.get(refs, timeout=90) == [i * 10 for i in range(8)]
+        while any(n["Alive"] for n in ray.nodes() if n["NodeManagerAddress"] == "127.0.0.2"):
+            assert time.monotonic() - t_kill < 10, "the dead node is still listed alive"
+            time.sleep(0.1)
+        assert ray.cluster_resources()["CPU"] == 2.0
+    finally:
+        ray.shutdown()
+        c.shutdown()
