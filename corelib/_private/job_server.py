@@ -70,8 +70,14 @@ SUPPORTED_RUNTIME_ENV = {"working_dir", "env_vars", "excludes", "config"}
 MAX_PACKAGE_BYTES = 512 * 2**20
 LOG_TAIL_IN_MESSAGE = 2000
 # The entrypoint runs in an inner shell; the outer one writes its exit code to
-# a file, so a restarted server can still tell how an adopted job ended.
-WRAPPER = '/bin/sh -c "$1"; code=$?; echo $code > "$2"; exit $code'
+# a file, so a restarted server can still tell how an adopted job ended. Both
+# shells trap SIGTERM: a trap waits for the foreground command, and a caught
+# signal is reset to its default in the commands they start, so on stop the
+# entrypoint's processes get SIGTERM and their grace period (instead of the job
+# ending, and being SIGKILLed, the moment a shell dies), and the inner shell
+# runs no further commands after the one that was stopped.
+WRAPPER = ("trap : TERM; /bin/sh -c \"trap 'exit 143' TERM; $1\"; code=$?; "
+           "echo $code > \"$2\"; exit $code")
 
 
 def _stop_wait_s():

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.error
 import urllib.request
 
@@ -162,7 +163,8 @@ def test_failing_entrypoint_is_failed_with_its_exit_code(head):
 STUBBORN = textwrap.dedent("""
     import os, signal, subprocess, sys, time
     child = subprocess.Popen(["sleep", "300"])
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)      # only SIGKILL ends this one
+    # SIGTERM only gets a message: the job server's SIGKILL must end this one.
+    signal.signal(signal.SIGTERM, lambda *_: print("got SIGTERM", flush=True))
     with open(os.environ["PID_FILE"] + ".tmp", "w") as f:
         f.write(f"{os.getpid()} {child.pid}")
     os.rename(os.environ["PID_FILE"] + ".tmp", os.environ["PID_FILE"])
@@ -179,9 +181,12 @@ def test_stop_kills_the_whole_process_tree(head, tmp_path):
     assert wait_until(pid_file.exists, timeout=30), head.client.get_job_logs(sid)
     pids = [int(p) for p in pid_file.read_text().split()]
     assert head.client.get_job_status(sid) == JobStatus.RUNNING
+    t0 = time.monotonic()
     assert head.client.stop_job(sid) is True
     info = _wait_done(head.client, sid, timeout=20)
     assert info.status == JobStatus.STOPPED, info.message
+    assert time.monotonic() - t0 >= 0.9          # MINRAY_JOB_STOP_WAIT_S=1 before SIGKILL
+    assert "got SIGTERM" in head.client.get_job_logs(sid)
     assert wait_until(lambda: not any(psutil.pid_exists(p) for p in pids), timeout=10)
     assert head.client.stop_job(sid) is False          # already finished
 
