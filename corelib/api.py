@@ -96,6 +96,18 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
         _validate_init(num_cpus, num_gpus, resources, object_store_memory, runtime_env,
                        namespace)
+        if runtime_env is None and os.environ.get("MINRAY_JOB_RUNTIME_ENV"):
+            # A driver run by `minray job submit`: the job's runtime_env applies to
+            # its tasks and actors too, as Ray's job submission does.
+            import json
+            try:
+                job_env = json.loads(os.environ["MINRAY_JOB_RUNTIME_ENV"]) or {}
+            except ValueError:
+                job_env = {}
+            # Its working_dir is already this process's cwd and sys.path, which tasks
+            # inherit; its env_vars must reach them too.
+            if job_env.get("env_vars"):
+                runtime_env = {"env_vars": dict(job_env["env_vars"])}
         env_vars = dict((runtime_env or {}).get("env_vars") or {})
         if local_mode:
             from ._private.local_mode import LocalClient
@@ -182,6 +194,10 @@ def _total_resources(num_cpus, num_gpus, resources):
 
 def _resolve_address(address, temp_dir):
     if address == "auto":
+        # As Ray: "auto" means RAY_ADDRESS when it is set (a job's driver gets it).
+        env = os.environ.get("RAY_ADDRESS") or os.environ.get("MINRAY_ADDRESS")
+        if env and env != "auto" and not env.startswith("http"):
+            return _resolve_address(env, temp_dir)
         found = _node.find_running_session(temp_dir)
         if found is None:
             raise ConnectionError("Could not find any running minray instance. Start one with "
