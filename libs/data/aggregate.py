@@ -101,6 +101,15 @@ class Count(_Numeric):
     def block_groups(self, block, starts, keys):
         return np.diff(np.append(starts, B.num_rows(block)))
 
+    def state_groups(self, block, starts):
+        return {"n": self.block_groups(block, starts, None)}
+
+    def merge_state_groups(self, states, starts):
+        return {"n": np.add.reduceat(states["n"], starts)}
+
+    def finalize_groups(self, states):
+        return states["n"]
+
 
 class Sum(_Numeric):
     label = "sum"
@@ -117,6 +126,15 @@ class Sum(_Numeric):
 
     def block_groups(self, block, starts, keys):
         return np.add.reduceat(block[self.on], starts)
+
+    def state_groups(self, block, starts):
+        return {"s": self.block_groups(block, starts, None)}
+
+    def merge_state_groups(self, states, starts):
+        return {"s": np.add.reduceat(states["s"], starts)}
+
+    def finalize_groups(self, states):
+        return states["s"]
 
 
 class Min(_Numeric):
@@ -142,6 +160,15 @@ class Min(_Numeric):
                                   for i in range(len(starts))])
         return self._reduce.reduceat(col, starts)
 
+    def state_groups(self, block, starts):
+        return {"m": self.block_groups(block, starts, None)}
+
+    def merge_state_groups(self, states, starts):
+        return {"m": self.block_groups({self.on: states["m"]}, starts, None)}
+
+    def finalize_groups(self, states):
+        return states["m"]
+
 
 class Max(Min):
     label = "max"
@@ -165,6 +192,15 @@ class AbsMax(_Numeric):
     def block_groups(self, block, starts, keys):
         return np.maximum.reduceat(np.abs(block[self.on]), starts)
 
+    def state_groups(self, block, starts):
+        return {"m": self.block_groups(block, starts, None)}
+
+    def merge_state_groups(self, states, starts):
+        return {"m": np.maximum.reduceat(states["m"], starts)}
+
+    def finalize_groups(self, states):
+        return states["m"]
+
 
 class Mean(_Numeric):
     label = "mean"
@@ -182,6 +218,17 @@ class Mean(_Numeric):
     def block_groups(self, block, starts, keys):
         counts = np.diff(np.append(starts, B.num_rows(block)))
         return np.add.reduceat(block[self.on].astype(np.float64), starts) / counts
+
+    def state_groups(self, block, starts):
+        counts = np.diff(np.append(starts, B.num_rows(block)))
+        return {"s": np.add.reduceat(block[self.on].astype(np.float64), starts), "n": counts}
+
+    def merge_state_groups(self, states, starts):
+        return {"s": np.add.reduceat(states["s"], starts),
+                "n": np.add.reduceat(states["n"], starts)}
+
+    def finalize_groups(self, states):
+        return states["s"] / states["n"]
 
 
 class Std(_Numeric):
@@ -218,6 +265,26 @@ class Std(_Numeric):
         means = np.add.reduceat(col, starts) / counts
         dev = col - np.repeat(means, counts)
         m2 = np.add.reduceat(dev * dev, starts)
+        return self.finalize_groups({"n": counts, "m2": m2})
+
+    def state_groups(self, block, starts):
+        col = block[self.on].astype(np.float64)
+        counts = np.diff(np.append(starts, len(col)))
+        means = np.add.reduceat(col, starts) / counts
+        dev = col - np.repeat(means, counts)
+        return {"n": counts, "mean": means, "m2": np.add.reduceat(dev * dev, starts)}
+
+    def merge_state_groups(self, states, starts):
+        # Chan et al.'s pairwise update, vectorized over the partials of every group.
+        n_j, mean_j, m2_j = states["n"], states["mean"], states["m2"]
+        sizes = np.diff(np.append(starts, len(n_j)))
+        n = np.add.reduceat(n_j, starts)
+        mean = np.add.reduceat(n_j * mean_j, starts) / n
+        dev = mean_j - np.repeat(mean, sizes)
+        return {"n": n, "mean": mean, "m2": np.add.reduceat(m2_j + n_j * dev * dev, starts)}
+
+    def finalize_groups(self, states):
+        counts, m2 = states["n"], states["m2"]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(counts - self.ddof > 0, np.sqrt(m2 / (counts - self.ddof)), np.nan)
 
@@ -239,6 +306,17 @@ class Unique(_Numeric):
         bounds = list(starts) + [B.num_rows(block)]
         return B._objects([sorted(set(block[self.on][bounds[i]:bounds[i + 1]].tolist()))
                            for i in range(len(starts))])
+
+    def state_groups(self, block, starts):
+        return {"u": self.block_groups(block, starts, None)}
+
+    def merge_state_groups(self, states, starts):
+        bounds = list(starts) + [len(states["u"])]
+        return {"u": B._objects([sorted(set().union(*states["u"][bounds[i]:bounds[i + 1]]))
+                                 for i in range(len(starts))])}
+
+    def finalize_groups(self, states):
+        return states["u"]
 
 
 def _py(value):
@@ -289,6 +367,56 @@ def reduce_groups(keys, aggs, *parts):
         if agg.on is not None:
             B.check_columns(block, [agg.on])
         out[agg.name] = agg.block_groups(block, starts, key_values)
+    return out, _meta(out)
+
+
+def combinable(aggs):
+    """Built-in aggregations combine per block first (map-side), so only one small row per
+    key and block crosses the shuffle."""
+    return all(hasattr(agg, "state_groups") for agg in aggs)
+
+
+class PartialAggregate:
+    """Map side of a combinable groupby: one row of partial states per key in a block."""
+
+    def __init__(self, keys, aggs):
+        self.keys, self.aggs, self.name = keys, aggs, f"PartialAggregate({', '.join(keys)})"
+
+    def setup(self):
+        pass
+
+    def __call__(self, block, block_index):
+        from .shuffle import _sort_order
+        if not block or not B.num_rows(block):
+            return {}
+        B.check_columns(block, self.keys, what="groupby key")
+        for agg in self.aggs:
+            if agg.on is not None:
+                B.check_columns(block, [agg.on])
+        block = B.take(block, _sort_order(block, self.keys, False))
+        starts = group_starts(block, self.keys)
+        out = {k: block[k][starts] for k in self.keys}
+        for i, agg in enumerate(self.aggs):
+            for field, col in agg.state_groups(block, starts).items():
+                out[f"__{i}_{field}"] = col
+        return out
+
+
+@ray.remote(num_returns=2)
+def reduce_partials(keys, aggs, *parts):
+    """Reduce side of a combinable groupby: merge partial states, then finalize."""
+    from .shuffle import _sort_order
+    block = B.concat(list(parts))
+    if not block:
+        return {}, _meta({})
+    block = B.take(block, _sort_order(block, keys, False))
+    starts = group_starts(block, keys)
+    out = {k: block[k][starts] for k in keys}
+    for i, agg in enumerate(aggs):
+        prefix = f"__{i}_"
+        states = {name[len(prefix):]: col for name, col in block.items()
+                  if name.startswith(prefix)}
+        out[agg.name] = agg.finalize_groups(agg.merge_state_groups(states, starts))
     return out, _meta(out)
 
 

@@ -204,25 +204,40 @@ class Stats:
 
 
 class ProgressBars:
-    """One line per operator on stderr, redrawn in place; silent unless stderr is a TTY."""
+    """One bar per operator on stderr, redrawn in place; silent unless stderr is a TTY.
 
-    def __init__(self, names):
+        - ReadRange->Map(f): [##########----------] 4/8 blocks, 5000 rows
+    """
+    WIDTH = 20
+
+    def __init__(self, names, totals):
         ctx = DataContext.get_current()
         self.enabled = bool(ctx.enable_progress_bars and hasattr(sys.stderr, "isatty")
                             and sys.stderr.isatty())
-        self.names, self.counts, self.drawn, self.last = list(names), [0] * len(names), False, 0
+        self.names, self.totals = list(names), list(totals)
+        self.rows, self.blocks = [0] * len(names), [0] * len(names)
+        self.drawn, self.last = False, 0.0
 
     def update(self, index, rows):
-        self.counts[index] += rows
+        self.rows[index] += rows
+        self.blocks[index] += 1
         now = time.monotonic()
         if self.enabled and now - self.last > 0.1:
             self.last = now
             self.draw()
 
+    def _line(self, i):
+        total, done = self.totals[i], self.blocks[i]
+        if total:
+            filled = min(self.WIDTH, self.WIDTH * done // total)
+            bar = f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] {done}/{total} blocks"
+        else:
+            bar = f"{done} blocks"
+        return f"\r\x1b[K- {self.names[i]}: {bar}, {self.rows[i]} rows\n"
+
     def draw(self):
         out = [] if not self.drawn else [f"\x1b[{len(self.names)}A"]
-        for name, count in zip(self.names, self.counts):
-            out.append(f"\r\x1b[K- {name}: {count} rows\n")
+        out += [self._line(i) for i in range(len(self.names))]
         sys.stderr.write("".join(out))
         sys.stderr.flush()
         self.drawn = True
@@ -314,7 +329,8 @@ def _record(rec, meta, bars, index):
 
 class _TaskRunner:
     def __init__(self, transforms, remote_args):
-        self.transforms = ray.put(transforms) if _heavy(transforms) else transforms
+        # Put the (possibly closure-heavy) transforms once; each task gets them by ref.
+        self.transforms = ray.put(transforms) if transforms else transforms
         self.fn = _map_task.options(**remote_args) if remote_args else _map_task
 
     def submit(self, item, index):
@@ -325,10 +341,6 @@ class _TaskRunner:
 
     def shutdown(self):
         pass
-
-
-def _heavy(transforms):
-    return len(transforms) > 0
 
 
 class _ActorRunner:
@@ -457,7 +469,7 @@ def stream(plan, stats=None):
     """Execute ``plan`` lazily: a generator of (block_ref, Meta) bundles, in order."""
     stats = stats if stats is not None else Stats()
     stages = build_stages(plan)
-    bars = ProgressBars([s.name for s in stages])
+    bars = ProgressBars([s.name for s in stages], _expected_blocks(plan.source, stages))
     items = plan.source.items()
     for i, stage in enumerate(stages):
         items = stage.run(items, stats.add(stage.name), bars, i)
@@ -466,6 +478,17 @@ def stream(plan, stats=None):
     finally:
         bars.close()
         items.close() if hasattr(items, "close") else None
+
+
+def _expected_blocks(source, stages):
+    """Blocks each stage will produce, where known up front (maps keep the count)."""
+    known = len(getattr(source, "tasks", getattr(source, "bundles", ())) or ()) or None
+    totals = []
+    for stage in stages:
+        if not isinstance(stage, MapStage):
+            known = None
+        totals.append(known)
+    return totals
 
 
 def execute(plan, stats=None):
