@@ -68,7 +68,7 @@ class Waiter:
 
 
 class ObjectState:
-    __slots__ = ("blob", "waiters", "local_refs", "owned", "owner", "exported",
+    __slots__ = ("remote_nms", "blob", "waiters", "local_refs", "owned", "owner", "exported",
                  "borrowed", "contained", "segment_buf", "fetching", "is_token", "dropped")
 
     def __init__(self, owned, owner):
@@ -78,6 +78,7 @@ class ObjectState:
         self.owned = owned
         self.owner = owner
         self.exported = False
+        self.remote_nms = None    # other nodes' NMs this value must be published to
         self.borrowed = False     # a borrow is registered with the node manager
         self.contained = False    # the node manager holds inner refs for this value
         self.segment_buf = None
@@ -572,6 +573,17 @@ class CoreClient:
                 publish.append((ref._id, st.blob))
         for oid, blob in publish:
             self.notice("publish", oid, self.client_id, blob)
+        remote = getattr(self.current_task, "remote_conn", None)
+        if remote is not None:
+            for oid, blob in publish:
+                if blob is None:
+                    continue   # not computed yet: not supported across nodes (docs/cluster.md)
+                if blob[0] == TAG_SHM:
+                    blob = serialization.inline_from_segment(self._attach(oid, blob))
+                try:
+                    remote.send(P.VALUE, (oid, self.client_id, blob))
+                except transport.ConnectionClosed:
+                    pass
 
     # ================================================================== objects
     def _store_value(self, oid, value, owner):
@@ -640,6 +652,8 @@ class CoreClient:
             if contained:
                 self.notice("release_holds", [oid])
             return
+        if st.remote_nms:
+            self._publish_remote(oid, blob, st.remote_nms)
         if exported:
             self.notice("publish", oid, self.client_id, blob)
             if st.dropped:
@@ -1099,9 +1113,40 @@ class CoreClient:
         if w.nm is not None:
             # Another node cannot map our shared memory: values travel inline.
             args_blob, arg_values = self._inline_args(args_blob, arg_values)
+            if rec.pins:
+                self._share_with_node(w.nm, rec.pins)
         return transport.encode_msg(P.TASK, (rec.task_id, fn.fn_id, fn_blob, args_blob,
                                              arg_values, o.num_returns, o.wire,
                                              w.gpu_ids))
+
+    def _share_with_node(self, conn, refs):
+        """Refs inside a task's arguments go to another node: publish our values there
+        (inline: that node cannot map our shared memory), now or when they are ready."""
+        ready = []
+        with self.lock:
+            for ref in refs:
+                st = self.objects.get(ref._id)
+                if st is None or not st.owned:
+                    continue
+                if st.remote_nms is None:
+                    st.remote_nms = set()
+                if conn in st.remote_nms:
+                    continue
+                st.remote_nms.add(conn)
+                if st.blob is not None:
+                    ready.append((ref._id, st.blob))
+        for oid, blob in ready:
+            self._publish_remote(oid, blob, (conn,))
+
+    def _publish_remote(self, oid, blob, conns):
+        if blob[0] == TAG_SHM:
+            try:
+                blob = serialization.inline_from_segment(self._attach(oid, blob))
+            except Exception as exc:   # lost meanwhile: the borrower gets the error
+                blob = serialization.error_blob(exceptions.ObjectLostError(oid.hex()))
+                del exc
+        for conn in list(conns):
+            self.notice_to(conn, "publish", oid, self.client_id, blob)
 
     def _inline_args(self, args_blob, arg_values):
         if type(args_blob) is tuple:
@@ -1194,6 +1239,11 @@ class CoreClient:
             self._on_gen_item(msg)
         elif kind == P.STOLEN:
             self._on_stolen(conn.info["worker"], msg[0])
+        elif kind == P.VALUE:
+            # A ref owned on another node came back inside a result: make its value
+            # findable here, as its owner did on its own node.
+            oid, owner, blob = msg
+            self.notice("publish", oid, owner, blob)
 
     def _on_task_done(self, w, msg):
         task_id, results, contained, retryable, flags = msg

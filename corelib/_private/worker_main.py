@@ -18,6 +18,7 @@ import inspect
 import os
 import pickle
 import signal
+import socket
 import sys
 import threading
 import time
@@ -91,16 +92,45 @@ class WorkerServer:
             "terminate": lambda: self.loop.call_soon(self.terminate),
             "steal": self.on_steal,
         }
-        self.client = CoreClient("worker", spec["nm_socket"], {"address": self.address},
+        config = {"address": self.address}
+        self.tcp_listener = None
+        if spec.get("cluster"):
+            # Submitters on other nodes push tasks here over TCP (authenticated).
+            self.tcp_listener = transport.listen_tcp(spec["node_ip"], 0)
+            port = self.tcp_listener.getsockname()[1]
+            config["tcp_address"] = f"tcp://{spec['node_ip']}:{port}"
+            threading.Thread(target=self._accept_tcp, name="minray-worker-tcp",
+                             daemon=True).start()
+        self.client = CoreClient("worker", spec["nm_socket"], config,
                                  worker_id=self.worker_id, push_handlers=handlers)
         self.client.worker_server = self
         self.client.inherited_env = spec.get("task_env_vars") or None
         state.set_client(self.client)
         self.loop.add_listener(self.listener, self.on_accept)
 
-    def on_accept(self, sock):
+    def on_accept(self, sock, remote=False):
         conn = transport.Connection(sock)
+        # A submitter on another node cannot map this node's shared memory:
+        # results for it travel inline (see CoreClient.force_inline).
+        conn.info["remote"] = remote
         self.loop.add_connection(conn, self.on_frame, None)
+
+    def _accept_tcp(self):
+        token = os.environ.get("MINRAY_CLUSTER_TOKEN", "")
+        while True:
+            try:
+                sock, peer = self.tcp_listener.accept()
+            except OSError:
+                return
+            try:
+                transport.server_handshake(sock, token)
+            except transport.AuthenticationError as exc:
+                print(f"minray: worker refused a connection from {peer[0]}: {exc}",
+                      file=sys.stderr, flush=True)
+                sock.close()
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.loop.call_soon(self.on_accept, sock, True)
 
     def run(self):
         self.loop.run()
@@ -227,6 +257,8 @@ class WorkerServer:
         started = time.perf_counter()
         self.client.current_task.task_id = task_id
         self.client.current_task.ctx = ctx
+        self.client.current_task.force_inline = conn.info.get("remote", False)
+        self.client.current_task.remote_conn = conn if conn.info.get("remote") else None
         self.client.blocked_in_task = False
         self.running_task = task_id
         try:

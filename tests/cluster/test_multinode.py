@@ -100,6 +100,24 @@ def test_large_values_cross_nodes_bit_exact(cluster):
     assert np.array_equal(reversed_b, ray.get(b)[::-1])
 
 
+def test_refs_inside_values_cross_nodes_both_ways(cluster):
+    """Refs nested in arguments reach a task on another node (the driver owns them),
+    and a ref a remote task puts and returns can be got by the driver."""
+    @ray.remote(resources={"special": 1})
+    def total(refs):
+        return [float(np.asarray(ray.get(r)).sum()) for r in refs]
+
+    @ray.remote(resources={"other": 1})
+    def produce():
+        return [ray.put(np.arange(10)), ray.put(np.ones(50_000))]
+
+    small, big = ray.put(5), ray.put(np.ones(100_000))
+    assert ray.get(total.remote([small, big]), timeout=60) == [5.0, 100000.0]
+    inner_small, inner_big = ray.get(produce.remote(), timeout=60)
+    assert ray.get(inner_small, timeout=30).tolist() == list(range(10))
+    assert float(ray.get(inner_big, timeout=30).sum()) == 50000.0
+
+
 def test_remote_errors_keep_their_type_and_traceback(cluster):
     @ray.remote(resources={"other": 1})
     def fails():
