@@ -1079,6 +1079,10 @@ class CoreClient:
             if want > 0:
                 q.lease_requests += want
             withdraw = list(q.lease_req_ids) if not q.tasks and q.lease_req_ids else None
+        for w, rec in sends:
+            if rec.retries_left == 0:
+                # The memory monitor spares workers whose task could not be retried.
+                self.notice("unretriable_task", w.worker_id, rec.task_id, True)
         if len(sends) == 1:
             self._send_task(*sends[0])
         elif sends:
@@ -1261,6 +1265,8 @@ class CoreClient:
         now = time.perf_counter()
         w.last_progress = now
         rec.fn.observe(now - rec.sent_at, bool(flags & DONE_BLOCKED))
+        if rec.retries_left == 0:
+            self.notice("unretriable_task", w.worker_id, task_id, False)
         if retryable and rec.retries_left != 0 and not rec.cancelled:
             if rec.retries_left > 0:
                 rec.retries_left -= 1

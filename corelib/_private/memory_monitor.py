@@ -7,8 +7,9 @@
 
 This is Ray's OOM killer: the kernel's would pick the biggest process, which
 may be the node manager or the driver; this one only ever kills a worker, the
-newest task first (the least work lost), so the driver and the node manager
-survive. A killed task is retried while its max_retries allow, then ``get``
+newest retriable task first (the least work lost; submitters tell the node
+manager which running tasks have no retries left), so the driver and the node
+manager survive. A killed task is retried while its max_retries allow, then ``get``
 raises OutOfMemoryError.
 
 Settings (``init(_system_config={...})`` or Ray's environment variables):
@@ -34,26 +35,27 @@ DEFAULT_REFRESH_MS = 250
 class Candidate:
     """A worker the monitor may kill."""
 
-    __slots__ = ("key", "is_actor", "restartable", "since")
+    __slots__ = ("key", "is_actor", "retriable", "since")
 
-    def __init__(self, key, is_actor, restartable, since):
+    def __init__(self, key, is_actor, retriable, since):
         self.key = key                  # what the caller uses to find the worker
         self.is_actor = is_actor
-        self.restartable = restartable  # an actor with restarts left
+        self.retriable = retriable      # its tasks can be retried / the actor restarted
         self.since = since              # when it got its current work (monotonic)
 
 
 def pick_victim(candidates):
-    """The worker to kill: the newest task worker; else the newest restartable actor;
-    else the newest actor. None when there is no candidate.
+    """The worker to kill, as Ray's policy: retriable work first (tasks before
+    restartable actors), the newest first; then what cannot be retried, tasks
+    first, the newest first. None when there is no candidate.
 
-    >>> c = [Candidate("old", False, False, 1.0), Candidate("new", False, False, 2.0),
-    ...      Candidate("actor", True, True, 3.0)]
+    >>> c = [Candidate("old", False, True, 1.0), Candidate("new", False, True, 2.0),
+    ...      Candidate("last", False, False, 3.0), Candidate("actor", True, True, 4.0)]
     >>> pick_victim(c).key
     'new'
     """
     def rank(c):
-        return (not c.is_actor, c.restartable, c.since)
+        return (c.retriable, not c.is_actor, c.since)
     return max(candidates, key=rank, default=None)
 
 

@@ -48,7 +48,7 @@ class WorkerInfo:
     __slots__ = ("worker_id", "pid", "job_id", "env_key", "address", "conn", "state",
                  "lease", "charge", "blocked_charge", "actor_id", "log_out", "log_err",
                  "log_pos", "task_name", "started", "idle_since", "exit_status", "leased_at",
-                 "tcp_address")
+                 "tcp_address", "unretriable")
 
     def __init__(self, worker_id, job_id, env_key, log_out, log_err):
         self.worker_id = worker_id
@@ -71,6 +71,7 @@ class WorkerInfo:
         self.idle_since = None
         self.exit_status = None
         self.leased_at = 0.0      # when it got its current lease (memory monitor: newest)
+        self.unretriable = set()  # running tasks with no retries left (memory monitor)
 
 
 class ActorInfo:
@@ -196,6 +197,7 @@ class NodeManager:
             "status": self.h_status,
             "shutdown": self.h_shutdown,
             "worker_exit_cause": self.h_worker_exit_cause,
+            "unretriable_task": self.h_unretriable_task,
             "ping": lambda conn: "pong",
             "flush_logs": self.h_flush_logs,
         }
@@ -235,7 +237,8 @@ class NodeManager:
             a = self.actors.get(w.actor_id) if w.actor_id is not None else None
             restartable = a is not None and (a.max_restarts == -1 or
                                              a.num_restarts < a.max_restarts)
-            cands.append(Candidate(w, a is not None, restartable, w.leased_at or w.started))
+            retriable = restartable if a is not None else not w.unretriable
+            cands.append(Candidate(w, a is not None, retriable, w.leased_at or w.started))
         chosen = pick_victim(cands)
         if chosen is None:
             return
@@ -248,6 +251,15 @@ class NodeManager:
         self.oom_victim = w
         print(f"minray: memory monitor: {why}", file=sys.stderr, flush=True)
         self.kill_worker(w)
+
+    def h_unretriable_task(self, conn, worker_id, task_id, running):
+        """A submitter runs (or finished) a task with no retries left on ``worker_id``."""
+        w = self.workers.get(worker_id)
+        if w is not None:
+            if running:
+                w.unretriable.add(task_id)
+            else:
+                w.unretriable.discard(task_id)
 
     def h_worker_exit_cause(self, conn, worker_id):
         """Why the memory monitor killed ``worker_id``, or None if it did not."""
@@ -473,6 +485,7 @@ class NodeManager:
         w.charge = None
 
     def release_worker(self, w):
+        w.unretriable.clear()
         self.release_charge(w)
         if w.state != "dead":
             self.make_idle(w)

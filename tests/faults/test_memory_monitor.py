@@ -22,12 +22,14 @@ BUDGET = {"memory_usage_threshold": 0.5, "memory_monitor_refresh_ms": 50,
 
 # -- the policy, without processes -------------------------------------------------
 
-def test_victim_is_the_newest_task_then_restartable_actors():
-    old, new = Candidate("old", False, False, 1.0), Candidate("new", False, False, 2.0)
+def test_victim_is_the_newest_retriable_task_then_restartable_actors():
+    old, new = Candidate("old", False, True, 1.0), Candidate("new", False, True, 2.0)
+    last = Candidate("last", False, False, 8.0)       # newest, but no retries left
     actor = Candidate("actor", True, False, 9.0)
     phoenix = Candidate("phoenix", True, True, 5.0)
-    assert pick_victim([old, actor, new, phoenix]).key == "new"
-    assert pick_victim([actor, phoenix]).key == "phoenix"
+    assert pick_victim([old, actor, last, new, phoenix]).key == "new"
+    assert pick_victim([actor, last, phoenix]).key == "phoenix"
+    assert pick_victim([actor, last]).key == "last"
     assert pick_victim([actor]).key == "actor"
     assert pick_victim([]) is None
 
@@ -49,20 +51,22 @@ def test_settings_come_from_system_config_then_ray_variables():
 # -- real kills ----------------------------------------------------------------------
 
 @ray.remote
-def hog(nbytes, log, hold_s=20.0):
+def hog(nbytes, log, hold_s=20.0, go=None):
     with open(log, "a") as f:
         f.write("x")
+    while go and not os.path.exists(go):
+        time.sleep(0.01)
     block = np.ones(nbytes, dtype=np.uint8)   # touched: resident for real
     time.sleep(hold_s)
     return int(block[0])
 
 
 @ray.remote
-def steady(log):
+def steady(log, hold_s=1.5):
     with open(log, "a") as f:
         f.write("s")
     block = np.ones(50 * MiB, dtype=np.uint8)
-    time.sleep(1.5)
+    time.sleep(hold_s)
     return int(block.sum() // MiB)
 
 
@@ -97,8 +101,26 @@ def test_newest_task_is_the_victim_and_older_work_survives(ray_init, tmp_path):
     older = steady.remote(slog)
     while attempts(slog, "s") == 0:
         time.sleep(0.01)
-    newer = hog.options(max_retries=0).remote(700 * MiB, hlog)
+    newer = hog.options(max_retries=1).remote(700 * MiB, hlog)
     with pytest.raises(OutOfMemoryError):
         ray.get(newer, timeout=60)
     assert ray.get(older, timeout=30) == 50
     assert attempts(slog, "s") == 1    # never killed, never retried
+    assert attempts(hlog) == 2
+
+
+@pytest.mark.slow
+def test_a_task_without_retries_is_spared_while_a_retriable_one_can_go(ray_init, tmp_path):
+    ray_init(num_cpus=2, _system_config=BUDGET)
+    slog, hlog, go = str(tmp_path / "steady"), str(tmp_path / "hog"), str(tmp_path / "go")
+    older = hog.options(max_retries=1).remote(700 * MiB, hlog, go=go)
+    while attempts(hlog) == 0:
+        time.sleep(0.01)
+    newer = steady.options(max_retries=0).remote(slog, 3.0)   # newest, not retriable
+    while attempts(slog, "s") == 0:
+        time.sleep(0.01)
+    open(go, "w").close()                                     # now the hog allocates
+    with pytest.raises(OutOfMemoryError):
+        ray.get(older, timeout=60)
+    assert ray.get(newer, timeout=30) == 50
+    assert attempts(slog, "s") == 1
