@@ -20,6 +20,8 @@ ROOT = os.path.dirname(HERE)
 ROWS = [
     ("asha_200_trials", "200 trials of a trivial function, ASHA (wall time of fit())", False,
      ">= 5x less than Ray"),
+    ("asha_200_trials_reuse_actors", "the same, both with TuneConfig(reuse_actors=True)", False,
+     ""),
     ("results_per_second", "results/s from 8 concurrent trials (8 x 1,000 reports)", True,
      ">= 1,000/s"),
 ]

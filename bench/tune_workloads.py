@@ -8,6 +8,7 @@ lives in its own virtual environment) and prints the table.
 
 - asha_200_trials: 200 trials of a trivial function (up to 10 reports each)
   under ASHA; the figure is the wall time of ``Tuner.fit()``.
+- asha_200_trials_reuse_actors: the same with ``reuse_actors=True`` for both.
 - results_per_second: 8 concurrent trials, each reporting 1,000 results in a
   tight loop; the figure is results processed per second by the driver.
 """
@@ -38,7 +39,7 @@ def _run_config(tune, storage):
     return tune.RunConfig(storage_path=storage, name="bench", verbose=0)
 
 
-def asha_200_trials(ray, tune, backend, storage, num_trials=200):
+def asha_200_trials(ray, tune, backend, storage, num_trials=200, reuse_actors=None):
     from_mod = "ray.tune.schedulers" if backend == "ray" else "minray.tune.schedulers"
     ASHAScheduler = importlib.import_module(from_mod).ASHAScheduler
     tuner = tune.Tuner(
@@ -46,7 +47,9 @@ def asha_200_trials(ray, tune, backend, storage, num_trials=200):
         param_space={"x": tune.uniform(0, 1), "_backend": backend},
         tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=num_trials,
                                     scheduler=ASHAScheduler(max_t=10, grace_period=1,
-                                                            reduction_factor=2)),
+                                                            reduction_factor=2),
+                                    **({} if reuse_actors is None else
+                                       {"reuse_actors": reuse_actors})),
         run_config=_run_config(tune, storage))
     t = time.perf_counter()
     results = tuner.fit()
@@ -73,7 +76,15 @@ def results_per_second(ray, tune, backend, storage, trials=8, per_trial=1000):
     return total / elapsed, "results/s", {"results": total, "seconds": elapsed}
 
 
-WORKLOADS = {"asha_200_trials": asha_200_trials, "results_per_second": results_per_second}
+def asha_200_trials_reuse_actors(ray, tune, backend, storage):
+    """The same with TuneConfig(reuse_actors=True) (Ray's default is False;
+    minray reuses function-trainable actors by default)."""
+    return asha_200_trials(ray, tune, backend, storage, reuse_actors=True)
+
+
+WORKLOADS = {"asha_200_trials": asha_200_trials,
+             "asha_200_trials_reuse_actors": asha_200_trials_reuse_actors,
+             "results_per_second": results_per_second}
 
 
 def main(argv=None):

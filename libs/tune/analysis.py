@@ -76,7 +76,7 @@ class ExperimentAnalysis:
 
     @property
     def best_result_df(self):
-        import pandas as pd
+        pd = _pandas()
         return pd.DataFrame([_flat_row(self.best_trial)]).set_index("trial_id")
 
     @property
@@ -87,7 +87,7 @@ class ExperimentAnalysis:
     @property
     def results_df(self):
         """One row per trial (last result, ``config/...`` columns), indexed by trial_id."""
-        import pandas as pd
+        pd = _pandas()
         rows = [_flat_row(t) for t in self.trials]
         if not rows:
             return pd.DataFrame()
@@ -95,7 +95,7 @@ class ExperimentAnalysis:
 
     def dataframe(self, metric=None, mode=None):
         """One row per trial: its last result, or its best by ``metric``/``mode``."""
-        import pandas as pd
+        pd = _pandas()
         rows = []
         for t in self.trials:
             row = dict(t.last_result)
@@ -191,3 +191,11 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None,
     if failed and raise_on_failed_trial:
         raise TuneError(f"Trials did not complete: {failed}")
     return ExperimentAnalysis(trials, grid.experiment_path, metric, mode)
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError("this needs pandas: pip install pandas (or minray[tune])") from None
+    return pandas

@@ -64,20 +64,19 @@ class TrialFiles:
         self._json = open(os.path.join(self.dir, "result.json"), "a")
         csv_path = os.path.join(self.dir, "progress.csv")
         self._csv_file = open(csv_path, "a", newline="")
-        self._csv = None
+        self._csv = csv.writer(self._csv_file)
+        self._columns = None  # fixed by the first row (later new keys are left out)
         if os.path.getsize(csv_path) > 0:  # resuming: keep the existing header
             with open(csv_path, newline="") as f:
-                header = next(csv.reader(f), None)
-            if header:
-                self._csv = csv.DictWriter(self._csv_file, header, extrasaction="ignore")
+                self._columns = next(csv.reader(f), None)
 
     def write(self, result):
         self._json.write(json.dumps(result, default=_json_default) + "\n")
         row = flatten_dict({k: v for k, v in result.items() if k != "config"})
-        if self._csv is None:
-            self._csv = csv.DictWriter(self._csv_file, list(row), extrasaction="ignore")
-            self._csv.writeheader()
-        self._csv.writerow(row)
+        if self._columns is None:
+            self._columns = list(row)
+            self._csv.writerow(self._columns)
+        self._csv.writerow([row.get(k, "") for k in self._columns])
 
     def flush(self):
         self._json.flush()

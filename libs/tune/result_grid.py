@@ -28,7 +28,7 @@ class Result:
     def metrics_dataframe(self):
         """Every result of the trial as a pandas DataFrame (from progress.csv)."""
         if self._df is None:
-            import pandas as pd
+            pd = _pandas()
             csv = os.path.join(self.path, "progress.csv")
             self._df = pd.read_csv(csv) if os.path.exists(csv) and os.path.getsize(csv) else \
                 pd.DataFrame()
@@ -113,7 +113,7 @@ class ResultGrid:
     def get_dataframe(self, filter_metric=None, filter_mode=None):
         """One row per trial (its last result, config as ``config/<key>``), or with
         ``filter_metric``/``filter_mode`` each trial's best result."""
-        import pandas as pd
+        pd = _pandas()
         from .logger import flatten_dict
         rows = []
         for trial, result in zip(self._trials, self._results):
@@ -160,3 +160,11 @@ def best_trial(trials, metric, mode, scope="last", filter_nan_and_inf=True):
                          f"{metric!r} with tune.report().")
     pick = max if mode == "max" else min
     return pick(scored, key=lambda vt: vt[0])[1]
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError("this needs pandas: pip install pandas (or minray[tune])") from None
+    return pandas

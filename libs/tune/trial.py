@@ -25,7 +25,7 @@ class Trial:
         self.index = index
         self.status = Trial.PENDING
         self.last_result = {}
-        self.metric_analysis = {}  # metric -> {"max", "min", "avg", "last", "last-5-avg", ...}
+        self.metric_analysis = {}  # metric -> {"max", "min", "avg", "last", "n", "window"}
         self.checkpoint = None  # {"path", "iteration", "time_total"} of the latest one
         self.num_failures = 0
         self.error = None  # the exception (driver side)
@@ -57,23 +57,25 @@ class Trial:
         return self.status in (Trial.TERMINATED, Trial.ERROR)
 
     def update_metric_analysis(self, result):
+        analysis = self.metric_analysis
         for key, value in result.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
+            if type(value) not in _NUMBERS or key in _NOT_RANKED:  # bools are not metrics
                 continue
-            stats = self.metric_analysis.get(key)
+            stats = analysis.get(key)
             if stats is None:
-                self.metric_analysis[key] = {"max": value, "min": value, "avg": value,
-                                             "last": value, "n": 1, "last-5": [value]}
+                analysis[key] = {"max": value, "min": value, "avg": value, "last": value,
+                                 "n": 1, "window": [value]}
                 continue
-            n = stats["n"] + 1
-            stats["n"] = n
-            stats["max"] = max(stats["max"], value)
-            stats["min"] = min(stats["min"], value)
+            n = stats["n"] = stats["n"] + 1
+            if value > stats["max"]:
+                stats["max"] = value
+            if value < stats["min"]:
+                stats["min"] = value
             stats["avg"] += (value - stats["avg"]) / n
             stats["last"] = value
-            window = stats["last-5"]
+            window = stats["window"]
             window.append(value)
-            if len(window) > 10:
+            if len(window) > 30:  # keep the last 10 (trimmed now and then)
                 del window[:-10]
 
     def metric_value(self, metric, scope="last"):
@@ -84,7 +86,7 @@ class Trial:
         if stats is None:
             return None
         if scope in ("last-5-avg", "last-10-avg"):
-            window = stats["last-5"][-(5 if scope == "last-5-avg" else 10):]
+            window = stats["window"][-(5 if scope == "last-5-avg" else 10):]
             return sum(window) / len(window)
         return stats.get(scope)
 
@@ -118,6 +120,11 @@ class Trial:
 
     def __str__(self):
         return self.trial_name
+
+
+_NUMBERS = (int, float)
+_NOT_RANKED = frozenset(("pid", "timestamp", "time_since_restore", "iterations_since_restore",
+                         "time_this_iter_s"))
 
 
 def _pickle_b64(value):
