@@ -146,6 +146,7 @@ class Membership:
         self.pending = {}
         self.listener = None
         self.node_conns = {}                   # node_id -> conn (on the head)
+        self.peers = {}                        # (address, job_id) -> conn to another NM
 
     @property
     def is_head(self):
@@ -295,6 +296,36 @@ class Membership:
             nm.respill_queued()
         elif self.head_conn is not None and not self.head_conn.closed:
             self.request("heartbeat", (nm.node_id, dict(nm.sched.available)), self._on_view)
+
+    # -- connections to other nodes' managers (actors hosted there) ---------------
+    def peer(self, address, job_id, job_config):
+        """A connection to the node manager at ``address`` on behalf of one of our jobs:
+        registered there as that job's driver, so its workers' logs come back here."""
+        key = (address, job_id)
+        conn = self.peers.get(key)
+        if conn is not None and not conn.closed:
+            return conn
+        host, port = address.rsplit(":", 1)
+        sock = transport.connect_tcp(host, int(port), self.token, timeout=5)
+        conn = transport.Connection(sock, buffered=True)
+        conn.info["job_id"] = job_id
+        self.peers[key] = conn
+        self.nm.loop.add_connection(conn, self._on_peer_frame, self._on_peer_closed)
+        client_id = (self.nm.node_id.encode() + b"/" + str(job_id).encode())[-24:]
+        conn.send(P.REQUEST, (0, "register_client", ("driver", client_id, os.getpid(), None,
+                                                     dict(job_config))))
+        return conn
+
+    def _on_peer_frame(self, conn, kind, msg):
+        if kind == P.PUSH:
+            event, args = msg
+            self.nm.on_peer_push(conn, event, args)
+
+    def _on_peer_closed(self, conn):
+        for key, c in list(self.peers.items()):
+            if c is conn:
+                del self.peers[key]
+        self.nm.on_peer_closed(conn)
 
     # -- what the node manager asks ------------------------------------------------
     def nodes(self):

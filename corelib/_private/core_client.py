@@ -1681,7 +1681,10 @@ class CoreClient:
         try:
             # One try: a live actor listens before it reports ready. Never wait here,
             # on the I/O thread that every get() in this process depends on.
-            sock = transport.connect_unix(address, timeout=0)
+            if address.startswith("tcp://"):
+                sock = transport.connect(address, self._token(), timeout=2)
+            else:
+                sock = transport.connect_unix(address, timeout=0)
         except OSError:
             with self.lock:
                 aq.connecting = False

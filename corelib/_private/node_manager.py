@@ -77,7 +77,8 @@ class WorkerInfo:
 class ActorInfo:
     __slots__ = ("actor_id", "spec", "owner", "job_id", "name", "namespace", "detached",
                  "max_restarts", "num_restarts", "state", "worker", "address", "cause",
-                 "subscribers", "exit_intended", "lease_key", "meta", "pg", "died_at")
+                 "subscribers", "exit_intended", "lease_key", "meta", "pg", "died_at",
+                 "host")
 
     def __init__(self, actor_id, spec, owner, job_id):
         opts = spec["options"]
@@ -100,6 +101,7 @@ class ActorInfo:
         self.meta = spec["meta"]
         self.pg = spec.get("pg")
         self.died_at = 0.0     # time.monotonic() when its last process was seen dying
+        self.host = None       # the connection to the node that runs it, if not this one
 
     def state_msg(self):
         return ("actor_state", (self.actor_id, self.state, self.address, self.cause,
@@ -886,6 +888,10 @@ class NodeManager:
         resources = a.spec["resources"]
         req = sched.LeaseRequest(("actor", a.actor_id, a.num_restarts), resources,
                                  pg=a.pg, owner=None)
+        if self.cluster is not None and a.pg is None and not a.spec.get("hosted"):
+            target = self.spill_target(req)
+            if target is not None and self.host_remotely(a, target):
+                return
         if not self.sched.feasible(req):
             owner = self.client_conns.get(a.owner)
             if owner is not None:
@@ -909,6 +915,8 @@ class NodeManager:
         a = self.actors.get(actor_id)
         if a is None or a.state == "DEAD":
             return
+        if a.spec.get("hosted") and a.worker is not None and a.worker.tcp_address:
+            address = a.worker.tcp_address   # its callers live on other nodes
         a.state, a.address, a.cause = "ALIVE", address, None
         self.publish_actor(a)
 
@@ -966,6 +974,18 @@ class NodeManager:
             a.cause = serialization.error_blob(exceptions.ActorDiedError(
                 f"The actor {a.actor_id.hex()} ({a.meta.get('class_name')}) was killed: "
                 f"{reason}.", actor_id=a.actor_id.hex()))
+        if a.host is not None:
+            # Its process runs on another node: that node kills it and reports it
+            # dead; a restart (no_restart=False) then follows from here.
+            try:
+                a.host.send(P.REQUEST, (0, "kill_actor", (a.actor_id, True)))
+            except transport.ConnectionClosed:
+                pass
+            if no_restart:
+                a.host.info.get("hosted", set()).discard(a.actor_id)
+                a.host = None
+                self.mark_actor_dead(a, a.cause)
+            return
         w = a.worker
         if w is None or w.state == "dead":
             if no_restart:
@@ -981,6 +1001,68 @@ class NodeManager:
         if no_restart:
             # Dead now, not when its socket closes: the name is free at once.
             self.mark_actor_dead(a, a.cause)
+
+    # -------------------------------------------------- actors on other nodes
+    # The node that created an actor keeps its record (name, token, restarts,
+    # subscribers); another node only hosts its process: it creates a plain,
+    # unnamed, never-restarted "hosted" actor and pushes its state back here.
+    def host_remotely(self, a, target):
+        job = self.jobs.get(a.job_id, {})
+        try:
+            conn = self.cluster.peer(target.address, a.job_id, job.get("config") or {})
+        except (OSError, transport.AuthenticationError) as exc:
+            print(f"minray: cannot reach node {target.address} to start an actor there: "
+                  f"{exc}", file=sys.stderr, flush=True)
+            return False
+        sched.subtract(target.available, a.spec["resources"])
+        opts = dict(a.spec["options"], name=None, lifetime=None, max_restarts=0,
+                    get_if_exists=False)
+        spec = dict(a.spec, options=opts, hosted=True)
+        a.host = conn
+        conn.info.setdefault("hosted", set()).add(a.actor_id)
+        conn.send(P.REQUEST, (0, "create_actor", (a.actor_id, spec)))
+        return True
+
+    def on_peer_push(self, conn, event, args):
+        """What a node hosting our actors tells us."""
+        if event == "actor_state":
+            self.on_hosted_state(conn, *args)
+        elif event in ("logs", "warning"):
+            job = self.jobs.get(conn.info.get("job_id"))
+            if job and job["end"] is None:
+                self.push(job["driver"], event, args)
+
+    def on_hosted_state(self, conn, actor_id, state, address, cause, num_restarts, died_at):
+        a = self.actors.get(actor_id)
+        if a is None or a.host is not conn or a.state == "DEAD":
+            return
+        if state == "ALIVE":
+            a.state, a.address, a.cause = "ALIVE", address, None
+            self.publish_actor(a)
+        elif state == "DEAD":
+            self.on_hosted_died(a, cause)
+
+    def on_hosted_died(self, a, cause_blob):
+        a.host.info.get("hosted", set()).discard(a.actor_id)
+        a.host = None
+        a.died_at = time.monotonic()
+        if not a.exit_intended and (a.max_restarts == -1 or a.num_restarts < a.max_restarts):
+            a.num_restarts += 1
+            a.state, a.address = "RESTARTING", None
+            self.publish_actor(a)
+            self.queue_actor_lease(a)
+            return
+        self.mark_actor_dead(a, a.cause or cause_blob)
+
+    def on_peer_closed(self, conn):
+        """The node hosting some of our actors is gone: they died with it."""
+        for actor_id in list(conn.info.get("hosted", ())):
+            a = self.actors.get(actor_id)
+            if a is not None and a.host is conn and a.state != "DEAD":
+                self.on_hosted_died(a, serialization.error_blob(exceptions.ActorDiedError(
+                    f"The actor {actor_id.hex()} ({a.meta.get('class_name')}) died: the "
+                    "node that ran it died or lost its connection.",
+                    actor_id=actor_id.hex())))
 
     def h_subscribe_actor(self, conn, actor_id):
         a = self.actors.get(actor_id)

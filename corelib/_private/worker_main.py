@@ -464,11 +464,14 @@ class WorkerServer:
             asyncio.run_coroutine_threadsafe(self.run_async_call(conn, msg, sem),
                                              self.async_loop)
 
-    def _call_context(self, task_id, method):
+    def _call_context(self, task_id, method, conn=None):
         ctx = TaskContext(task_id, f"{self.actor_name}.{method}", {}, actor_id=self.actor_id,
                           placement_group_id=self.actor_pg)
         self.client.current_task.task_id = task_id
         self.client.current_task.ctx = ctx
+        remote = conn is not None and conn.info.get("remote", False)
+        self.client.current_task.force_inline = remote
+        self.client.current_task.remote_conn = conn if remote else None
 
     def run_actor_call(self, conn, msg):
         task_id, method, args_blob, arg_values, num_returns, wire = msg
@@ -478,7 +481,7 @@ class WorkerServer:
             self.reply_results(conn, task_id, name, None, num_returns, owner)
             self.exit_actor("__ray_terminate__ was called")
             return
-        self._call_context(task_id, method)
+        self._call_context(task_id, method, conn)
         self.running_task = task_id
         try:
             args, kwargs = self.load_args(args_blob, arg_values)
@@ -516,7 +519,7 @@ class WorkerServer:
                                               actor_id=self.actor_id.hex())),
                     num_returns, False)
                 return
-            self._call_context(task_id, method)
+            self._call_context(task_id, method, conn)
             try:
                 args, kwargs = self.load_args(args_blob, arg_values)
                 fn = getattr(self.actor, method)

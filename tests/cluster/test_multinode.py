@@ -118,6 +118,44 @@ def test_refs_inside_values_cross_nodes_both_ways(cluster):
     assert float(ray.get(inner_big, timeout=30).sum()) == 50000.0
 
 
+def test_an_actor_on_another_node(cluster):
+    """Placed where its resource is; calls, logs, named lookup, a restart after its
+    process is SIGKILLed, and ray.kill, all from the driver's node."""
+    by_ip = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}
+
+    @ray.remote(resources={"special": 1}, max_restarts=1, max_task_retries=1)
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def add(self, k):
+            self.n += k
+            return self.n
+
+        def where(self):
+            return node_of(), os.getpid()
+
+        def big(self):
+            return np.arange(200_000)
+
+    a = Counter.options(name="remote-counter").remote()
+    assert [ray.get(a.add.remote(i), timeout=60) for i in range(4)] == [0, 1, 3, 6]
+    node, pid = ray.get(a.where.remote(), timeout=30)
+    assert node == by_ip["127.0.0.2"]
+    assert ray.get(a.big.remote(), timeout=30).tolist() == list(range(200_000))
+    assert ray.get(ray.get_actor("remote-counter").add.remote(10), timeout=30) == 16
+    os.kill(pid, 9)
+    assert ray.get(a.add.remote(1), timeout=60) == 1     # restarted: state is new
+    assert ray.get(a.where.remote(), timeout=30)[1] != pid
+    ray.kill(a)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(a.add.remote(1), timeout=30)
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("special") != 2.0:
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.1)
+
+
 def test_remote_errors_keep_their_type_and_traceback(cluster):
     @ray.remote(resources={"other": 1})
     def fails():
@@ -210,6 +248,44 @@ def test_sigkill_of_a_node_mid_workload(tmp_path):
             assert time.monotonic() - t_kill < 10, "the dead node is still listed alive"
             time.sleep(0.1)
         assert ray.cluster_resources()["CPU"] == 2.0
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def test_an_actor_on_a_killed_node_restarts_on_another(tmp_path):
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(tmp_path)
+    try:
+        c.start_head(num_cpus=1)
+        victim = c.add_node("127.0.0.2", num_cpus=1)
+        ray.init(address=c.address, _temp_dir=c.head.temp_dir)
+        c.wait_for_nodes(ray, 2)
+        head_id = ray.get_runtime_context().get_node_id()
+
+        @ray.remote
+        def hold(seconds):
+            time.sleep(seconds)
+            return True
+
+        held = hold.remote(3.0)           # the head's only CPU is busy for a while
+        deadline = time.monotonic() + 10
+        while ray.available_resources().get("CPU", 0) > 1.0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+        @ray.remote(num_cpus=1, max_restarts=1, max_task_retries=-1)
+        class Where:
+            def node(self):
+                return node_of()
+
+        a = Where.remote()
+        first = ray.get(a.node.remote(), timeout=60)
+        assert first != head_id
+        c.kill_node(victim)
+        assert ray.get(a.node.remote(), timeout=60) == head_id
+        assert ray.get(held, timeout=30)
     finally:
         ray.shutdown()
         c.shutdown()
