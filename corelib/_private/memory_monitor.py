@@ -17,9 +17,9 @@ Settings (``init(_system_config={...})`` or Ray's environment variables):
     memory_usage_threshold     RAY_memory_usage_threshold     0.95  fraction of the node
     memory_monitor_refresh_ms  RAY_memory_monitor_refresh_ms  250   0 turns it off
     memory_monitor_capacity_bytes  (minray only)              None  pretend the node has
-        this much memory and count as used the resident memory of this node's
-        workers: a budget for the work minray runs (a container's share, or a test
-        that must not exhaust the real machine).
+        this much memory and count as used the memory this node's workers hold
+        (unique set size): a budget for the work minray runs (a container's share,
+        or a test that must not exhaust the real machine).
 
 ``pick_victim`` is pure (plain tuples in, one out) and tested without processes.
 """
@@ -92,10 +92,17 @@ class MemoryMonitor:
             return vm.total - vm.available, vm.total
         used = 0
         for pid in worker_pids:
+            # USS: the memory only this worker holds. RSS would count the pages
+            # every worker shares with the worker template once per worker.
             try:
-                used += psutil.Process(pid).memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                used += psutil.Process(pid).memory_full_info().uss
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 pass
+            except psutil.AccessDenied:
+                try:
+                    used += psutil.Process(pid).memory_info().rss
+                except psutil.Error:
+                    pass
         return used, self.capacity_bytes
 
     def over(self, used, total):
