@@ -301,7 +301,10 @@ class NodeManager:
                     self.reply(conn, req_id, True, result)
             elif kind == P.NOTICE:
                 method, args = msg
-                self.handlers[method](conn, *args)
+                handler = self.handlers.get(method)
+                if handler is None:
+                    raise ValueError(f"unknown notice {method!r:.80}")
+                handler(conn, *args)
             else:
                 raise transport.ProtocolError(f"unexpected message kind {kind}")
         except Exception as exc:
@@ -1333,8 +1336,10 @@ def _malformed(kind, msg, handlers):
         method, args = msg
     else:
         return f"unexpected message kind {kind} for the node manager"
-    if type(method) is not str or method not in handlers:
-        return f"unknown method {method!r:.80}"
+    if type(method) is not str:
+        return f"a method name must be a str, got {type(method).__name__}"
+    # (A well-formed request for an unknown method gets an error reply instead:
+    # a typo in a client must not cost it its connection.)
     if type(args) is not tuple:
         return f"the arguments of {method} must be a tuple, got {type(args).__name__}"
     return None

@@ -52,7 +52,7 @@ ATTACKS = {
     "oversized length": (0xFFFFFFFF).to_bytes(4, "little") + b"\x01",
     "undecodable payload": frame.encode(P.REQUEST, b"\x80\x05not a pickle"),
     "request of the wrong shape": frame.encode(P.REQUEST, pickle.dumps("hello")),
-    "unknown method": frame.encode(P.REQUEST, pickle.dumps((1, "rm -rf", ()))),
+    "method name not a string": frame.encode(P.REQUEST, pickle.dumps((1, 42, ()))),
     "notice with non-tuple args": frame.encode(P.NOTICE, pickle.dumps(("ping", 5))),
     "unknown message kind": frame.encode(99, pickle.dumps(())),
 }
@@ -88,6 +88,23 @@ def test_truncated_frame_then_hangup_is_harmless(ray_start_regular):
     s.close()
     assert ray.get([square.remote(i) for i in range(20)], timeout=30) == \
         [i * i for i in range(20)]
+
+
+def test_unknown_method_is_an_error_reply_not_a_hangup(ray_start_regular):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(nm_socket(ray_start_regular))
+    s.sendall(frame.encode(P.NOTICE, pickle.dumps(("no_such_notice", ()))) +
+              frame.encode(P.REQUEST, pickle.dumps((9, "no_such_method", ()))) +
+              frame.encode(P.REQUEST, pickle.dumps((10, "ping", ()))))
+    reader = frame.FrameReader()
+    s.settimeout(5)
+    frames = []
+    while len(frames) < 2:
+        frames += reader.feed(s.recv(4096))
+    (req1, ok1, err), (req2, ok2, pong) = [pickle.loads(p) for _, p in frames]
+    assert (req1, ok1, req2, ok2, pong) == (9, False, 10, True, "pong")
+    assert "unknown request 'no_such_method'" in str(err)
+    s.close()
 
 
 def test_well_formed_request_from_a_raw_client_is_answered(ray_start_regular):
