@@ -177,7 +177,7 @@ def run(backend, workload, scale):
     else:
         ray = importlib.import_module(backend)
         importlib.import_module(backend + ".data")
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+        ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ray.data.range(100).map_batches(lambda b: b).materialize()        # warm-up
