@@ -607,9 +607,12 @@ class CoreClient:
         size = sv.shm_size()
         name = self.call("alloc_segment", size) if size >= POOL_MIN_BYTES else None
         if name is not None:
-            buf = shm.open_rw(name)
-            size = len(buf)
-        else:
+            try:
+                buf = shm.open_rw(name)
+                size = len(buf)
+            except FileNotFoundError:   # removed from /dev/shm by someone else
+                name = None
+        if name is None:
             name = f"{self.segment_prefix}{next(self.seg_seq)}"
             _check_shm_space(size)
             buf = shm.create(name, size)

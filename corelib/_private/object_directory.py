@@ -330,9 +330,10 @@ class ObjectDirectory:
         for e in victims:
             if self.used <= target:
                 break
-            if not self.spill(e):
+            done = self.spill(e)
+            if done is False:
                 break
-            n += 1
+            n += bool(done)
         return n
 
     def spill(self, e):
@@ -340,9 +341,12 @@ class ObjectDirectory:
 
         Returns False when the disk refuses (full, read-only, gone): the object
         then stays in shared memory, over the capacity, and nothing is lost;
-        ``spill_error`` says why and spilling pauses for a second.
+        ``spill_error`` says why and spilling pauses for a second. Returns None
+        (skipped) when the segment itself is gone.
         """
         path = os.path.join(self.spill_dir, e.oid.hex())
+        if not shm.exists(e.segment):
+            return None   # removed from /dev/shm: nothing to copy (locate reports it lost)
         try:
             os.makedirs(self.spill_dir, exist_ok=True)
             buf = shm.attach(e.segment)

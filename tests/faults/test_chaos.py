@@ -140,3 +140,51 @@ def test_random_sigkills_never_corrupt_results(ray_init):
     assert ray.get([a.inc.remote(1) for a in phoenixes], timeout=60) == [2, 2]
     print(f"chaos: {killer.kills} kills, {ok} results right, {failed} documented failures "
           f"{sorted(failures)}")
+
+
+@ray.remote
+def sized_block(i):
+    n = 1_300_000 if i % 5 == 0 else 150_000 + (i % 7) * 1000   # some reuse pooled segments
+    return np.full(n, i % 251, dtype=np.uint8)
+
+
+def test_store_copies_deleted_at_random_are_rebuilt(ray_init):
+    """/dev/shm segments of the session removed at random while tasks produce and
+    read store objects (with spilling): every value comes back right, rebuilt
+    from lineage when its copy was gone."""
+    session = ray_init(num_cpus=4, object_store_memory=48 << 20)["session_dir"]
+    prefix = "mr" + os.path.basename(session)[-8:] + "_"
+    stop = threading.Event()
+    unlinked = [0]
+
+    def unlinker():
+        rng = random.Random(7)
+        while not stop.is_set():
+            stop.wait(rng.uniform(0.01, 0.05))
+            names = [n for n in os.listdir("/dev/shm") if n.startswith(prefix)]
+            for name in rng.sample(names, min(len(names), 2)):
+                try:
+                    os.unlink("/dev/shm/" + name)
+                    unlinked[0] += 1
+                except FileNotFoundError:
+                    pass
+    thread = threading.Thread(target=unlinker, daemon=True)
+    thread.start()
+    checked = 0
+    deadline = time.monotonic() + min(CHAOS_SECONDS, 12)
+    try:
+        while time.monotonic() < deadline:
+            refs = [sized_block.remote(i) for i in range(30)]
+            sums = [total.remote(r) for r in refs]
+            for i, (ref, s) in enumerate(zip(refs, sums)):
+                value = ray.get(ref, timeout=60)
+                assert int(value[0]) == i % 251 and int(value[-1]) == i % 251
+                assert ray.get(s, timeout=60) == (i % 251) * len(value)
+                checked += 1
+    finally:
+        stop.set()
+        thread.join(5)
+    lost = ray._private.state.current_client().call("object_stats")["num_lost"]
+    assert unlinked[0] > 20 and lost > 0, (unlinked[0], lost)
+    print(f"store chaos: {unlinked[0]} segments removed, {lost} objects rebuilt, "
+          f"{checked} values checked")
