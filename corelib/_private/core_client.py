@@ -239,6 +239,7 @@ class CoreClient:
         self.loop.start()
         self.job_config = job_config
         self.remote_nms = {}          # "tcp://ip:port" -> Connection to another node's NM
+        self.remote_owners = {}       # owner client id -> its node manager's address
         self.cluster_token = None     # read on first use (cluster.py, node.read_cluster_token)
         self.nm = transport.Connection(transport.connect_unix(nm_socket))
         self.loop.add_connection(self.nm, self._on_nm_frame, self._on_nm_closed)
@@ -577,13 +578,15 @@ class CoreClient:
         if remote is not None:
             for oid, blob in publish:
                 if blob is None:
-                    continue   # not computed yet: not supported across nodes (docs/cluster.md)
-                if blob[0] == TAG_SHM:
-                    blob = serialization.inline_from_segment(self._attach(oid, blob))
-                try:
-                    remote.send(P.VALUE, (oid, self.client_id, blob))
-                except transport.ConnectionClosed:
-                    pass
+                    # Not computed yet: the submitter asks our node manager for it
+                    # (published there when it completes), even after we are gone.
+                    try:
+                        remote.send(P.VALUE, (oid, self.client_id, None,
+                                              getattr(self, "nm_tcp", None)))
+                    except transport.ConnectionClosed:
+                        pass
+                    continue
+                self._publish_remote(oid, blob, (("value", remote),))
 
     # ================================================================== objects
     def _store_value(self, oid, value, owner):
@@ -696,6 +699,7 @@ class CoreClient:
             if st is None or st.fetching or st.blob is not None:
                 return
             st.fetching = True
+            via = self.remote_owners.get(st.owner)
 
         def got(ok, value):
             if ok:
@@ -714,7 +718,15 @@ class CoreClient:
                     w.notify()
                 else:
                     w(oid)
-        self.call_async("get_object", (oid,), got)
+        conn = None
+        if via is not None:
+            try:
+                conn = self._remote_nm(via)
+            except (OSError, transport.AuthenticationError) as exc:
+                got(False, exceptions.OwnerDiedError(oid.hex()))
+                del exc
+                return
+        self.call_async("get_object", (oid,), got, conn=conn)
 
     def _state_for_wait(self, ref):
         st = self.objects.get(ref._id)
@@ -1137,13 +1149,13 @@ class CoreClient:
                     continue
                 if st.remote_nms is None:
                     st.remote_nms = set()
-                if conn in st.remote_nms:
+                if ("nm", conn) in st.remote_nms:
                     continue
-                st.remote_nms.add(conn)
+                st.remote_nms.add(("nm", conn))
                 if st.blob is not None:
                     ready.append((ref._id, st.blob))
         for oid, blob in ready:
-            self._publish_remote(oid, blob, (conn,))
+            self._publish_remote(oid, blob, (("nm", conn),))
 
     def _publish_remote(self, oid, blob, conns):
         if blob[0] == TAG_SHM:
@@ -1152,8 +1164,14 @@ class CoreClient:
             except Exception as exc:   # lost meanwhile: the borrower gets the error
                 blob = serialization.error_blob(exceptions.ObjectLostError(oid.hex()))
                 del exc
-        for conn in list(conns):
-            self.notice_to(conn, "publish", oid, self.client_id, blob)
+        for how, conn in list(conns):
+            if how == "nm":      # another node's manager: publish it there
+                self.notice_to(conn, "publish", oid, self.client_id, blob)
+            else:                # a submitter on another node: send it the value
+                try:
+                    conn.send(P.VALUE, (oid, self.client_id, blob, None))
+                except transport.ConnectionClosed:
+                    pass
 
     def _inline_args(self, args_blob, arg_values):
         if type(args_blob) is tuple:
@@ -1249,8 +1267,11 @@ class CoreClient:
         elif kind == P.VALUE:
             # A ref owned on another node came back inside a result: make its value
             # findable here, as its owner did on its own node.
-            oid, owner, blob = msg
-            self.notice("publish", oid, owner, blob)
+            oid, owner, blob, nm_address = msg
+            if blob is not None:
+                self.notice("publish", oid, owner, blob)
+            elif nm_address:
+                self.remote_owners[owner] = nm_address   # fetch its objects there
 
     def _on_task_done(self, w, msg):
         task_id, results, contained, retryable, flags = msg

@@ -431,6 +431,8 @@ class NodeManager:
             "namespace": job.get("namespace"), "node_id": self.node_id, "purpose": purpose,
             "segment_prefix": self.segment_prefix,
             "node_ip": self.node_ip, "cluster": self.cluster is not None,
+            "nm_tcp": (f"tcp://{self.node_ip}:{self.cluster.port}"
+                       if self.cluster is not None else None),
         }
         self.zygote.send_bytes(_zygote_frame(("fork", worker_id, spec)))
         return w
@@ -784,7 +786,7 @@ class NodeManager:
             return _DEFERRED
         if loc is LOST:
             return self.on_object_lost(conn, req_id, oid)
-        return loc
+        return self.location_for(conn, loc)
 
     def on_object_lost(self, conn, req_id, oid):
         """The store copy of ``oid`` is gone: its owner rebuilds it from lineage.
@@ -824,7 +826,19 @@ class NodeManager:
 
     def answer_waiters(self, ready):
         for (conn, req_id), loc in ready:
-            self.reply(conn, req_id, True, loc)
+            self.reply(conn, req_id, True, self.location_for(conn, loc))
+
+    @staticmethod
+    def location_for(conn, loc):
+        """A requester on another node cannot map our shared memory: it gets the bytes.
+        (One message per value for now; chunked streaming is a next step, cluster.md.)"""
+        if loc is None or loc is LOST or not conn.info.get("tcp") or loc[0] != "shm":
+            return loc
+        buf = shm.attach(loc[1])
+        try:
+            return ("inline", serialization.inline_from_segment(buf))
+        finally:
+            buf.close()
 
     def on_freed(self, oids):
         for oid in oids:

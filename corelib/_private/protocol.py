@@ -20,9 +20,10 @@ Worker -> submitter:
     GEN_ITEM:   (task_id, index, blob)          one item of a streaming generator
     STOLEN:     (task_ids,)                     pipelined tasks given back unrun, after
                                                 the submitter asked (a task overran)
-    VALUE:      (oid, owner, blob)              for a submitter on another node: the value
+    VALUE:      (oid, owner, blob, nm_address)  for a submitter on another node: the value
                                                 of a ref the worker owns and returned inside
-                                                a result (its node manager cannot see ours)
+                                                a result (its node manager cannot see ours),
+                                                or blob None: ask the NM at nm_address
 """
 
 REQUEST = 1
@@ -36,7 +37,7 @@ DONE = 12
 GEN_ITEM = 13
 HELLO = 14   # submitter -> worker: (client_id,) first message on a task socket
 STOLEN = 15  # worker -> submitter: (task_ids,) queued tasks it gave back unrun
-VALUE = 16   # worker -> remote submitter: (oid, owner, blob) a ref's value it cannot find
+VALUE = 16   # worker -> remote submitter: (oid, owner, blob|None, nm_address)
 
 
 class LeaseCancelled(Exception):

@@ -104,6 +104,7 @@ class WorkerServer:
         self.client = CoreClient("worker", spec["nm_socket"], config,
                                  worker_id=self.worker_id, push_handlers=handlers)
         self.client.worker_server = self
+        self.client.nm_tcp = spec.get("nm_tcp")   # where other nodes find our objects
         self.client.inherited_env = spec.get("task_env_vars") or None
         state.set_client(self.client)
         self.loop.add_listener(self.listener, self.on_accept)

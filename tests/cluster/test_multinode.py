@@ -117,6 +117,21 @@ def test_refs_inside_values_cross_nodes_both_ways(cluster):
     assert ray.get(inner_small, timeout=30).tolist() == list(range(10))
     assert float(ray.get(inner_big, timeout=30).sum()) == 50000.0
 
+    # Refs whose values are still being computed when they cross.
+    @ray.remote
+    def slow_value(x):
+        time.sleep(0.5)
+        return x
+
+    @ray.remote(resources={"other": 1})
+    def submit_and_return():
+        return [slow_value.remote(7)]
+
+    pending = slow_value.remote(np.ones(30_000))
+    assert ray.get(total.remote([pending]), timeout=60) == [30000.0]
+    (inner,) = ray.get(submit_and_return.remote(), timeout=60)
+    assert ray.get(inner, timeout=60) == 7
+
 
 def test_an_actor_on_another_node(cluster):
     """Placed where its resource is; calls, logs, named lookup, a restart after its
