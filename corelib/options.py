@@ -177,7 +177,16 @@ def _resources(raw, kind):
     if isinstance(strategy, NodeAffinitySchedulingStrategy) and not strategy.soft:
         # Every node offers a hidden resource named after its id; ask for a sliver of it.
         res[f"_node_id:{strategy.node_id}"] = 0.001
+    elif isinstance(strategy, NodeAffinitySchedulingStrategy):
+        res[f"_prefer_node:{strategy.node_id}"] = HINT
+    elif strategy == "SPREAD":
+        res["_spread"] = HINT
     return res
+
+
+# A placement hint rides in the resources as an amount too small to count: fits()
+# ignores amounts <= EPS, so only the node managers of a cluster look at it.
+HINT = 1e-12
 
 
 def _placement(raw, resources):

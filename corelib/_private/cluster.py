@@ -316,8 +316,24 @@ class Membership:
                                                      dict(job_config))))
         return conn
 
+    def peer_request(self, conn, method, args, callback=None):
+        self.req_seq += 1
+        if callback is not None:
+            self.pending[self.req_seq] = callback
+        try:
+            conn.send(P.REQUEST, (self.req_seq, method, args))
+        except transport.ConnectionClosed:
+            self.pending.pop(self.req_seq, None)
+            if callback is not None:
+                callback(False, ConnectionError("the node is gone"))
+
     def _on_peer_frame(self, conn, kind, msg):
-        if kind == P.PUSH:
+        if kind == P.REPLY:
+            req_id, ok, value = msg
+            cb = self.pending.pop(req_id, None)
+            if cb is not None:
+                cb(ok, value)
+        elif kind == P.PUSH:
             event, args = msg
             self.nm.on_peer_push(conn, event, args)
 
@@ -331,6 +347,53 @@ class Membership:
     def nodes(self):
         self._refresh_self()
         return list(self.view.nodes.values())
+
+    def spread_target(self, resources):
+        """SPREAD: the live nodes with room now, in turn; None when it is this node's turn."""
+        self._refresh_self()
+        nodes = sorted((r for r in self.view.alive() if fits(r.available, resources)),
+                       key=lambda r: r.node_id)
+        if not nodes:
+            return None
+        self.spread_rr = (getattr(self, "spread_rr", -1) + 1) % len(nodes)
+        chosen = nodes[self.spread_rr]
+        return None if chosen.node_id == self.nm.node_id else chosen
+
+    def plan_bundles(self, bundles, strategy):
+        """Which node gets each bundle of a placement group, by its strategy, against
+        the resources free now; None if it cannot be placed now."""
+        self._refresh_self()
+        me = self.nm.node_id
+        nodes = sorted(self.view.alive(), key=lambda r: (r.node_id != me, r.node_id))
+        free = {r.node_id: dict(r.available) for r in nodes}
+        plan = []
+        if strategy == "STRICT_PACK":
+            need = {}
+            for b in bundles:
+                for k, v in b.items():
+                    need[k] = need.get(k, 0.0) + v
+            for r in nodes:
+                if fits(free[r.node_id], need):
+                    return [r] * len(bundles)
+            return None
+        used = set()
+        for b in bundles:
+            if strategy == "PACK":
+                order = nodes      # this node first, then the others, in a fixed order
+            else:                  # SPREAD / STRICT_SPREAD: unused nodes first
+                order = [r for r in nodes if r.node_id not in used] + \
+                        ([] if strategy == "STRICT_SPREAD" else
+                         [r for r in nodes if r.node_id in used])
+            for r in order:
+                if fits(free[r.node_id], b):
+                    for k, v in b.items():
+                        free[r.node_id][k] = free[r.node_id].get(k, 0.0) - v
+                    plan.append(r)
+                    used.add(r.node_id)
+                    break
+            else:
+                return None
+        return plan
 
     def remote_node_for(self, resources):
         """A live node other than this one that suits ``resources``, or None."""

@@ -551,8 +551,8 @@ class NodeManager:
         key = ("lease", next(self.lease_seq))
         req = sched.LeaseRequest(key, resources, pg=pg, owner=conn,
                                  payload=(req_id, info["job_id"], env_key, env_vars))
-        if self.cluster is not None and pg is None and not conn.info.get("tcp"):
-            target = self.spill_target(req)
+        if self.cluster is not None and not conn.info.get("tcp"):
+            target = self.pg_target(req) if pg is not None else self.spill_target(req)
             if target is not None:
                 # Count it against that node until its next heartbeat says otherwise,
                 # so a burst of requests spreads instead of piling onto one node.
@@ -581,12 +581,42 @@ class NodeManager:
         a resource, or the request names another node), or cannot run it now
         while another node reported it free at its last heartbeat.
         """
+        res = req.resources
+        if "_spread" in res:
+            return self.cluster.spread_target(res)
+        for k in res:
+            if k.startswith("_prefer_node:") and k[13:] != self.node_id:
+                rec = self.cluster.view.nodes.get(k[13:])
+                if rec is not None and rec.alive and sched.fits(rec.available, res):
+                    return rec                 # soft affinity: there if it has room
         if self.sched.feasible(req):
-            if sched.fits(self.sched.available, req.resources):
+            if sched.fits(self.sched.available, res):
                 return None                    # it runs here, now
             return self._free_remote(req)      # busy here: a node with room now, if any
-        return self.cluster.remote_node_for(req.resources)
+        return self.cluster.remote_node_for(res)
 
+    def pg_target(self, req):
+        """The node holding the placement group bundle a request names, if not this one.
+
+        For "any bundle" (index -1): here while a local bundle has room, else the
+        nodes holding the group's other bundles in turn (they queue if full).
+        """
+        pg = self.sched.pgs.get(req.pg[0])
+        if pg is None or not pg.remote:
+            return None
+        idx = req.pg[1]
+        if idx >= 0:
+            where = pg.remote.get(idx)
+        else:
+            local = [i for i in range(len(pg.bundles)) if i not in pg.remote]
+            if any(sched.fits(pg.available[i], req.resources) for i in local):
+                return None
+            places = sorted(set(pg.remote.values()), key=lambda w: w[0])
+            self.pg_rr = (getattr(self, "pg_rr", -1) + 1) % len(places)
+            where = places[self.pg_rr]
+        if where is None:
+            return None
+        return self.cluster.view.nodes.get(where[0])
     def respill_queued(self):
         """Lease requests waiting here while another node has room go there (the
         cluster view just changed: every heartbeat)."""
@@ -655,9 +685,12 @@ class NodeManager:
     def schedule(self):
         if self.stopping:
             return
-        for pg in self.sched.try_place_pgs():
-            for conn, req_id in self.pg_waiters.pop(pg.pg_id, []):
-                self.reply(conn, req_id, True, True)
+        self.sched.try_place_pgs()
+        for pg_id in list(self.pg_waiters):
+            pg = self.sched.pgs.get(pg_id)
+            if pg is not None and pg.state == "CREATED" and not pg.remote_pending:
+                for conn, req_id in self.pg_waiters.pop(pg_id, []):
+                    self.reply(conn, req_id, True, True)
         for req, charge in self.sched.schedule():
             if req.key[0] == "actor":
                 self.start_actor_worker(req.key[1], charge)
@@ -905,8 +938,8 @@ class NodeManager:
         resources = a.spec["resources"]
         req = sched.LeaseRequest(("actor", a.actor_id, a.num_restarts), resources,
                                  pg=a.pg, owner=None)
-        if self.cluster is not None and a.pg is None and not a.spec.get("hosted"):
-            target = self.spill_target(req)
+        if self.cluster is not None and not a.spec.get("hosted"):
+            target = self.pg_target(req) if a.pg is not None else self.spill_target(req)
             if target is not None and self.host_remotely(a, target):
                 return
         if not self.sched.feasible(req):
@@ -1127,8 +1160,16 @@ class NodeManager:
 
     # ----------------------------------------------------------- placement groups
     def h_create_pg(self, conn, pg_id, bundles, strategy, name, lifetime):
+        job_id = self.clients[conn].get("job_id")
+        if self.cluster is not None and not conn.info.get("tcp"):
+            plan = self.cluster.plan_bundles(bundles, strategy)
+            if plan is not None and any(r.node_id != self.node_id for r in plan):
+                return self.create_pg_across_nodes(pg_id, bundles, strategy, name,
+                                                   lifetime, job_id, plan)
         pg = sched.PlacementGroupState(pg_id, bundles, strategy, name, lifetime,
-                                       owner=self.clients[conn].get("job_id"))
+                                       owner=job_id)
+        if self.cluster is not None and conn.info.get("tcp"):
+            pg.strategy = "PACK"   # this node's share of a group placed by another node
         if not self.sched.pg_feasible(pg):
             self.push(conn, "warning", (
                 f"Warning: placement group {name or pg_id.hex()} with bundles {bundles} and "
@@ -1138,12 +1179,53 @@ class NodeManager:
         self.schedule()
         return True
 
+    def create_pg_across_nodes(self, pg_id, bundles, strategy, name, lifetime, job_id, plan):
+        """Bundles on several nodes: ours reserved here, the others by their nodes
+        (an empty bundle stands in for each of those here); ready once all confirm."""
+        local = [dict(b) if r.node_id == self.node_id else {} for b, r in zip(bundles, plan)]
+        pg = sched.PlacementGroupState(pg_id, local, strategy, name, lifetime, owner=job_id)
+        pg.strategy = "PACK"   # the local share; the plan already honoured the strategy
+        job = self.jobs.get(job_id, {})
+        by_node = collections.defaultdict(dict)
+        for i, (b, r) in enumerate(zip(bundles, plan)):
+            if r.node_id != self.node_id:
+                by_node[r.node_id][i] = (b, r)
+        for node_id, items in by_node.items():
+            rec = next(iter(items.values()))[1]
+            conn = self.cluster.peer(rec.address, job_id, job.get("config") or {})
+            share = [dict(items[i][0]) if i in items else {} for i in range(len(bundles))]
+            for i, (b, _) in items.items():
+                pg.remote[i] = (node_id, rec.address, conn)
+                sched.subtract(rec.available, b)
+            pg.remote_pending += 1
+            def created(ok, value, pg=pg, conn=conn):
+                if not ok:
+                    return self.on_remote_bundles(pg, ok, value)
+                # Reserved there once placed there: wait for it.
+                self.cluster.peer_request(conn, "wait_pg", (pg.pg_id,),
+                                          lambda ok, v, pg=pg: self.on_remote_bundles(pg, ok, v))
+            self.cluster.peer_request(conn, "create_pg", (pg_id, share, "PACK", name, None),
+                                      created)
+        self.sched.create_pg(pg)
+        self.schedule()
+        return True
+
+    def on_remote_bundles(self, pg, ok, value):
+        if self.sched.pgs.get(pg.pg_id) is not pg:
+            return   # removed meanwhile
+        if not ok:
+            print(f"minray: a node refused bundles of placement group {pg.pg_id.hex()}: "
+                  f"{value!r}", file=sys.stderr, flush=True)
+            return
+        pg.remote_pending -= 1
+        self.schedule()
+
     def h_wait_pg(self, conn, pg_id):
         req_id = self.current_req_id
         pg = self.sched.pgs.get(pg_id)
         if pg is None:
             raise ValueError(f"placement group {pg_id.hex()} does not exist (removed?)")
-        if pg.state == "CREATED":
+        if pg.state == "CREATED" and not pg.remote_pending:
             return True
         self.pg_waiters[pg_id].append((conn, req_id))
         return _DEFERRED
@@ -1152,6 +1234,8 @@ class NodeManager:
         pg = self.sched.remove_pg(pg_id)
         if pg is None:
             return False
+        for peer in {where[2] for where in pg.remote.values()}:
+            self.cluster.peer_request(peer, "remove_pg", (pg_id,))
         for a in list(self.actors.values()):
             if a.pg and a.pg[0] == pg_id and a.state != "DEAD":
                 self.kill_actor(a, "its placement group was removed", no_restart=True)

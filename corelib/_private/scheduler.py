@@ -35,7 +35,7 @@ class LeaseRequest:
 
 class PlacementGroupState:
     __slots__ = ("pg_id", "bundles", "strategy", "name", "state", "available",
-                 "waiters", "lifetime", "owner")
+                 "waiters", "lifetime", "owner", "remote", "remote_pending")
 
     def __init__(self, pg_id, bundles, strategy, name="", lifetime=None, owner=None):
         self.pg_id = pg_id
@@ -47,6 +47,11 @@ class PlacementGroupState:
         self.waiters = []
         self.lifetime = lifetime
         self.owner = owner
+        # Many nodes: bundle index -> (node_id, "ip:port", peer connection) for bundles
+        # reserved on other nodes (their entries here are empty), and how many of those
+        # reservations are not confirmed yet.
+        self.remote = {}
+        self.remote_pending = 0
 
 
 class Scheduler:

@@ -87,6 +87,57 @@ def test_tasks_spill_to_other_nodes_when_the_local_one_is_full(cluster):
     assert len(set(used)) >= 2, used
 
 
+def test_spread_and_soft_affinity_across_nodes(cluster):
+    by_ip = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}
+
+    @ray.remote
+    def where():
+        time.sleep(0.2)
+        return node_of()
+
+    spread = ray.get([where.options(scheduling_strategy="SPREAD").remote()
+                      for _ in range(6)], timeout=60)
+    assert len(set(spread)) >= 2, spread
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU") != 4.0:     # idle leases went back
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.1)
+    time.sleep(0.6)    # and the nodes' heartbeats said so
+    soft = NodeAffinitySchedulingStrategy(by_ip["127.0.0.3"], soft=True)
+    assert ray.get(where.options(scheduling_strategy=soft).remote(), timeout=60) == \
+        by_ip["127.0.0.3"]
+
+
+def test_a_strict_spread_placement_group_spans_the_nodes(cluster):
+    from minray.util.placement_group import placement_group, remove_placement_group
+    from minray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU") != 4.0:     # earlier leases went back
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.1)
+    pg = placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")
+    ray.get(pg.ready(), timeout=60)
+    where = ray.remote(num_cpus=1)(node_of)
+    placed = [ray.get(where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+        pg, i)).remote(), timeout=60) for i in range(3)]
+    assert len(set(placed)) == 3, placed
+
+    @ray.remote(num_cpus=1)
+    class InBundle:
+        def node(self):
+            return node_of()
+
+    a = InBundle.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 1)).remote()
+    assert ray.get(a.node.remote(), timeout=60) == placed[1]
+    ray.kill(a)
+    remove_placement_group(pg)
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU") != 4.0:
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.1)
+
+
 def test_large_values_cross_nodes_bit_exact(cluster):
     @ray.remote(resources={"special": 1})
     def roundtrip(a, b):
