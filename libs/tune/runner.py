@@ -59,7 +59,8 @@ class TrialRunner:
                  experiment_name, *, metric=None, mode=None, max_concurrent=None,
                  time_budget_s=None, max_failures=0, fail_fast=False, checkpoint_config=None,
                  verbose=1, trials=None, reuse_actors=None, num_samples=None,
-                 progress_reporter=None):
+                 progress_reporter=None, trial_name_creator=None,
+                 trial_dirname_creator=None):
         self.spec = spec
         self.search_alg = search_alg
         self.scheduler = scheduler
@@ -93,6 +94,8 @@ class TrialRunner:
         self._search_done = False
         self._fn_ref = None
         self._fail_fast_error = None
+        self._name_creator = trial_name_creator
+        self._dirname_creator = trial_dirname_creator
         self._progress = ProgressReporter(verbose, metric, mode, progress_reporter)
         self._total = minray.cluster_resources()
 
@@ -217,6 +220,10 @@ class TrialRunner:
         trial = Trial(trial_id, config, self.spec.name, self.experiment_dir, self._next_index,
                       self.spec.resources(config))
         self._next_index += 1
+        if self._name_creator is not None:
+            trial.custom_name = str(self._name_creator(trial))
+        if self._dirname_creator is not None:
+            trial.dir_name = str(self._dirname_creator(trial))
         self.trials.append(trial)
         self.state.add_trial(trial, self.search_alg)
         self.scheduler.on_trial_add(self, trial)

@@ -36,6 +36,7 @@ class Trial:
         self.results_seen = 0
         self.start_time = None
         self.stopping_reason = None
+        self.custom_name = None  # TuneConfig(trial_name_creator=...)
 
     # Ray-compatible accessors
     @property
@@ -98,7 +99,7 @@ class Trial:
             "last_result": self.last_result, "metric_analysis": self.metric_analysis,
             "checkpoint": self.checkpoint, "num_failures": self.num_failures,
             "error_msg": self.error_msg, "resources": self.resources,
-            "dir_name": self.dir_name,
+            "dir_name": self.dir_name, "custom_name": self.custom_name,
         }
 
     @classmethod
@@ -111,7 +112,7 @@ class Trial:
         trial = cls(state["trial_id"], config, state["trainable_name"], experiment_dir,
                     state["index"], state.get("resources"), state["dir_name"])
         for key in ("status", "last_result", "metric_analysis", "checkpoint", "num_failures",
-                    "error_msg"):
+                    "error_msg", "custom_name"):
             setattr(trial, key, state.get(key, getattr(trial, key)))
         return trial
 
@@ -119,7 +120,7 @@ class Trial:
         return self.trial_name
 
     def __str__(self):
-        return self.trial_name
+        return self.custom_name or self.trial_name
 
 
 _NUMBERS = (int, float)

@@ -162,7 +162,9 @@ class Tuner:
             fail_fast=failure.fail_fast, checkpoint_config=rc.checkpoint_config,
             verbose=1 if rc.verbose is None else rc.verbose, trials=trials,
             reuse_actors=tc.reuse_actors, num_samples=tc.num_samples,
-            progress_reporter=rc.progress_reporter)
+            progress_reporter=rc.progress_reporter,
+            trial_name_creator=tc.trial_name_creator,
+            trial_dirname_creator=tc.trial_dirname_creator)
         trials = runner.run()
         self._results = ResultGrid(trials, experiment_dir, metric, mode)
         return self._results

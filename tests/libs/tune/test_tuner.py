@@ -355,3 +355,14 @@ def test_restore_a_finished_experiment_reads_its_results(ray_module, tmp_path):
     assert sorted(r.metrics["score"] for r in again) == [4, 8]
     with pytest.raises(ValueError, match="not a Tune experiment directory"):
         tune.Tuner.restore(str(tmp_path), counting)
+
+
+def test_trial_name_and_dirname_creators(ray_module, tmp_path):
+    results = tune.Tuner(
+        counting, param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(
+            trial_name_creator=lambda t: f"run-x{t.config['x']}",
+            trial_dirname_creator=lambda t: f"dir_{t.config['x']}"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="names")).fit()
+    assert sorted(os.path.basename(r.path) for r in results) == ["dir_1", "dir_2"]
+    assert all(os.path.exists(os.path.join(r.path, "progress.csv")) for r in results)
