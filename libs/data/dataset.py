@@ -218,15 +218,30 @@ class Dataset:
         return self._with(LimitOp(limit))
 
     # ------------------------------------------------------------ all-to-all
-    def repartition(self, num_blocks, *, shuffle=False, **kwargs):
-        """Redistribute rows into ``num_blocks`` blocks of (nearly) equal size.
+    def repartition(self, num_blocks=None, *, target_num_rows_per_block=None, shuffle=False,
+                    **kwargs):
+        """Redistribute rows into ``num_blocks`` blocks of (nearly) equal size, or into
+        blocks of ``target_num_rows_per_block`` rows.
 
         Example::
 
             ray.data.range(100).repartition(4).materialize().num_blocks() == 4
         """
-        if not isinstance(num_blocks, int) or num_blocks < 1:
-            raise ValueError(f"num_blocks must be a positive int, got {num_blocks!r}.")
+        if (num_blocks is None) == (target_num_rows_per_block is None):
+            raise ValueError("Give repartition exactly one of num_blocks or "
+                             "target_num_rows_per_block.")
+        for label, v in (("num_blocks", num_blocks),
+                         ("target_num_rows_per_block", target_num_rows_per_block)):
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"{label} must be a positive int, got {v!r}.")
+        if target_num_rows_per_block is not None:
+            rows = target_num_rows_per_block
+
+            def by_rows(bundles):
+                total = sum(m.num_rows for _, m in bundles)
+                return S.slice_rows(bundles, [(a, min(a + rows, total))
+                                              for a in range(0, total, rows)])
+            return self._with(BarrierOp(f"Repartition(rows={rows})", by_rows))
         if shuffle:
             return self._with(BarrierOp("RandomShuffle",
                                         lambda b: S.random_shuffle(b, None, num_blocks)))
@@ -484,15 +499,18 @@ class Dataset:
         return schema.names if schema is not None else []
 
     def to_pandas(self, limit=None):
-        """All rows as one pandas DataFrame.
+        """All rows as one pandas DataFrame (ValueError if there are more than ``limit``).
 
         Example::
 
             df = ray.data.range(3).to_pandas()
         """
         B.require("pandas", "pandas")
-        plan = self._plan if limit is None else self._plan.with_op(LimitOp(limit))
+        plan = self._plan if limit is None else self._plan.with_op(LimitOp(limit + 1))
         blocks = [ray.get(ref) for ref, meta in self._stream(plan) if meta.num_rows]
+        if limit is not None and sum(B.num_rows(b) for b in blocks) > limit:
+            raise ValueError(f"The dataset has more than the given limit of {limit} rows; "
+                             f"call ds.limit({limit}).to_pandas() to truncate it.")
         return B.to_pandas(B.concat(blocks)) if blocks else __import__("pandas").DataFrame()
 
     def to_numpy_refs(self, *, column=None):

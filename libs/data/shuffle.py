@@ -138,8 +138,19 @@ def num_partitions(bundles, cap=None):
     return max(1, min(n, len(bundles), cap or len(bundles)))
 
 
+def group_bundles(bundles, target_bytes=64 << 20):
+    """Consecutive runs of bundles for one scatter task each: about ``target_bytes`` per
+    run, and at least two runs per CPU, so 80 small blocks cost 4 tasks, not 80."""
+    from .executor import _total_cpus
+    total = sum(m.size_bytes for _, m in bundles)
+    runs = max(-(-total // target_bytes), 2 * _total_cpus())
+    per_run = max(1, -(-len(bundles) // runs))
+    return [bundles[i:i + per_run] for i in range(0, len(bundles), per_run)]
+
+
 @ray.remote
-def _scatter_range(block, n, key, boundaries, descending):
+def _scatter_range(n, key, boundaries, descending, *blocks):
+    block = B.concat(list(blocks))
     if not block:
         return [{} for _ in range(n)]
     parts = np.searchsorted(boundaries, block[key], side="right")
@@ -182,7 +193,8 @@ def range_partition(bundles, keys, descending, reducer, *reducer_args):
         parts = [[ref] for ref, _ in bundles]
     else:
         fn = _scatter_range.options(num_returns=n)
-        parts = [fn.remote(ref, n, keys[0], boundaries, descending) for ref, _ in bundles]
+        parts = [fn.remote(n, keys[0], boundaries, descending, *[ref for ref, _ in run])
+                 for run in group_bundles(bundles)]
     pending = [reducer.remote(*reducer_args, *[p[j] for p in parts]) for j in range(n)]
     metas = ray.get([m for _, m in pending])
     return [(b, m) for (b, _), m in zip(pending, metas)]

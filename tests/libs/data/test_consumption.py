@@ -78,7 +78,9 @@ def test_to_pandas_to_numpy_refs_materialize_stats():
     ds = ray.data.range(12, override_num_blocks=3).map(lambda r: {"id": r["id"], "h": r["id"] / 2})
     df = ds.to_pandas()
     assert df["id"].tolist() == list(range(12)) and list(df.columns) == ["id", "h"]
-    assert len(ds.to_pandas(limit=5)) == 5
+    assert len(ds.limit(5).to_pandas()) == 5 and len(ds.to_pandas(limit=12)) == 12
+    with pytest.raises(ValueError, match="limit of 5"):
+        ds.to_pandas(limit=5)
     refs = ds.to_numpy_refs()
     assert len(refs) == 3 and ray.get(refs[0])["id"].tolist() == [0, 1, 2, 3]
     assert ray.get(ds.to_numpy_refs(column="h")[1]).tolist() == [2.0, 2.5, 3.0, 3.5]

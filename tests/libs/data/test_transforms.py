@@ -161,6 +161,10 @@ def test_repartition_union_and_block_order():
     rep = ds.repartition(7).materialize()
     assert rep.num_blocks() == 7 and ids(rep) == list(range(100))
     assert ds.repartition(2, shuffle=True).materialize().num_blocks() == 2
+    by_rows = ds.repartition(target_num_rows_per_block=30).materialize()
+    assert by_rows.num_blocks() == 4 and ids(by_rows) == list(range(100))
+    with pytest.raises(ValueError, match="exactly one"):
+        ds.repartition()
     union = ds.union(ray.data.range(5), ray.data.from_items([{"id": -1}]))
     assert union.count() == 106 and ids(union)[-1] == -1
     shuffled = ds.randomize_block_order(seed=3).materialize()
