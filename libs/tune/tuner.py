@@ -165,7 +165,13 @@ class Tuner:
             progress_reporter=rc.progress_reporter,
             trial_name_creator=tc.trial_name_creator,
             trial_dirname_creator=tc.trial_dirname_creator)
-        trials = runner.run()
+        try:
+            trials = runner.run()
+        except KeyboardInterrupt:
+            import sys
+            print(f"Experiment interrupted; its state is saved. Resume it with "
+                  f"tune.Tuner.restore({experiment_dir!r}, trainable).fit()", file=sys.stderr)
+            raise
         self._results = ResultGrid(trials, experiment_dir, metric, mode)
         return self._results
 
