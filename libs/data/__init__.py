@@ -30,6 +30,9 @@ from .context import ActorPoolStrategy, DataContext, ExecutionOptions, TaskPoolS
 from .dataset import Dataset, MaterializedDataset
 from .grouped import GroupedData
 from .iterator import DataIterator
+
+DatasetContext = DataContext        # older name, still exported by Ray
+DatasetIterator = DataIterator
 from .read_api import (from_arrow, from_arrow_refs, from_items, from_numpy, from_numpy_refs,
                        from_pandas, from_pandas_refs, from_torch, range, range_tensor,
                        read_binary_files, read_csv, read_images, read_json, read_numpy,
@@ -39,6 +42,7 @@ _LAZY = {"preprocessors"}
 
 __all__ = [
     "ActorPoolStrategy", "AggregateFn", "DataContext", "DataIterator", "Dataset",
+    "DatasetContext", "DatasetIterator",
     "ExecutionOptions", "GroupedData", "MaterializedDataset", "Schema", "TaskPoolStrategy",
     "aggregate", "from_arrow", "from_arrow_refs", "from_items", "from_numpy",
     "from_numpy_refs", "from_pandas", "from_pandas_refs", "from_torch", "range",

@@ -12,6 +12,7 @@ shuffle.py, aggregations through aggregate.py, writes through datasource.py.
 
 import itertools
 import uuid
+import zlib
 
 import numpy as np
 
@@ -558,7 +559,60 @@ class Dataset:
         return sum(meta.size_bytes for _, meta in self._stream())
 
     def input_files(self):
-        return getattr(self._plan.source, "paths", [])
+        """The files a read_* source reads (empty for in-memory sources)."""
+        return list(getattr(self._plan.source, "paths", []))
+
+    def num_blocks(self):
+        """How many blocks the dataset has (executes it unless that is known).
+
+        Example::
+
+            ray.data.range(10, override_num_blocks=2).num_blocks() == 2
+        """
+        if not self._plan.ops and hasattr(self._plan.source, "tasks"):
+            return len(self._plan.source.tasks)
+        return len(self._bundles())
+
+    def get_internal_block_refs(self):
+        """The ObjectRefs of the blocks (executes the dataset)."""
+        return [ref for ref, _ in self._bundles()]
+
+    def random_sample(self, fraction, *, seed=None):
+        """Keep each row with probability ``fraction`` (repeatable with ``seed``).
+
+        Example::
+
+            ray.data.range(1000).random_sample(0.1, seed=0).count()   # about 100
+        """
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"fraction must be in [0, 1], got {fraction!r}.")
+
+        def sample(batch):
+            n = len(next(iter(batch.values()))) if batch else 0
+            first = next(iter(batch.values()))[:1] if batch else []
+            # Seeded per block by its first row, so reruns pick the same rows.
+            salt = zlib.crc32(first.tobytes()) if hasattr(first, "tobytes") else 0
+            rng = np.random.default_rng(None if seed is None else [seed, salt])
+            keep = rng.random(n) < fraction
+            return {k: v[keep] for k, v in batch.items()}
+        return self.map_batches(sample, batch_format="numpy")
+
+    def explain(self):
+        """Print the logical plan. Example: ``ds.map(f).explain()``."""
+        print(self._plan.describe())
+
+    @property
+    def context(self):
+        from .context import DataContext
+        return DataContext.get_current()
+
+    def set_name(self, name):
+        """Name the dataset (shown in its repr)."""
+        self._name = name
+
+    @property
+    def name(self):
+        return getattr(self, "_name", None)
 
     # ------------------------------------------------------------ splits
     def split(self, n, *, equal=False, locality_hints=None):

@@ -145,3 +145,15 @@ def test_iter_torch_batches_without_torch_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ImportError, match="pip install torch"):
         next(ray.data.range(3).iter_torch_batches())
+
+
+def test_plan_helpers(capsys):
+    ds = ray.data.range(100, override_num_blocks=4)
+    assert ds.num_blocks() == 4 and ds.map(lambda r: r).num_blocks() == 4
+    assert len(ds.get_internal_block_refs()) == 4
+    sample = ds.random_sample(0.3, seed=1)
+    n = sample.count()
+    assert 10 < n < 60 and sample.count() == n
+    ds.map(lambda r: r).explain()
+    assert "ReadRange -> Map" in capsys.readouterr().out
+    assert ray.data.DatasetContext is ray.data.DataContext
