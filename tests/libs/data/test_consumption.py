@@ -157,3 +157,31 @@ def test_plan_helpers(capsys):
     ds.map(lambda r: r).explain()
     assert "ReadRange -> Map" in capsys.readouterr().out
     assert ray.data.DatasetContext is ray.data.DataContext
+
+
+def test_iter_torch_batches_conversion_logic_with_a_stand_in_torch(monkeypatch):
+    """Without torch installed, a stand-in module checks dtypes, device and collate_fn."""
+    import sys
+    import types
+
+    class Tensor:
+        def __init__(self, array, dtype=None, device="cpu"):
+            self.array, self.dtype, self.device = array, dtype or str(array.dtype), device
+
+        def to(self, target):
+            if target in ("cpu", "cuda"):
+                return Tensor(self.array, self.dtype, target)
+            return Tensor(self.array.astype(target), target, self.device)
+
+    fake = types.ModuleType("torch")
+    fake.as_tensor = lambda array: Tensor(array)
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    ds = ray.data.from_items([{"x": float(i), "y": i} for i in range(5)])
+    batches = list(ds.iter_torch_batches(batch_size=2, dtypes={"x": "float32"}))
+    assert [len(b["x"].array) for b in batches] == [2, 2, 1]
+    assert batches[0]["x"].dtype == "float32" and batches[0]["y"].dtype == "int64"
+    assert batches[0]["x"].array.flags.writeable
+    on_gpu = next(ds.iter_torch_batches(batch_size=5, dtypes="float64", device="cuda"))
+    assert on_gpu["y"].dtype == "float64" and on_gpu["y"].device == "cuda"
+    collated = next(ds.iter_torch_batches(batch_size=5, collate_fn=lambda b: len(b["x"])))
+    assert collated == 5
