@@ -18,6 +18,7 @@ Only public minray API is used: remote functions, actors, put/get/wait/kill.
 """
 
 import collections
+import os
 import sys
 import time
 
@@ -247,9 +248,13 @@ class ProgressBars:
             self.draw()
 
 
-def _total_cpus():
-    """CPUs of the cluster; like Ray Data, the first dataset starts a runtime if needed."""
+def _total_cpus(start=True):
+    """CPUs of the cluster.  Executing starts a runtime if there is none (as the first
+    remote call would); merely building a dataset (``start=False``) never does, so a
+    module may create datasets before its ``ray.init(...)``."""
     if not ray.is_initialized():
+        if not start:
+            return os.cpu_count() or 1
         ray.init()
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 

@@ -37,7 +37,7 @@ def default_num_blocks(num_rows, bytes_per_row=8, override=None):
     size = num_rows * bytes_per_row
     reasonable = max(1, size // ctx.target_min_block_size)
     safe = max(1, math.ceil(size / ctx.target_max_block_size))
-    blocks = max(min(ctx.read_op_min_num_blocks, reasonable), safe, 2 * _total_cpus())
+    blocks = max(min(ctx.read_op_min_num_blocks, reasonable), safe, 2 * _total_cpus(start=False))
     return max(1, min(blocks, num_rows))
 
 
@@ -299,7 +299,7 @@ def read_images(paths, *, size=None, mode=None, include_paths=False,
     """
     B.require("PIL.Image", "pillow")
     files = D.expand_paths(paths, file_extensions, "read_images")
-    k = override_num_blocks or min(len(files), max(1, 2 * _total_cpus()))
+    k = override_num_blocks or min(len(files), max(1, 2 * _total_cpus(start=False)))
     chunks = [files[a:b] for a, b in _bounds(len(files), k) if b > a]
     return _file_dataset([ReadTask(D.read_image_files, c, size, mode, include_paths)
                           for c in chunks], "ReadImages", files)

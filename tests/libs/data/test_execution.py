@@ -94,3 +94,12 @@ def test_dataset_larger_than_the_object_store_streams_through(shutdown_only):
     for batch in ds.iter_batches(batch_size=None):
         total += float(batch["x"][:, 0].sum())
     assert total == 2.0 * rows_per_block * blocks
+
+
+def test_building_a_dataset_does_not_start_a_runtime(shutdown_only):
+    if ray.is_initialized():
+        ray.shutdown()
+    ds = ray.data.range(100).map(lambda r: r)
+    assert not ray.is_initialized()          # the module's own ray.init(...) still works
+    ray.init(num_cpus=2)
+    assert ds.count() == 100
