@@ -147,6 +147,8 @@ class Membership:
         self.listener = None
         self.node_conns = {}                   # node_id -> conn (on the head)
         self.peers = {}                        # (address, job_id) -> conn to another NM
+        self.actor_dir = {}                    # head: actor_id -> (meta, "ip:port" keeping it)
+        self.names = {}                        # head: (namespace, name) -> actor_id
 
     @property
     def is_head(self):
@@ -165,6 +167,10 @@ class Membership:
         nm.handlers.update({
             "register_node": self.h_register_node,
             "heartbeat": self.h_heartbeat,
+            "register_actor": self.h_register_actor,
+            "unregister_actor": self.h_unregister_actor,
+            "locate_actor": self.h_locate_actor,
+            "lookup_actor": self.h_lookup_actor,
         })
         if not self.is_head:
             self._join_head()
@@ -342,6 +348,50 @@ class Membership:
             if c is conn:
                 del self.peers[key]
         self.nm.on_peer_closed(conn)
+
+    # -- the head's actor directory: where each actor is kept, and names -----------
+    def register_actor(self, actor_id, name, namespace, meta):
+        entry = (actor_id, name, namespace, meta, f"{self.nm.node_ip}:{self.port}")
+        if self.is_head:
+            self.h_register_actor(None, *entry)
+        else:
+            self.head_conn.send(P.NOTICE, ("register_actor", entry))
+
+    def unregister_actor(self, actor_id, name, namespace):
+        if self.is_head:
+            self.h_unregister_actor(None, actor_id, name, namespace)
+        elif self.head_conn is not None and not self.head_conn.closed:
+            self.head_conn.send(P.NOTICE, ("unregister_actor", (actor_id, name, namespace)))
+
+    def h_register_actor(self, conn, actor_id, name, namespace, meta, address):
+        self.actor_dir[actor_id] = (meta, address)
+        if name:
+            self.names[(namespace, name)] = actor_id
+
+    def h_unregister_actor(self, conn, actor_id, name, namespace):
+        self.actor_dir.pop(actor_id, None)
+        if name and self.names.get((namespace, name)) == actor_id:
+            del self.names[(namespace, name)]
+
+    def h_locate_actor(self, conn, actor_id):
+        return self.actor_dir.get(actor_id)
+
+    def h_lookup_actor(self, conn, name, namespace):
+        actor_id = self.names.get((namespace, name))
+        if actor_id is None or actor_id not in self.actor_dir:
+            return None
+        meta, address = self.actor_dir[actor_id]
+        return (actor_id, meta, address)
+
+    def locate_actor(self, actor_id, callback):
+        if self.is_head:
+            return callback(self.h_locate_actor(None, actor_id))
+        self.request("locate_actor", (actor_id,), callback)
+
+    def lookup_actor(self, name, namespace, callback):
+        if self.is_head:
+            return callback(self.h_lookup_actor(None, name, namespace))
+        self.request("lookup_actor", (name, namespace), callback)
 
     # -- what the node manager asks ------------------------------------------------
     def nodes(self):

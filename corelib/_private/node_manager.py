@@ -78,7 +78,7 @@ class ActorInfo:
     __slots__ = ("actor_id", "spec", "owner", "job_id", "name", "namespace", "detached",
                  "max_restarts", "num_restarts", "state", "worker", "address", "cause",
                  "subscribers", "exit_intended", "lease_key", "meta", "pg", "died_at",
-                 "host")
+                 "host", "mirror_of")
 
     def __init__(self, actor_id, spec, owner, job_id):
         opts = spec["options"]
@@ -102,6 +102,7 @@ class ActorInfo:
         self.pg = spec.get("pg")
         self.died_at = 0.0     # time.monotonic() when its last process was seen dying
         self.host = None       # the connection to the node that runs it, if not this one
+        self.mirror_of = None  # a copy of an actor another node keeps: that node's conn
 
     def state_msg(self):
         return ("actor_state", (self.actor_id, self.state, self.address, self.cause,
@@ -931,6 +932,8 @@ class NodeManager:
                 "(NodeAffinitySchedulingStrategy with soft=False), which is not part of "
                 "this cluster.")))
             return ("created", actor_id, a.meta)
+        if self.cluster is not None and not spec.get("hosted"):
+            self.cluster.register_actor(actor_id, name, ns, a.meta)
         self.queue_actor_lease(a)
         return ("created", actor_id, a.meta)
 
@@ -1009,6 +1012,8 @@ class NodeManager:
             self.sched.cancel(a.lease_key)
         if a.name and self.named.get((a.namespace, a.name)) == a.actor_id:
             del self.named[(a.namespace, a.name)]
+        if self.cluster is not None and a.mirror_of is None and not a.spec.get("hosted"):
+            self.cluster.unregister_actor(a.actor_id, a.name, a.namespace)
         self.publish_actor(a)
 
     def publish_actor(self, a):
@@ -1024,6 +1029,9 @@ class NodeManager:
             a.cause = serialization.error_blob(exceptions.ActorDiedError(
                 f"The actor {a.actor_id.hex()} ({a.meta.get('class_name')}) was killed: "
                 f"{reason}.", actor_id=a.actor_id.hex()))
+        if a.mirror_of is not None:
+            self.cluster.peer_request(a.mirror_of, "kill_actor", (a.actor_id, no_restart))
+            return
         if a.host is not None:
             # Its process runs on another node: that node kills it and reports it
             # dead; a restart (no_restart=False) then follows from here.
@@ -1076,7 +1084,12 @@ class NodeManager:
     def on_peer_push(self, conn, event, args):
         """What a node hosting our actors tells us."""
         if event == "actor_state":
-            self.on_hosted_state(conn, *args)
+            a = self.actors.get(args[0])
+            if a is not None and a.mirror_of is conn:
+                a.state, a.address, a.cause, a.num_restarts, a.died_at = args[1:6]
+                self.publish_actor(a)
+            else:
+                self.on_hosted_state(conn, *args)
         elif event in ("logs", "warning"):
             job = self.jobs.get(conn.info.get("job_id"))
             if job and job["end"] is None:
@@ -1117,9 +1130,49 @@ class NodeManager:
     def h_subscribe_actor(self, conn, actor_id):
         a = self.actors.get(actor_id)
         if a is None:
-            return None
+            if self.cluster is None or conn.info.get("tcp"):
+                return None
+            # A handle that came from another node: mirror the actor from its node.
+            req_id = self.current_req_id
+            self.cluster.locate_actor(actor_id, lambda found: self._mirror_then(
+                found, actor_id, lambda a: self._answer_subscribe(conn, req_id, a)))
+            return _DEFERRED
         a.subscribers.add(conn)
         return a.state_msg()[1]
+
+    def _answer_subscribe(self, conn, req_id, a):
+        if a is None:
+            self.reply(conn, req_id, True, None)
+            return
+        a.subscribers.add(conn)
+        self.reply(conn, req_id, True, a.state_msg()[1])
+
+    def _mirror_then(self, found, actor_id, then):
+        """Make a local copy of an actor kept by another node, subscribed to its state
+        there; ``then(actor or None)`` once its current state is known."""
+        a = self.actors.get(actor_id)
+        if a is not None:
+            return then(a)
+        if found is None:
+            return then(None)
+        meta, address = found
+        try:
+            peer = self.cluster.peer(address, None, {})
+        except (OSError, transport.AuthenticationError):
+            return then(None)
+        spec = {"options": {}, "meta": meta, "resources": {}}
+        a = ActorInfo(actor_id, spec, None, None)
+        a.mirror_of = peer
+        a.detached = True        # its lifetime is decided where it is kept
+        self.actors[actor_id] = a
+
+        def subscribed(ok, state):
+            if ok and state is not None:
+                a.state, a.address, a.cause, a.num_restarts, a.died_at = state[1:6]
+            elif a.state != "DEAD":
+                a.state = "DEAD"
+            then(a)
+        self.cluster.peer_request(peer, "subscribe_actor", (actor_id,), subscribed)
 
     def h_kill_actor(self, conn, actor_id, no_restart):
         a = self.actors.get(actor_id)
@@ -1133,6 +1186,22 @@ class NodeManager:
         ns = namespace if namespace is not None else self.jobs.get(
             info["job_id"], {}).get("config", {}).get("namespace")
         actor_id = self.named.get((ns, name))
+        if (actor_id is None or self.actors[actor_id].state == "DEAD") and \
+                self.cluster is not None and not conn.info.get("tcp"):
+            req_id = self.current_req_id
+
+            def found(entry):
+                if entry is None:
+                    return self.reply(conn, req_id, False, ValueError(
+                        f"Failed to look up actor with name '{name}' in namespace '{ns}'. "
+                        "Check the name and namespace (get_actor(name, namespace=...)), and "
+                        "that the actor is still alive."))
+                actor_id, meta, address = entry
+                self._mirror_then((meta, address), actor_id, lambda a: self.reply(
+                    conn, req_id, True, (actor_id, meta)) if a is not None else self.reply(
+                        conn, req_id, False, ValueError(f"the actor named '{name}' is gone")))
+            self.cluster.lookup_actor(name, ns, found)
+            return _DEFERRED
         if actor_id is None or self.actors[actor_id].state == "DEAD":
             raise ValueError(f"Failed to look up actor with name '{name}' in namespace "
                              f"'{ns}'. Check the name and namespace (get_actor(name, "

@@ -222,6 +222,48 @@ def test_an_actor_on_another_node(cluster):
         time.sleep(0.1)
 
 
+def test_named_actors_and_handles_are_cluster_wide(cluster, tmp_path):
+    """A named actor kept by the head's node is found by a driver on another node, and
+    a handle passed to a task on a third node works there."""
+    @ray.remote
+    class Board:
+        def __init__(self):
+            self.notes = []
+
+        def post(self, note):
+            self.notes.append(note)
+            return len(self.notes)
+
+        def read(self):
+            return list(self.notes)
+
+    board = Board.options(name="board", namespace="lr", lifetime="detached").remote()
+    assert ray.get(board.post.remote("driver"), timeout=30) == 1
+
+    @ray.remote(resources={"other": 1})
+    def post_from_node3(handle):
+        return ray.get(handle.post.remote("node 3"))
+
+    assert ray.get(post_from_node3.remote(board), timeout=60) == 2
+    script = tmp_path / "other_driver.py"
+    script.write_text(textwrap.dedent("""
+        import minray as ray
+        ray.init(address="auto", _temp_dir=%r)
+        b = ray.get_actor("board", namespace="lr")
+        print("count:", ray.get(b.post.remote("node 2 driver")))
+        try:
+            ray.get_actor("no-such-board", namespace="lr")
+        except ValueError as exc:
+            print("missing:", "no-such-board" in str(exc))
+    """ % cluster.nodes[1].temp_dir))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "count: 3" in out.stdout and "missing: True" in out.stdout
+    assert ray.get(board.read.remote(), timeout=30) == ["driver", "node 3", "node 2 driver"]
+    ray.kill(board)
+
+
 def test_remote_errors_keep_their_type_and_traceback(cluster):
     @ray.remote(resources={"other": 1})
     def fails():
