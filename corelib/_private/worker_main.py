@@ -62,6 +62,7 @@ class WorkerServer:
         self.actor = None
         self.actor_id = None
         self.actor_meta = None
+        self.actor_resources = {}
         self.actor_name = ""
         self.actor_mode = "sync"
         self.actor_pg = None
@@ -381,6 +382,7 @@ class WorkerServer:
     def become_actor(self, actor_id, spec, num_restarts):
         self.actor_id = actor_id
         self.actor_meta = spec["meta"]
+        self.actor_resources = dict(spec.get("resources") or {})
         opts = spec["options"]
         name = spec["meta"].get("class_name", "Actor")
         self.actor_name = name
@@ -466,7 +468,9 @@ class WorkerServer:
                                              self.async_loop)
 
     def _call_context(self, task_id, method, conn=None):
-        ctx = TaskContext(task_id, f"{self.actor_name}.{method}", {}, actor_id=self.actor_id,
+        # Methods see the actor's resources, as in Ray (get_assigned_resources()).
+        ctx = TaskContext(task_id, f"{self.actor_name}.{method}", self.actor_resources,
+                          actor_id=self.actor_id,
                           placement_group_id=self.actor_pg)
         self.client.current_task.task_id = task_id
         self.client.current_task.ctx = ctx
