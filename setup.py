@@ -85,8 +85,12 @@ def extensions():
 PANDAS = "pandas>=1.5"
 # aiohttp: the head's HTTP service (job submission, dashboard) and Serve's proxy.
 AIOHTTP = "aiohttp>=3.8"
+# atheris: coverage-guided fuzzing of the frame decoder (tests/unit/test_fuzz_frame.py);
+# wheels exist for Linux x86_64 only, elsewhere that test says why it skips.
+ATHERIS = 'atheris>=2.3; platform_system == "Linux" and platform_machine == "x86_64" ' \
+          'and python_version < "3.13"'
 TEST = ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-timeout>=2",
-        "gymnasium>=0.28", PANDAS, AIOHTTP]
+        "gymnasium>=0.28", PANDAS, AIOHTTP, ATHERIS]
 TORCH = "torch>=2.0,<3"  # constraints.txt pins the local CPU build
 EXTRAS = {
     "test": TEST,
