@@ -936,7 +936,7 @@ def test_get_of_failed_ref_raises_every_time(ray_module):
 
 
 # ------------------------------------------------------------ worker output
-def _read_until(capfd, needle, timeout=5.0):
+def _read_until(capfd, needle, timeout=15.0):
     out = err = ""
     deadline = time.monotonic() + timeout
     while True:
