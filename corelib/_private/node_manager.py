@@ -669,9 +669,21 @@ class NodeManager:
         self.push(conn, "infeasible", (dict(resources), pg, text))
 
     def revoke_idle_leases(self):
-        holders = {w.lease for w in self.workers.values()
-                   if w.state == "leased" and w.lease is not None}
-        for conn in holders:
+        holders = {}
+        for w in self.workers.values():
+            if w.state == "leased" and w.lease is not None and w.charge is not None:
+                holders.setdefault(w.lease, []).append(w.charge[1])
+        # Whom the waiting requests come from, and for what. A holder that waits only
+        # for the shapes it already holds would use its own idle workers for them: its
+        # requests are left over from a burst and are withdrawn once its queue drains.
+        # Asking it to hand workers back would only make it lease one per task.
+        waiting = {}
+        for req in self.sched.queue.values():
+            waiting.setdefault(req.owner, []).append(req.resources)
+        for conn, shapes in holders.items():
+            own = waiting.get(conn)
+            if own is not None and len(waiting) == 1 and all(r in shapes for r in own):
+                continue
             self.push(conn, "revoke_idle", ())
         if holders and not self.revoke_timer:
             # Holders busy now may go idle soon: ask again while requests wait.
