@@ -30,6 +30,10 @@ from .object_directory import POOL_MIN_BYTES
 from .serialization import TAG_DYNAMIC, TAG_ERROR, TAG_SHM
 
 IDLE_LEASE_S = 0.5
+# Large segments a producer keeps mapped for reuse (see CoreClient._keep_write_map).
+WRITE_MAP_MIN = 8 << 20
+WRITE_MAP_BYTES = 512 << 20
+WRITE_MAP_COUNT = 4
 MAX_LEASE_REQUESTS = 16
 # Tasks of a function measured as short (and never blocking in get; see
 # FunctionInfo.pipelinable) are pipelined: up to PIPELINE_DEPTH of them wait in
@@ -240,12 +244,17 @@ class CoreClient:
         self.job_config = job_config
         self.remote_nms = {}          # "tcp://ip:port" -> Connection to another node's NM
         self.remote_owners = {}       # owner client id -> its node manager's address
+        self.write_maps = {}          # segment name -> mmap we wrote (see _keep_write_map)
         self.cluster_token = None     # read on first use (cluster.py, node.read_cluster_token)
         self.nm = transport.Connection(transport.connect_unix(nm_socket))
         self.loop.add_connection(self.nm, self._on_nm_frame, self._on_nm_closed)
         self.info = self.call("register_client", kind, self.client_id, os.getpid(),
                               worker_id, job_config)
         self.job_id = self.info["job_id"]
+        store = self.info.get("resources", {}).get("object_store_memory", 0)
+        # Drivers only: a pool of workers each keeping mappings could pin too much.
+        self.write_map_budget = min(WRITE_MAP_BYTES, int(store) // 4) \
+            if kind == "driver" else 0
         self.node_id = self.info["node_id"]
         self.segment_prefix = f"{self.info['segment_prefix']}{os.getpid()}_"
         self.loop.call_later(0.1, self._periodic)
@@ -609,12 +618,16 @@ class CoreClient:
         """Write a large value into shared memory and seal it; returns its S blob."""
         size = sv.shm_size()
         name = self.call("alloc_segment", size) if size >= POOL_MIN_BYTES else None
+        buf = None
         if name is not None:
-            try:
-                buf = shm.open_rw(name)
+            buf = self.write_maps.pop(name, None)
+            if buf is None:
+                try:
+                    buf = shm.open_rw(name)
+                except FileNotFoundError:   # removed from /dev/shm by someone else
+                    name = None
+            if buf is not None:
                 size = len(buf)
-            except FileNotFoundError:   # removed from /dev/shm by someone else
-                name = None
         if name is None:
             name = f"{self.segment_prefix}{next(self.seg_seq)}"
             _check_shm_space(size)
@@ -622,9 +635,30 @@ class CoreClient:
         try:
             sv.write_to(buf)
         finally:
-            buf.close()
+            self._keep_write_map(name, buf)
         self.notice("seal", oid, name, size, owner)
         return serialization.shm_blob(size) + name.encode()
+
+    def _keep_write_map(self, name, buf):
+        """Keep a large segment we wrote mapped, for when the pool hands it back.
+
+        Mapping 100 MiB costs as much as writing it (25,600 page-table entries, even
+        with MAP_POPULATE), so a producer that puts large objects in a loop keeps its
+        last few mappings. Safe: the node manager gives a pooled name to one writer
+        at a time, only when nobody maps it, and names are never reused after
+        removal. Bounded (WRITE_MAP_BYTES), oldest first out, closed at shutdown.
+        """
+        size = len(buf)
+        if size < WRITE_MAP_MIN or size > self.write_map_budget:
+            buf.close()
+            return
+        self.write_maps[name] = buf
+        total = sum(len(b) for b in self.write_maps.values())
+        while total > self.write_map_budget or len(self.write_maps) > WRITE_MAP_COUNT:
+            old_name, old = next(iter(self.write_maps.items()))
+            del self.write_maps[old_name]
+            total -= len(old)
+            old.close()
 
     def put(self, value, _owner=None):
         if isinstance(value, ObjectRef):
@@ -1835,6 +1869,12 @@ class CoreClient:
 
     def close(self):
         self.shutting_down = True
+        for buf in self.write_maps.values():
+            try:
+                buf.close()
+            except BufferError:
+                pass
+        self.write_maps.clear()
         try:
             self.drain_releases()
         except Exception:
