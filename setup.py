@@ -89,9 +89,10 @@ AIOHTTP = "aiohttp>=3.8"
 # wheels exist for Linux x86_64 only, elsewhere that test says why it skips.
 ATHERIS = 'atheris>=2.3; platform_system == "Linux" and platform_machine == "x86_64" ' \
           'and python_version < "3.13"'
-TEST = ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-timeout>=2",
-        "gymnasium>=0.28", PANDAS, AIOHTTP, ATHERIS]
 TORCH = "torch>=2.0,<3"  # constraints.txt pins the local CPU build
+# torch: minray.data's iter_torch_batches / from_torch are tested (CPU build, pinned).
+TEST = ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-timeout>=2",
+        "gymnasium>=0.28", PANDAS, AIOHTTP, ATHERIS, TORCH]
 EXTRAS = {
     "test": TEST,
     "data": [PANDAS],
