@@ -5,7 +5,8 @@
 Ray is never a dependency of minray: install ``ray==2.60.0`` in a separate
 virtual environment and pass its interpreter (or set MINRAY_BENCH_RAY_PYTHON).
 Each backend runs each workload in a fresh interpreter (bench/workloads.py),
-so runtimes never share a process.  Figures are ratios measured in the same
+so runtimes never share a process; throughput workloads start 1.5 s after init
+for both backends (steady state; start-up has its own cold-start figure).  Figures are ratios measured in the same
 run, on the same machine: the only fair comparison on a shared, noisy box.
 """
 
