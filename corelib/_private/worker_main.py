@@ -59,6 +59,7 @@ class WorkerServer:
         self.loop = transport.Loop("minray-worker-main")
         self.loop.thread = threading.current_thread()
         self.fns = {}
+        self.fn_blobs = {}      # fn_id -> pickled function that came with a stolen task
         self.actor = None
         self.actor_id = None
         self.actor_meta = None
@@ -233,6 +234,10 @@ class WorkerServer:
 
     def run_task(self, conn, msg):
         task_id, fn_id, fn_blob, args_blob, arg_values, num_returns, wire, gpu_ids = msg
+        if fn_blob is not None and fn_id not in self.fns:
+            # Keep the function even if this task was stolen back before it started:
+            # the submitter counts it as sent here and will not send it again.
+            self.fn_blobs[fn_id] = fn_blob
         if not self.claim(task_id):
             return
         name, resources, retry_exc, max_calls = wire[0], wire[1], wire[2], wire[4]
@@ -243,9 +248,11 @@ class WorkerServer:
         fn = self.fns.get(fn_id)
         try:
             if fn is None:
+                fn_blob = fn_blob or self.fn_blobs.pop(fn_id, None)
                 if fn_blob is None:
                     raise exceptions.RaySystemError("function missing from the worker cache")
                 fn = self.fns[fn_id] = serialization.loads_function(fn_blob)
+                self.fn_blobs.pop(fn_id, None)
         except BaseException as exc:
             self.reply_error(conn, task_id, name, exc, num_returns, False)
             return
