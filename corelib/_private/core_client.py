@@ -1335,9 +1335,15 @@ class CoreClient:
         if rec.stream is not None:
             self._finish_stream(rec, results)
         else:
+            rebuilt = rec.task_id in self.lineage
             self._keep_lineage(rec, results)
             for oid, blob, c in zip(rec.return_ids, results, contained):
                 self._complete(oid, blob, c)
+                if rebuilt and blob[0] != TAG_SHM:
+                    # A rebuild that ended without a new store copy (it failed, or the
+                    # value is small now): borrowers waiting at the node manager for
+                    # the copy get this instead, never a hang.
+                    self.notice("object_lost", oid, blob)
         if w.returning:
             return
         if not w.inflight and not w.queue.tasks and \
@@ -1500,8 +1506,11 @@ class CoreClient:
             rec.stream.error_blob = blob
             self._finish_stream(rec, None)
             return
+        rebuilt = rec.task_id in self.lineage
         for oid in rec.return_ids:
             self._complete(oid, blob)
+            if rebuilt:
+                self.notice("object_lost", oid, blob)   # waiting borrowers: see above
 
     # ------------------------------------------------------------ streaming
     def _on_gen_item(self, msg):

@@ -98,6 +98,30 @@ def test_chain_is_rebuilt_recursively(ray_module, tmp_path):
     assert runs(log) == 2
 
 
+@ray.remote(max_retries=1)
+def make_once(marker):
+    """Succeeds the first time, raises when run again (a rebuild that fails)."""
+    if os.path.exists(marker):
+        raise RuntimeError("this task cannot run a second time")
+    open(marker, "w").close()
+    return np.ones(MiB, dtype=np.uint8)
+
+
+@ray.remote
+def total_of(a):
+    return int(a.sum())
+
+
+def test_a_failed_rebuild_reaches_the_borrower_waiting_for_it(ray_module, tmp_path):
+    """A task reading a lost argument waits at the node manager while the owner
+    rebuilds it; when the rebuild fails, that task fails with the rebuild's error
+    instead of waiting forever."""
+    ref = make_once.remote(str(tmp_path / "ran"))
+    lose(ref)
+    with pytest.raises(RuntimeError, match="cannot run a second time"):
+        ray.get(total_of.remote(ref), timeout=60)
+
+
 def test_lost_put_object_raises_object_lost_error(ray_module):
     ref = ray.put(np.ones(MiB))
     lose(ref)
