@@ -136,7 +136,8 @@ class Stream:
 
 class LeasedWorker:
     __slots__ = ("worker_id", "address", "pid", "conn", "queue", "inflight", "fn_ids",
-                 "idle_since", "returning", "gpu_ids", "last_progress", "stealing", "nm")
+                 "idle_since", "returning", "gpu_ids", "last_progress", "stealing", "nm",
+                 "send_lock")
 
     def __init__(self, worker_id, address, pid, queue):
         self.worker_id = worker_id
@@ -152,6 +153,10 @@ class LeasedWorker:
         self.last_progress = 0.0   # when it last finished a task (or got one while idle)
         self.stealing = False
         self.nm = None             # the node manager that leased it, if not ours (a Connection)
+        # Frames are built and written under this lock: a frame carries a function's
+        # pickle only the first time (fn_ids), so two threads pumping the same worker
+        # must not let the frame without the pickle overtake the one with it.
+        self.send_lock = threading.Lock()
 
 
 class SchedulingQueue:
@@ -1137,12 +1142,14 @@ class CoreClient:
         elif sends:
             by_worker = {}
             for w, rec in sends:
-                by_worker.setdefault(w, []).append(self._task_frame(w, rec))
-            for w, frames in by_worker.items():
-                try:
-                    w.conn.send_bytes(b"".join(frames))
-                except transport.ConnectionClosed:
-                    pass  # the close handler retries or fails them
+                by_worker.setdefault(w, []).append(rec)
+            for w, recs in by_worker.items():
+                with w.send_lock:
+                    frames = [self._task_frame(w, rec) for rec in recs]
+                    try:
+                        w.conn.send_bytes(b"".join(frames))
+                    except transport.ConnectionClosed:
+                        pass  # the close handler retries or fails them
         if want > 0:
             for _ in range(want):
                 req_id = next(self.req_seq)
@@ -1218,10 +1225,11 @@ class CoreClient:
         return args_blob, arg_values
 
     def _send_task(self, w, rec):
-        try:
-            w.conn.send_bytes(self._task_frame(w, rec))
-        except transport.ConnectionClosed:
-            pass  # the close handler retries or fails it
+        with w.send_lock:
+            try:
+                w.conn.send_bytes(self._task_frame(w, rec))
+            except transport.ConnectionClosed:
+                pass  # the close handler retries or fails it
 
     def _on_lease(self, q, req_id, ok, value, via=None):
         with self.lock:
