@@ -147,6 +147,7 @@ class Membership:
         self.listener = None
         self.node_conns = {}                   # node_id -> conn (on the head)
         self.peers = {}                        # (address, job_id) -> conn to another NM
+        self.spread_rr = -1                    # SPREAD takes the nodes in turn
         self.actor_dir = {}                    # head: actor_id -> (meta, "ip:port" keeping it)
         self.names = {}                        # head: (namespace, name) -> actor_id
 
@@ -209,22 +210,18 @@ class Membership:
 
     # -- a worker node talking to the head --------------------------------------
     def request(self, method, args, callback):
-        self.req_seq += 1
-        self.pending[self.req_seq] = callback
-        try:
-            self.head_conn.send(P.REQUEST, (self.req_seq, method, args))
-        except transport.ConnectionClosed:
-            self.pending.pop(self.req_seq, None)
+        """A request to the head; ``callback(value)`` runs with its answer."""
+        def answered(ok, value):
+            if ok:
+                callback(value)
+            else:
+                print(f"minray: the head refused a request: {value!r}", file=sys.stderr,
+                      flush=True)
+        self.peer_request(self.head_conn, method, args, answered)
 
     def _on_head_frame(self, conn, kind, msg):
         if kind == P.REPLY:
-            req_id, ok, value = msg
-            cb = self.pending.pop(req_id, None)
-            if cb is not None and ok:
-                cb(value)
-            elif not ok:
-                print(f"minray: the head refused a request: {value!r}", file=sys.stderr,
-                      flush=True)
+            self._on_reply(msg)
         elif kind == P.PUSH:
             event, args = msg
             if event == "node_died":
@@ -323,6 +320,8 @@ class Membership:
         return conn
 
     def peer_request(self, conn, method, args, callback=None):
+        """A request to another node manager (the head or a peer); ``callback(ok,
+        value)`` runs with the reply, or with an error if the connection is gone."""
         self.req_seq += 1
         if callback is not None:
             self.pending[self.req_seq] = callback
@@ -333,12 +332,15 @@ class Membership:
             if callback is not None:
                 callback(False, ConnectionError("the node is gone"))
 
+    def _on_reply(self, msg):
+        req_id, ok, value = msg
+        cb = self.pending.pop(req_id, None)
+        if cb is not None:
+            cb(ok, value)
+
     def _on_peer_frame(self, conn, kind, msg):
         if kind == P.REPLY:
-            req_id, ok, value = msg
-            cb = self.pending.pop(req_id, None)
-            if cb is not None:
-                cb(ok, value)
+            self._on_reply(msg)
         elif kind == P.PUSH:
             event, args = msg
             self.nm.on_peer_push(conn, event, args)
@@ -405,7 +407,7 @@ class Membership:
                        key=lambda r: r.node_id)
         if not nodes:
             return None
-        self.spread_rr = (getattr(self, "spread_rr", -1) + 1) % len(nodes)
+        self.spread_rr = (self.spread_rr + 1) % len(nodes)
         chosen = nodes[self.spread_rr]
         return None if chosen.node_id == self.nm.node_id else chosen
 

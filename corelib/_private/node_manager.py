@@ -117,6 +117,7 @@ class NodeManager:
         # Many nodes (cluster.py): a TCP port to listen on, and for a worker node
         # the head's address. None on a single machine.
         self.cluster = None
+        self.pg_rr = -1        # "any bundle" requests take remote bundles' nodes in turn
         if tcp_port is not None or head_address:
             self.cluster = cluster.Membership(self, token, tcp_port or 0, head_address)
         self.node_id = node_id
@@ -555,12 +556,9 @@ class NodeManager:
         if self.cluster is not None and not conn.info.get("tcp"):
             target = self.pg_target(req) if pg is not None else self.spill_target(req)
             if target is not None:
-                # Count it against that node until its next heartbeat says otherwise,
-                # so a burst of requests spreads instead of piling onto one node.
-                sched.subtract(target.available, req.resources)
                 # Another node should run it: the submitter asks that node directly
                 # (a request that came over TCP is never sent on again: no ping-pong).
-                return ("spill", target.node_id, f"tcp://{target.address}")
+                return self.spill_to(target, req)
         missing = self.missing_node(resources)
         if missing:
             raise exceptions.TaskUnschedulableError(
@@ -613,11 +611,19 @@ class NodeManager:
             if any(sched.fits(pg.available[i], req.resources) for i in local):
                 return None
             places = sorted(set(pg.remote.values()), key=lambda w: w[0])
-            self.pg_rr = (getattr(self, "pg_rr", -1) + 1) % len(places)
+            self.pg_rr = (self.pg_rr + 1) % len(places)
             where = places[self.pg_rr]
         if where is None:
             return None
         return self.cluster.view.nodes.get(where[0])
+    @staticmethod
+    def spill_to(target, req):
+        """The answer that sends a lease request on to ``target``. The request counts
+        against that node until its next heartbeat says otherwise, so a burst spreads
+        instead of piling onto one node."""
+        sched.subtract(target.available, req.resources)
+        return ("spill", target.node_id, f"tcp://{target.address}")
+
     def respill_queued(self):
         """Lease requests waiting here while another node has room go there (the
         cluster view just changed: every heartbeat)."""
@@ -629,10 +635,8 @@ class NodeManager:
             target = self._free_remote(req)
             if target is None:
                 continue
-            sched.subtract(target.available, req.resources)
             self.sched.cancel(key)
-            self.reply(req.owner, req.payload[0], True,
-                       ("spill", target.node_id, f"tcp://{target.address}"))
+            self.reply(req.owner, req.payload[0], True, self.spill_to(target, req))
 
     def _free_remote(self, req):
         rec = self.cluster.remote_node_for(req.resources)

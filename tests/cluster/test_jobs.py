@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import urllib.request
 import psutil
 import pytest
 
+from cluster_utils import free_port
 from helpers import wait_until
 from minray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 from minray.job_submission.sdk import JobSubmissionAuthError
@@ -44,12 +44,6 @@ CHAPTER_9 = textwrap.dedent("""
 """)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Head:
     pass
 
@@ -58,7 +52,7 @@ class Head:
 def head(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("jobs")
     temp_dir = tmp / "minray-sessions"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "MINRAY_ADDRESS", "MINRAY_CLUSTER_TOKEN",
                         "RAY_API_SERVER_ADDRESS")}
@@ -67,7 +61,7 @@ def head(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "minray.scripts", "start", "--head", "--block",
          "--temp-dir", str(temp_dir), "--dashboard-port", str(port), "--num-cpus", "2",
-         "--port", str(_free_port())],
+         "--port", str(free_port())],
         env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def job_server_info():
@@ -293,7 +287,7 @@ def test_bad_input_gets_clear_errors(head, tmp_path):
     empty = _cli(head, "submit", "--address", head.url)
     assert empty.returncode == 2 and "entrypoint" in empty.stderr
     with pytest.raises(ConnectionError, match="Failed to connect"):
-        JobSubmissionClient(f"http://127.0.0.1:{_free_port()}")
+        JobSubmissionClient(f"http://127.0.0.1:{free_port()}")
 
 
 def test_job_table_survives_a_job_server_restart(head):

@@ -21,6 +21,7 @@ from minray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 sys.path.insert(0, os.path.dirname(__file__))
 from cluster_utils import Cluster  # noqa: E402
+from helpers import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +43,12 @@ def cluster(tmp_path_factory):
         c.shutdown()
 
 
+def wait_available(resource, amount, timeout=10):
+    """Until the cluster has ``amount`` of ``resource`` free (earlier leases went back)."""
+    assert wait_until(lambda: ray.available_resources().get(resource) == amount,
+                      timeout=timeout), ray.available_resources()
+
+
 def node_of():
     return ray.get_runtime_context().get_node_id()
 
@@ -54,10 +61,7 @@ def test_the_cluster_view_covers_every_node(cluster):
     total = ray.cluster_resources()
     assert total["CPU"] == 4.0 and total["special"] == 2.0 and total["other"] == 1.0
     assert total["node:127.0.0.2"] == 1.0
-    deadline = time.monotonic() + 10
-    while ray.available_resources().get("CPU") != 4.0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert ray.available_resources()["CPU"] == 4.0
+    wait_available("CPU", 4.0)
 
 
 def test_tasks_go_to_the_node_with_the_resource(cluster):
@@ -98,10 +102,7 @@ def test_spread_and_soft_affinity_across_nodes(cluster):
     spread = ray.get([where.options(scheduling_strategy="SPREAD").remote()
                       for _ in range(6)], timeout=60)
     assert len(set(spread)) >= 2, spread
-    deadline = time.monotonic() + 10
-    while ray.available_resources().get("CPU") != 4.0:     # idle leases went back
-        assert time.monotonic() < deadline, ray.available_resources()
-        time.sleep(0.1)
+    wait_available("CPU", 4.0)     # idle leases went back
     time.sleep(0.6)    # and the nodes' heartbeats said so
     soft = NodeAffinitySchedulingStrategy(by_ip["127.0.0.3"], soft=True)
     assert ray.get(where.options(scheduling_strategy=soft).remote(), timeout=60) == \
@@ -112,10 +113,7 @@ def test_a_strict_spread_placement_group_spans_the_nodes(cluster):
     from minray.util.placement_group import placement_group, remove_placement_group
     from minray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    deadline = time.monotonic() + 10
-    while ray.available_resources().get("CPU") != 4.0:     # earlier leases went back
-        assert time.monotonic() < deadline, ray.available_resources()
-        time.sleep(0.1)
+    wait_available("CPU", 4.0)     # earlier leases went back
     pg = placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")
     ray.get(pg.ready(), timeout=60)
     where = ray.remote(num_cpus=1)(node_of)
@@ -132,10 +130,7 @@ def test_a_strict_spread_placement_group_spans_the_nodes(cluster):
     assert ray.get(a.node.remote(), timeout=60) == placed[1]
     ray.kill(a)
     remove_placement_group(pg)
-    deadline = time.monotonic() + 10
-    while ray.available_resources().get("CPU") != 4.0:
-        assert time.monotonic() < deadline, ray.available_resources()
-        time.sleep(0.1)
+    wait_available("CPU", 4.0)
 
 
 def test_large_values_cross_nodes_bit_exact(cluster):
@@ -216,10 +211,7 @@ def test_an_actor_on_another_node(cluster):
     ray.kill(a)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(a.add.remote(1), timeout=30)
-    deadline = time.monotonic() + 10
-    while ray.available_resources().get("special") != 2.0:
-        assert time.monotonic() < deadline, ray.available_resources()
-        time.sleep(0.1)
+    wait_available("special", 2.0)
 
 
 def test_named_actors_and_handles_are_cluster_wide(cluster, tmp_path):
@@ -304,10 +296,8 @@ def test_an_unauthenticated_connection_is_refused_and_logged(cluster):
         s.sendall(b"\0" * 64)           # not the HMAC of the challenge
         s.settimeout(5)
         assert s.recv(64) == b""         # closed: nothing was ever read as a message
-    deadline = time.monotonic() + 5
-    while "refused a TCP connection" not in cluster.head.log():
-        assert time.monotonic() < deadline, cluster.head.log()
-        time.sleep(0.05)
+    assert wait_until(lambda: "refused a TCP connection" in cluster.head.log(), timeout=5), \
+        cluster.head.log()
     assert "wrong cluster token" in cluster.head.log()
     # The head is still fine.
     assert len([n for n in ray.nodes() if n["Alive"]]) == 3
@@ -378,10 +368,7 @@ def test_an_actor_on_a_killed_node_restarts_on_another(tmp_path):
             return True
 
         held = hold.remote(3.0)           # the head's only CPU is busy for a while
-        deadline = time.monotonic() + 10
-        while ray.available_resources().get("CPU", 0) > 1.0:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        assert wait_until(lambda: ray.available_resources().get("CPU", 0) <= 1.0)
 
         @ray.remote(num_cpus=1, max_restarts=1, max_task_retries=-1)
         class Where:

@@ -21,7 +21,7 @@ import pytest
 
 import minray as ray
 from minray._private import state
-from helpers import wait_until
+from helpers import block_until, touch, wait_until
 
 MiB = 1024 * 1024
 
@@ -37,18 +37,6 @@ def session_segments(session_dir):
     # characters of the session directory's name + "_" (NodeManager.segment_prefix).
     prefix = "mr" + os.path.basename(session_dir)[-8:] + "_"
     return {n for n in shm_segments() if n.startswith(prefix)}
-
-
-def touch(path):
-    with open(path + ".tmp", "w"):
-        pass
-    os.replace(path + ".tmp", path)
-
-
-def block_until(path, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def base_chain(arr):

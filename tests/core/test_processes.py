@@ -20,31 +20,11 @@ import psutil
 import pytest
 
 import minray as ray
+from helpers import count_lines, touch, wait_for_path
 from minray.exceptions import WorkerCrashedError
 
 
 # ----------------------------------------------------------------- helpers
-def wait_for_path(path, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout}s")
-        time.sleep(0.01)
-
-
-def write_atomic(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def count_lines(path):
-    try:
-        with open(path) as f:
-            return len(f.read().splitlines())
-    except FileNotFoundError:
-        return 0
 
 
 def gone(pid):
@@ -87,7 +67,7 @@ def test_worker_sigkill_mid_task_is_retried(ray_start_regular, tmp_path):
     @ray.remote   # default max_retries=3
     def task(marker):
         if not os.path.exists(marker):
-            write_atomic(marker, str(os.getpid()))
+            touch(marker, str(os.getpid()))
             time.sleep(60)
             return "first attempt finished", os.getpid()
         return "retried", os.getpid()
@@ -107,7 +87,7 @@ def test_worker_sigkill_without_retries_raises_worker_crashed(ray_start_regular,
 
     @ray.remote(max_retries=0)
     def task(marker):
-        write_atomic(marker, str(os.getpid()))
+        touch(marker, str(os.getpid()))
         time.sleep(60)
 
     ref = task.remote(marker)
@@ -160,7 +140,7 @@ def test_task_crashing_once_is_retried(ray_start_regular, tmp_path, how):
     @ray.remote(max_retries=1)
     def flaky(marker, how):
         if not os.path.exists(marker):
-            write_atomic(marker, "x")
+            touch(marker, "x")
             _crash(how)
         return "recovered"
 
@@ -174,7 +154,7 @@ def test_worker_killed_with_several_tasks_in_flight(ray_start_regular, tmp_path)
     @ray.remote
     def work(i, marker=None):
         if marker is not None and not os.path.exists(marker):
-            write_atomic(marker, str(os.getpid()))
+            touch(marker, str(os.getpid()))
             time.sleep(60)
         return i
 

@@ -24,42 +24,10 @@ import pytest
 
 import minray as ray
 from minray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError
-from helpers import wait_until
+from helpers import block_until, count_lines, touch, wait_for_path, wait_until
 
 
 # ----------------------------------------------------------------- helpers
-def wait_for_path(path, timeout=15.0):
-    """Block (in the test) until ``path`` exists."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout}s")
-        time.sleep(0.01)
-
-
-def block_until(path, timeout=30.0):
-    """Block (in a task) until ``path`` exists; True if it did."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def touch(path, text=""):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def count_lines(path):
-    try:
-        with open(path) as f:
-            return len(f.read().splitlines())
-    except FileNotFoundError:
-        return 0
 
 
 def wait_cpus_idle(total=4.0):
