@@ -155,9 +155,12 @@ class ActorHandle:
             raise AttributeError(f"'{self._meta.get('class_name')}' actor has no method "
                                  f"'{name}'. Its methods are: "
                                  f"{', '.join(sorted(m for m in methods if not m.startswith('__')))}.")
-        # A new small object per access: caching it here would make a
-        # handle <-> method cycle and keep the actor alive until a GC pass.
-        return ActorMethod(self, name, methods[name], self._method_cache)
+        # Cached in the instance dict, so the next access is a plain attribute
+        # lookup. The method holds the actor's id and lifetime token, never the
+        # handle itself: no handle <-> method cycle keeps the actor alive.
+        m = ActorMethod(self, name, methods[name], self._method_cache)
+        self.__dict__[name] = m
+        return m
 
     def __reduce__(self):
         return (ActorHandle, (self._actor_id, self._meta, self._token))
@@ -200,30 +203,31 @@ class ActorMethod:
     """``handle.method``: call ``.remote()`` on it, or ``.options(...)`` first."""
 
     def __init__(self, handle, name, method_options, cache=None):
-        self._handle = handle
+        self._actor_id = handle._actor_id
+        self._token = handle._token
+        self._class_name = handle._meta.get("class_name")
         self._name = name
         resolved = cache.get(name) if cache is not None else None
         if resolved is None:
             raw = dict(method_options)
             raw.setdefault("max_task_retries", handle._meta.get("max_task_retries", 0))
-            resolved = _resolve_method(raw, f"{handle._meta.get('class_name')}.{name}")
+            resolved = _resolve_method(raw, f"{self._class_name}.{name}")
             if cache is not None:
                 cache[name] = resolved
         self._raw = resolved.raw
         self._resolved = resolved
 
     def remote(self, *args, **kwargs):
-        client = state.require_client()
-        h = self._handle
-        return client.submit_actor_task(h._actor_id, self._name, args, kwargs,
-                                        self._resolved, h._token)
+        return state.require_client().submit_actor_task(
+            self._actor_id, self._name, args, kwargs, self._resolved, self._token)
 
     def options(self, **method_options):
         raw = dict(self._raw)
         raw.update(_options.validate(method_options, "method"))
         m = ActorMethod.__new__(ActorMethod)
-        m._handle, m._name, m._raw = self._handle, self._name, raw
-        m._resolved = _resolve_method(raw, f"{self._handle._meta.get('class_name')}.{self._name}")
+        m._actor_id, m._token, m._class_name = self._actor_id, self._token, self._class_name
+        m._name, m._raw = self._name, raw
+        m._resolved = _resolve_method(raw, f"{self._class_name}.{self._name}")
         return m
 
     def __call__(self, *args, **kwargs):

@@ -11,12 +11,16 @@ ref escapes to another process (export) or when it is freed.
 
 Threads: the caller's thread submits and waits; one I/O thread (``Loop``) reads
 every socket and completes objects.  ``self.lock`` guards the tables; it is
-never held while calling user code or blocking.
+never held while calling user code or blocking.  One exception to "the I/O
+thread reads": a caller that waits for the reply of the actor call it just made
+reads that actor's socket itself while it waits (see ``_read_direct``), which
+saves a thread wakeup per synchronous actor call.
 """
 
 import collections
 import itertools
 import os
+import select
 import sys
 import threading
 import time
@@ -28,6 +32,8 @@ from . import ids, serialization, shm, transport, validation
 from . import protocol as P
 from .object_directory import POOL_MIN_BYTES
 from .serialization import TAG_DYNAMIC, TAG_ERROR, TAG_SHM
+
+_get_ident = threading.get_ident
 
 IDLE_LEASE_S = 0.5
 # Large segments a producer keeps mapped for reuse (see CoreClient._keep_write_map).
@@ -53,22 +59,59 @@ STEAL_FACTOR = 20
 class Waiter:
     """Wakes a blocked thread when ``count`` objects have become ready."""
 
-    __slots__ = ("count", "lock")
+    __slots__ = ("count", "lock", "wake_fd", "reader")
 
     def __init__(self, count):
         self.count = count
         self.lock = threading.Lock()
         self.lock.acquire()
+        self.wake_fd = None      # set while its thread reads a connection itself
+        self.reader = None
 
     def notify(self):
         self.count -= 1
         if self.count == 0:
             self.lock.release()
+            fd = self.wake_fd
+            if fd is not None and _get_ident() != self.reader:
+                try:
+                    os.write(fd, b"\1")   # wake the thread out of its poll
+                except OSError:
+                    pass
 
     def wait(self, timeout):
         if timeout is None:
             return self.lock.acquire()
         return self.lock.acquire(timeout=max(timeout, 0))
+
+
+class _WakePipe:
+    """One per thread that reads replies itself: a pipe other threads write to
+    wake it, and the poll set it waits on."""
+
+    __slots__ = ("r", "w", "poll", "view")
+
+    def __init__(self):
+        self.view = memoryview(bytearray(transport.RECV_SIZE))   # its receive buffer
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        os.set_blocking(self.w, False)
+        self.poll = select.poll()
+        self.poll.register(self.r, select.POLLIN)
+
+    def drain(self):
+        try:
+            while os.read(self.r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def __del__(self):
+        for fd in (self.r, self.w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class ObjectState:
@@ -242,6 +285,8 @@ class CoreClient:
         self.inherited_env = None      # worker: the runtime_env env_vars it runs with
         self.blocked_in_task = False   # worker: did the current task block in get/wait?
         self.current_task = threading.local()
+        self.last_actor_call = None    # (its object id, ActorQueue): see _read_direct
+        self.sticky = set()            # actor connections a caller left muted (_read_direct)
         self.loop = transport.Loop(f"minray-{kind}-io")
         self._dirty_queues = set()
         self.loop.batch_end = self._pump_dirty
@@ -472,6 +517,7 @@ class CoreClient:
                     self._return_lease(w)
                 elif len(w.inflight) > 1 and not w.stealing:
                     self._maybe_steal(w, pnow)
+        self._unstick(only_busy=True)   # replies nobody reads (see _read_direct)
         self.loop.call_later(0.05, self._periodic)
 
     def _maybe_steal(self, w, now):
@@ -578,6 +624,7 @@ class CoreClient:
 
     def export_refs(self, refs):
         """Refs are leaving this process inside a value: make them findable by others."""
+        self._unstick()   # others may wait for these values: read every reply
         publish = []
         with self.lock:
             for ref in refs:
@@ -776,7 +823,8 @@ class CoreClient:
         return st
 
     def get(self, refs, timeout=None):
-        self.drain_releases()
+        if self.release_queue:
+            self.drain_releases()
         refs, single = validation.check_get_refs(refs)
         self._wait_ready(refs, len(refs), timeout, for_get=True)
         values = [self._deserialize(r) for r in refs]
@@ -801,11 +849,23 @@ class CoreClient:
             waiter = Waiter(need)
             for st in pending:
                 st.waiters.append(waiter)
+            direct = None
+            lc = self.last_actor_call
+            if need == 1 and len(pending) == 1 and lc is not None and \
+                    lc[0] == refs[-1]._id and pending[0] is self.objects.get(lc[0]):
+                direct = lc[1].conn
         for oid in fetch:
             self._fetch_borrowed(oid)
+        if direct is None or direct.rlock is None:
+            self._unstick()
         blocked = self._enter_blocked()
         try:
-            ok = waiter.wait(timeout)
+            ok = None
+            if direct is not None and direct.rlock is not None:
+                ok = self._read_direct(direct, waiter, timeout)
+            if ok is None:
+                self._unstick()
+                ok = waiter.wait(timeout)
         finally:
             if blocked:
                 self._exit_blocked()
@@ -826,6 +886,100 @@ class CoreClient:
                 raise err
             return False
         return True
+
+    def _read_direct(self, conn, waiter, timeout):
+        """Wait for ``waiter`` by reading ``conn`` (an actor's socket) on this thread.
+
+        A synchronous actor call's reply would otherwise wake the I/O thread,
+        which then wakes this one.  Here the caller takes the connection from the
+        loop (``Loop.detach``), polls it together with its wake pipe (other
+        threads that complete the object, or close the connection, write there),
+        runs the frames' handlers itself, and gives the connection back.
+        Returns True/False like ``Waiter.wait``, or None when the connection could
+        not be taken (then wait as usual).
+        """
+        rl = conn.rlock
+        if _get_ident() == self.loop.thread.ident or not rl.acquire(False):
+            return None
+        loop = self.loop
+        with self.lock:
+            muted = conn in self.sticky
+            self.sticky.discard(conn)
+        if not muted and not loop.detach(conn):
+            rl.release()
+            return None
+        tl = self.current_task
+        wake = getattr(tl, "wake", None)
+        if wake is None:
+            wake = tl.wake = _WakePipe()
+        poll = wake.poll
+        fd = conn.fileno_
+        poll.register(fd, select.POLLIN)
+        waiter.reader = _get_ident()
+        waiter.wake_fd = conn.direct_wake = wake.w
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
+        ok = True
+        try:
+            while waiter.count > 0:
+                if deadline is None:
+                    events = poll.poll()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        ok = False
+                        break
+                    events = poll.poll(left * 1000.0)
+                for efd, _ in events:
+                    if efd == fd:
+                        loop.read(conn, wake.view)
+                    else:
+                        wake.drain()
+                if conn.close_requested or conn.sock is None:
+                    break
+        finally:
+            poll.unregister(fd)
+            waiter.wake_fd = conn.direct_wake = None
+            if conn.close_requested and conn.sock is not None:
+                loop.close_connection(conn)   # asked for while we read it
+            # Nothing else in flight on it: leave it muted, betting that the next
+            # call is waited for the same way (a synchronous loop then costs no
+            # epoll change at all). Any other kind of wait unmutes it first
+            # (_unstick), and so does _periodic as a safety net.
+            with self.lock:
+                aq = conn.info.get("actor")
+                keep = aq is not None and not aq.inflight and conn.sock is not None \
+                    and not conn.close_requested
+                if keep:
+                    self.sticky.add(conn)
+            rl.release()
+            if not keep:
+                loop.attach(conn)
+        if ok and waiter.count > 0:
+            return None   # the connection closed: its handlers settle the call
+        if not ok:
+            return False
+        # Consume the wakeup the waiter's lock holds, as Waiter.wait would have.
+        waiter.lock.acquire(False)
+        return True
+
+    def _unstick(self, only_busy=False):
+        """Give the connections a caller left muted back to the I/O thread: some
+        other wait (a future, a dependency, a borrower...) needs their replies read."""
+        if not self.sticky:
+            return
+        with self.lock:
+            if only_busy:
+                conns = [c for c in self.sticky if c.info["actor"].inflight]
+                self.sticky.difference_update(conns)
+            else:
+                conns, self.sticky = list(self.sticky), set()
+        for conn in conns:
+            if conn.rlock.acquire(False):
+                try:
+                    self.loop.attach(conn)
+                finally:
+                    conn.rlock.release()
+            # else: a caller reads it right now and decides when it stops.
 
     def _enter_blocked(self):
         if self.kind != "worker" or getattr(self.current_task, "task_id", None) is None:
@@ -956,7 +1110,9 @@ class CoreClient:
                 owned = st.owned
         if ready:
             fire()
-        elif not owned:
+            return
+        self._unstick()
+        if not owned:
             self._fetch_borrowed(ref._id)
 
     def _callbacks(self):
@@ -1059,6 +1215,8 @@ class CoreClient:
             self._fetch_borrowed(oid)
         if not missing:
             self._args_ready(rec, then)
+        else:
+            self._unstick()   # its arguments' replies must be read without a get()
 
     def _dep_ready(self, oid):
         with self.lock:
@@ -1564,6 +1722,7 @@ class CoreClient:
                     return None
                 waiter = Waiter(1)
                 stream.waiters.append(waiter)
+            self._unstick()
             if not waiter.wait(timeout):
                 raise exceptions.GetTimeoutError("no item from the generator within the timeout")
 
@@ -1689,24 +1848,42 @@ class CoreClient:
         return aq
 
     def submit_actor_task(self, actor_id, method, args, kwargs, opts, token):
-        self.drain_releases()
+        if self.release_queue:
+            self.drain_releases()
         task_id = ids.new_task_id()
         args_blob, arg_refs, pins = self._prepare_args(args, kwargs)
         pins.append(token)
         streaming = opts.num_returns == "streaming"
         n = 0 if streaming else opts.num_returns
         return_ids = [ids.object_id_for(task_id, i + 1) for i in range(n)]
-        refs = [self.new_owned_ref(oid) for oid in return_ids]
+        refs = []
+        states = []
+        for oid in return_ids:   # new_owned_ref, inlined: this is every call's path
+            st = ObjectState(True, self.client_id)
+            st.local_refs = 1
+            ref = ObjectRef(oid, self.client_id)
+            ref._client = self
+            refs.append(ref)
+            states.append((oid, st))
         rec = TaskRecord(task_id, None, args_blob, arg_refs, pins, opts, return_ids)
         rec.actor_id, rec.method = actor_id, method
         rec.retries_left = opts.max_task_retries
         if streaming:
             rec.stream = self.streams[task_id] = Stream(task_id)
         self.tasks[task_id] = rec
-        aq = self._actor_queue(actor_id)
+        aq = self.actor_queues.get(actor_id)
+        if aq is None or not aq.subscribed:
+            aq = self._actor_queue(actor_id)
         with self.lock:
+            for oid, st in states:
+                self.objects[oid] = st
             aq.pending.append(rec)
-        self._resolve_then(rec, lambda r: self._pump_actor(aq))
+        if n == 1:
+            self.last_actor_call = (return_ids[0], aq)   # see _wait_ready
+        if arg_refs:
+            self._resolve_then(rec, lambda r: self._pump_actor(aq))
+        else:
+            self._pump_actor(aq)
         if streaming:
             return ObjectRefGenerator(task_id, self, rec.stream)
         if n == 1:
@@ -1739,6 +1916,8 @@ class CoreClient:
             self.loop.call_soon(self._connect_actor, aq)
             return
         conn = aq.conn
+        if len(aq.inflight) > 1 and conn in self.sticky:
+            self._unstick()   # pipelined calls: the I/O thread reads their replies
         for rec in sends:
             try:
                 conn.send(P.ACTOR_CALL, (rec.task_id, rec.method, rec.args_blob,
@@ -1768,7 +1947,7 @@ class CoreClient:
             # The node manager has not seen it die yet: ask again shortly.
             self.loop.call_later(0.05, self._resubscribe_actor, aq)
             return
-        conn = transport.Connection(sock)
+        conn = transport.Connection(sock, direct_reads=hasattr(select, "poll"))
         conn.info["actor"] = aq
         conn.send(P.HELLO, (self.client_id,))
         self.loop.add_connection(conn, self._on_actor_frame, self._on_actor_closed)

@@ -92,6 +92,15 @@ class SerializedValue:
         shm.write(buf, self.inband, self.buffers)
 
 
+def small_inline(value):
+    """The inline blob of a small value of a plain type, or None (then use serialize)."""
+    if type(value) in _FAST_TYPES:
+        data = pickle.dumps(value, 5)
+        if len(data) < INLINE_LIMIT:
+            return b"P" + data
+    return None
+
+
 def serialize(value):
     """Pickle ``value``; raises a TypeError that names what could not be pickled."""
     if type(value) in _FAST_TYPES:

@@ -305,6 +305,15 @@ class WorkerServer:
 
     def reply_results(self, conn, task_id, name, result, num_returns, owner,
                       actor_repr=None):
+        if num_returns == 1:
+            blob = serialization.small_inline(result)
+            if blob is not None:   # the common small reply: no store, no refs inside
+                try:
+                    self.reply_done(conn, (task_id, [blob], [False], False,
+                                           self.done_flags()))
+                except transport.ConnectionClosed:
+                    pass
+                return
         values = validation.split_returns(name, result, num_returns)
         blobs, contained = [], []
         for i, v in enumerate(values):
