@@ -34,6 +34,8 @@ from .object_directory import POOL_MIN_BYTES
 from .serialization import TAG_DYNAMIC, TAG_ERROR, TAG_SHM
 
 _get_ident = threading.get_ident
+# Callers may read their own replies (see CoreClient._read_direct); needs poll().
+_DIRECT_READS = hasattr(select, "poll")
 
 IDLE_LEASE_S = 0.5
 # Large segments a producer keeps mapped for reuse (see CoreClient._keep_write_map).
@@ -286,7 +288,8 @@ class CoreClient:
         self.blocked_in_task = False   # worker: did the current task block in get/wait?
         self.current_task = threading.local()
         self.last_actor_call = None    # (its object id, ActorQueue): see _read_direct
-        self.sticky = set()            # actor connections a caller left muted (_read_direct)
+        self._last_task_refs = ()      # ((object id, state),) of the last task submitted
+        self.sticky = set()            # connections a caller left muted (_read_direct)
         self.loop = transport.Loop(f"minray-{kind}-io")
         self._dirty_queues = set()
         self.loop.batch_end = self._pump_dirty
@@ -850,10 +853,8 @@ class CoreClient:
             for st in pending:
                 st.waiters.append(waiter)
             direct = None
-            lc = self.last_actor_call
-            if need == 1 and len(pending) == 1 and lc is not None and \
-                    lc[0] == refs[-1]._id and pending[0] is self.objects.get(lc[0]):
-                direct = lc[1].conn
+            if need == 1 and len(pending) == 1 and pending[0].owned:
+                direct = self._reply_conn(pending[0])
         for oid in fetch:
             self._fetch_borrowed(oid)
         if direct is None or direct.rlock is None:
@@ -886,6 +887,19 @@ class CoreClient:
                 raise err
             return False
         return True
+
+    def _reply_conn(self, st):
+        """The connection the value of owned, pending ``st`` will arrive on, if known
+        (lock held): the actor of the last call, or the worker running its task."""
+        lc = self.last_actor_call
+        if lc is not None and self.objects.get(lc[0]) is st:
+            return lc[1].conn
+        for oid, cand in self._last_task_refs:
+            if cand is st:
+                rec = self.tasks.get(oid[:16])
+                w = rec.worker if rec is not None else None
+                return w.conn if w is not None else None
+        return None
 
     def _read_direct(self, conn, waiter, timeout):
         """Wait for ``waiter`` by reading ``conn`` (an actor's socket) on this thread.
@@ -932,6 +946,8 @@ class CoreClient:
                 for efd, _ in events:
                     if efd == fd:
                         loop.read(conn, wake.view)
+                        if self._dirty_queues:
+                            self._pump_dirty()   # what the loop does after a batch
                     else:
                         wake.drain()
                 if conn.close_requested or conn.sock is None:
@@ -946,9 +962,7 @@ class CoreClient:
             # epoll change at all). Any other kind of wait unmutes it first
             # (_unstick), and so does _periodic as a safety net.
             with self.lock:
-                aq = conn.info.get("actor")
-                keep = aq is not None and not aq.inflight and conn.sock is not None \
-                    and not conn.close_requested
+                keep = not _busy(conn) and conn.sock is not None and not conn.close_requested
                 if keep:
                     self.sticky.add(conn)
             rl.release()
@@ -969,7 +983,7 @@ class CoreClient:
             return
         with self.lock:
             if only_busy:
-                conns = [c for c in self.sticky if c.info["actor"].inflight]
+                conns = [c for c in self.sticky if c.sock is None or _busy(c)]
                 self.sticky.difference_update(conns)
             else:
                 conns, self.sticky = list(self.sticky), set()
@@ -1181,6 +1195,9 @@ class CoreClient:
         if streaming:
             rec.stream = self.streams[task_id] = Stream(task_id)
         self.tasks[task_id] = rec
+        if n == 1:
+            # (object id, its state): what _reply_conn looks for on the next get()
+            self._last_task_refs = ((return_ids[0], self.objects.get(return_ids[0])),)
         self._resolve_then(rec, self._enqueue_task)
         if streaming:
             return ObjectRefGenerator(task_id, self, rec.stream)
@@ -1295,6 +1312,8 @@ class CoreClient:
             if rec.retries_left == 0:
                 # The memory monitor spares workers whose task could not be retried.
                 self.notice("unretriable_task", w.worker_id, rec.task_id, True)
+        if self.sticky and (q.tasks or any(len(w.inflight) > 1 for w, _ in sends)):
+            self._unstick()   # not a lone synchronous task: the I/O thread reads replies
         if len(sends) == 1:
             self._send_task(*sends[0])
         elif sends:
@@ -1433,7 +1452,7 @@ class CoreClient:
             self.notice_to(via, "return_lease", worker_id, True)
             self._pump(q)
             return
-        w.conn = transport.Connection(sock)
+        w.conn = transport.Connection(sock, direct_reads=_DIRECT_READS)
         w.conn.info["worker"] = w
         w.conn.send(P.HELLO, (self.client_id,))
         self.loop.add_connection(w.conn, self._on_worker_frame, self._on_worker_closed)
@@ -1619,7 +1638,11 @@ class CoreClient:
     def _pump_dirty(self):
         dirty = self._dirty_queues
         while dirty:
-            self._pump(dirty.pop())
+            try:
+                q = dirty.pop()
+            except KeyError:
+                return   # a direct reader (another thread) took the last one
+            self._pump(q)
 
     def _on_worker_closed(self, conn):
         w = conn.info.get("worker")
@@ -1947,7 +1970,7 @@ class CoreClient:
             # The node manager has not seen it die yet: ask again shortly.
             self.loop.call_later(0.05, self._resubscribe_actor, aq)
             return
-        conn = transport.Connection(sock, direct_reads=hasattr(select, "poll"))
+        conn = transport.Connection(sock, direct_reads=_DIRECT_READS)
         conn.info["actor"] = aq
         conn.send(P.HELLO, (self.client_id,))
         self.loop.add_connection(conn, self._on_actor_frame, self._on_actor_closed)
@@ -2083,6 +2106,12 @@ class CoreClient:
 
 
 _EMPTY_ARGS = serialization.dumps_inline(((), {}))
+
+
+def _busy(conn):
+    """Calls or tasks in flight on this actor or worker connection (lock held)."""
+    owner = conn.info.get("actor") or conn.info.get("worker")
+    return owner is None or bool(owner.inflight) or getattr(owner, "returning", False)
 
 
 def _argument_error(args, kwargs, exc):
