@@ -221,7 +221,7 @@ class Membership:
 
     def _on_head_frame(self, conn, kind, msg):
         if kind == P.REPLY:
-            self._on_reply(msg)
+            self._on_reply(msg, conn)
         elif kind == P.PUSH:
             event, args = msg
             if event == "node_died":
@@ -269,14 +269,25 @@ class Membership:
         if node_id and self.view.mark_dead(node_id):
             self.announce_death(node_id, "its connection to the head closed")
 
+    def close_peers_of(self, node_id):
+        """A dead node's connections end here too, even if its socket never closed."""
+        rec = self.view.nodes.get(node_id)
+        if rec is None:
+            return
+        for (address, _), conn in list(self.peers.items()):
+            if address == rec.address and not conn.closed:
+                self.nm.loop.close_connection(conn)
+
     def announce_death(self, node_id, why):
         print(f"minray: node {node_id[:12]} died: {why}", file=sys.stderr, flush=True)
+        self.close_peers_of(node_id)
         for conn in list(self.nm.clients):
             if not conn.closed:
                 self.nm.push(conn, "node_died", (node_id,))
 
     def on_node_died(self, node_id):
         self.view.mark_dead(node_id)
+        self.close_peers_of(node_id)
         for conn in list(self.nm.clients):
             if not conn.closed and conn is not self.head_conn:
                 self.nm.push(conn, "node_died", (node_id,))
@@ -325,6 +336,7 @@ class Membership:
         self.req_seq += 1
         if callback is not None:
             self.pending[self.req_seq] = callback
+            conn.info.setdefault("req_ids", set()).add(self.req_seq)
         try:
             conn.send(P.REQUEST, (self.req_seq, method, args))
         except transport.ConnectionClosed:
@@ -332,15 +344,16 @@ class Membership:
             if callback is not None:
                 callback(False, ConnectionError("the node is gone"))
 
-    def _on_reply(self, msg):
+    def _on_reply(self, msg, conn):
         req_id, ok, value = msg
+        conn.info.get("req_ids", set()).discard(req_id)
         cb = self.pending.pop(req_id, None)
         if cb is not None:
             cb(ok, value)
 
     def _on_peer_frame(self, conn, kind, msg):
         if kind == P.REPLY:
-            self._on_reply(msg)
+            self._on_reply(msg, conn)
         elif kind == P.PUSH:
             event, args = msg
             self.nm.on_peer_push(conn, event, args)
@@ -349,6 +362,11 @@ class Membership:
         for key, c in list(self.peers.items()):
             if c is conn:
                 del self.peers[key]
+        # Requests it never answered fail now (a pull from a dead node ends here).
+        for req_id in conn.info.get("req_ids", ()):
+            cb = self.pending.pop(req_id, None)
+            if cb is not None:
+                cb(False, ConnectionError("the node closed its connection (it died?)"))
         self.nm.on_peer_closed(conn)
 
     # -- the head's actor directory: where each actor is kept, and names -----------

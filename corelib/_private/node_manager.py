@@ -38,6 +38,7 @@ ACTOR_TOKEN_INDEX = 0xFFFFFFFF
 LOG_POLL_S = 0.1
 IDLE_WORKER_LIMIT_FACTOR = 2
 TASK_NAME_MARKER = "\x1e:task_name:"
+TRANSFER_CHUNK_BYTES = P.TRANSFER_CHUNK_BYTES
 
 
 def token_oid(actor_id):
@@ -109,6 +110,15 @@ class ActorInfo:
                                 self.num_restarts, self.died_at))
 
 
+class Pull:
+    """A copy of an object streaming in from another node (NodeManager.start_pull)."""
+    __slots__ = ("oid", "conn", "address", "name", "fd", "size", "offset")
+
+    def __init__(self, oid, conn, address, name, fd, size):
+        self.oid, self.conn, self.address = oid, conn, address
+        self.name, self.fd, self.size, self.offset = name, fd, size, 0
+
+
 class NodeManager:
     def __init__(self, session_dir, resources, object_store_memory, node_id, head=False,
                  node_ip="127.0.0.1", system_config=None, tcp_port=None, head_address=None,
@@ -155,6 +165,8 @@ class NodeManager:
         self.owner_pid = None
         self.current_req_id = None
         self.revoke_timer = False
+        self.pulls = {}              # oid -> Pull: copies streaming in from other nodes
+        self.pull_seq = itertools.count(1)
         self.handlers = {
             "register_client": self.h_register_client,
             "request_lease": self.h_request_lease,
@@ -172,6 +184,8 @@ class NodeManager:
             "hold": self.h_hold,
             "release_holds": self.h_release_holds,
             "get_object": self.h_get_object,
+            "read_object": self.h_read_object,
+            "end_read": self.h_end_read,
             "object_lost": self.h_object_lost,
             "alloc_segment": self.h_alloc_segment,
             "mapped": self.h_mapped,
@@ -355,9 +369,17 @@ class NodeManager:
             self.loop.call_soon(self.on_worker_ready, w)
         return {"node_id": self.node_id, "job_id": info["job_id"],
                 "session_dir": self.session_dir, "segment_prefix": self.segment_prefix,
-                "resources": dict(self.sched.total), "node_ip": self.node_ip}
+                "resources": dict(self.sched.total), "node_ip": self.node_ip,
+                "nm_address": self.tcp_address}
+
+    @property
+    def tcp_address(self):
+        """"ip:port" where other nodes reach this node manager (None on one machine)."""
+        return f"{self.node_ip}:{self.cluster.port}" if self.cluster is not None else None
 
     def on_disconnect(self, conn):
+        for oid in list(conn.info.get("serving", ())):
+            self.h_end_read(conn, oid)
         if self.cluster is not None and "node_id" in conn.info:
             self.cluster.on_node_conn_closed(conn)
         info = self.clients.pop(conn, None)
@@ -805,6 +827,10 @@ class NodeManager:
 
     def h_publish(self, conn, oid, owner, blob):
         self.answer_waiters(self.objects.publish(oid, owner, blob))
+        if blob is not None and blob[0] == serialization.TAG_SHM:
+            loc = self.objects.want_pull(oid)   # requests waited for this pointer
+            if loc is not None:
+                self.start_pull(oid, loc[1], loc[2])
 
     def h_owner_release(self, conn, oids):
         for oid in oids:
@@ -833,6 +859,9 @@ class NodeManager:
         req_id = self.current_req_id
         loc = self.objects.locate(oid, (conn, req_id))
         if loc is None:
+            return _DEFERRED
+        if loc[0] == "remote":
+            self.start_pull(oid, loc[1], loc[2])
             return _DEFERRED
         if loc is LOST:
             return self.on_object_lost(conn, req_id, oid)
@@ -878,12 +907,13 @@ class NodeManager:
         for (conn, req_id), loc in ready:
             self.reply(conn, req_id, True, self.location_for(conn, loc))
 
-    @staticmethod
-    def location_for(conn, loc):
-        """A requester on another node cannot map our shared memory: it gets the bytes.
-        (One message per value for now; chunked streaming is a next step, cluster.md.)"""
+    def location_for(self, conn, loc):
+        """A requester on another node cannot map our shared memory: it gets a small
+        value's bytes, and for a large one a blob that says "pull it from here"."""
         if loc is None or loc is LOST or not conn.info.get("tcp") or loc[0] != "shm":
             return loc
+        if loc[2] > TRANSFER_CHUNK_BYTES:
+            return ("inline", serialization.remote_blob(loc[2], self.tcp_address))
         buf = shm.attach(loc[1])
         try:
             return ("inline", serialization.inline_from_segment(buf))
@@ -891,12 +921,135 @@ class NodeManager:
             buf.close()
 
     def on_freed(self, oids):
+        copies, self.objects.freed_copies = self.objects.freed_copies, []
+        for oid, conns in copies:
+            for c in conns:     # nodes that pulled a copy from here drop theirs
+                self.push(c, "free_copy", (oid,))
         for oid in oids:
             if oid[-4:] == b"\xff\xff\xff\xff":
                 a = self.actors.get(oid[:16])
                 if a is not None and not a.detached and a.state != "DEAD":
                     self.kill_actor(a, "all references to the actor were deleted",
                                     no_restart=True, graceful=True)
+
+    # ---------------------------------------------- copies from other nodes
+    # A process here needs an object whose bytes are in another node's store
+    # (a pointer, see object_directory.py). This node manager pulls it from that
+    # node manager over their authenticated TCP connection, one chunk per request
+    # (read_object), each chunk written straight into a new segment of this store
+    # with pwrite. So at most one chunk is in memory besides the segment, on each
+    # side, and neither node manager maps the whole object. Every request for the
+    # object meanwhile waits on that one pull. If the other node dies or no longer
+    # has the object, the half-written segment is removed and the requests go the
+    # way of any lost object (on_object_lost: the owner rebuilds it, or an error).
+    def start_pull(self, oid, address, size):
+        if self.cluster is None or address == self.tcp_address:
+            return self.pull_failed(oid, f"object {oid.hex()} points at this node's own "
+                                         "store, which no longer has it")
+        free = shm.shm_free_bytes()
+        if free and size > free:
+            return self.pull_failed(oid, f"/dev/shm has only {free / 2**20:.1f} MiB free for "
+                                         f"a copy of {size / 2**20:.1f} MiB")
+        try:
+            conn = self.cluster.peer(address, None, {})
+        except (OSError, transport.AuthenticationError) as exc:
+            return self.pull_failed(oid, f"cannot reach the node at {address}: {exc}")
+        name = f"{self.segment_prefix}nm_p{next(self.pull_seq)}_{oid.hex()[-12:]}"
+        try:
+            fd = shm.create_fd(name, max(size, 1))
+        except OSError as exc:
+            return self.pull_failed(oid, f"cannot create a segment of {size} bytes: {exc}")
+        p = self.pulls[oid] = Pull(oid, conn, address, name, fd, size)
+        self._request_chunk(p)
+
+    def _request_chunk(self, p):
+        n = min(TRANSFER_CHUNK_BYTES, p.size - p.offset)
+        self.cluster.peer_request(p.conn, "read_object", (p.oid, p.offset, n),
+                                  lambda ok, value: self._on_chunk(p, n, ok, value))
+
+    def _on_chunk(self, p, n, ok, data):
+        if self.pulls.get(p.oid) is not p:
+            return
+        if not ok or type(data) is not bytes or len(data) != n:
+            why = data if not ok else f"a chunk of {len(data)} bytes, not {n}"
+            return self._abort_pull(p, f"the node at {p.address} could not send it: {why}")
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < n:
+                written += os.pwrite(p.fd, view[written:], p.offset + written)
+        except OSError as exc:
+            return self._abort_pull(p, f"writing the copy failed: {exc}")
+        p.offset += n
+        self.objects.num_pull_chunks += 1
+        if p.offset < p.size:
+            return self._request_chunk(p)
+        del self.pulls[p.oid]
+        os.close(p.fd)
+        self.answer_waiters(self.objects.pulled(p.oid, p.name, p.size))
+        self.on_freed(self.objects.maybe_free(p.oid))
+
+    def _abort_pull(self, p, why):
+        del self.pulls[p.oid]
+        os.close(p.fd)
+        shm.unlink(p.name)          # never leave a half-written copy behind
+        if not p.conn.closed:
+            try:
+                p.conn.send(P.NOTICE, ("end_read", (p.oid,)))
+            except transport.ConnectionClosed:
+                pass
+        self.pull_failed(p.oid, why)
+
+    def pull_failed(self, oid, why):
+        print(f"minray: could not copy object {oid.hex()} from another node: {why}",
+              file=sys.stderr, flush=True)
+        e = self.objects.entries.get(oid)
+        waiters = self.objects.pull_failed(oid)
+        lost = serialization.error_blob(exceptions.ObjectLostError(oid.hex(), message=(
+            f"Failed to retrieve object {oid.hex()}: its copy is on another node, and "
+            f"copying it here failed ({why}); it cannot be rebuilt from here.")))
+        for conn, req_id in waiters:
+            if e is not None and self.clients.get(conn, {}).get("client_id") == e.owner:
+                self.reply(conn, req_id, True, LOST)   # the owner rebuilds it from lineage
+            else:
+                self.reply(conn, req_id, True, ("inline", lost))
+
+    def h_read_object(self, conn, oid, offset, length):
+        """A chunk of an object in this store, for a node pulling a copy."""
+        serving = conn.info.setdefault("serving", {})
+        src = serving.get(oid)
+        if src is None:
+            e = self.objects.entries.get(oid)
+            loc = self.objects.locate(oid, None) if e is not None and \
+                e.state == 1 and e.remote is None else None
+            if loc is None or loc[0] != "shm" or offset != 0:
+                raise exceptions.ObjectLostError(oid.hex(), message=(
+                    f"node {self.node_id[:12]} no longer holds object {oid.hex()}"))
+            name, size = loc[1], loc[2]
+            self.objects.mapped(name)   # never reused while the copy streams out
+            try:
+                fd = shm.open_fd(name)
+            except FileNotFoundError:
+                self.objects.unmapped(name)
+                raise exceptions.ObjectLostError(oid.hex()) from None
+            src = serving[oid] = (name, size, fd)
+            if e.copies is None:
+                e.copies = set()
+            e.copies.add(conn)
+        name, size, fd = src
+        if offset < 0 or length < 0 or offset + length > size:
+            raise ValueError(f"read_object: bytes {offset}..{offset + length} are outside "
+                             f"object {oid.hex()} of {size} bytes")
+        data = os.pread(fd, length, offset)
+        if offset + length >= size:
+            self.h_end_read(conn, oid)
+        return data
+
+    def h_end_read(self, conn, oid):
+        src = conn.info.get("serving", {}).pop(oid, None)
+        if src is not None:
+            os.close(src[2])
+            self.objects.unmapped(src[0])
 
     def h_object_stats(self, conn):
         return self.objects.stats()
@@ -1106,6 +1259,9 @@ class NodeManager:
                 self.publish_actor(a)
             else:
                 self.on_hosted_state(conn, *args)
+        elif event == "free_copy":
+            # The node we pulled this copy from freed its own: the owner let go.
+            self.on_freed(self.objects.owner_release(args[0]))
         elif event in ("logs", "warning"):
             job = self.jobs.get(conn.info.get("job_id"))
             if job and job["end"] is None:

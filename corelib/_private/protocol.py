@@ -26,6 +26,13 @@ Worker -> submitter:
                                                 or blob None: ask the NM at nm_address
 """
 
+import os
+
+# Objects up to this size cross nodes inline, in the message that needs them; larger
+# ones stay in their node's store and the node that needs one pulls a copy, this
+# many bytes per request (node_manager.py, "copies from other nodes").
+TRANSFER_CHUNK_BYTES = int(os.environ.get("MINRAY_TRANSFER_CHUNK_BYTES", 8 << 20))
+
 REQUEST = 1
 REPLY = 2
 NOTICE = 3
