@@ -429,13 +429,14 @@ class Membership:
         chosen = nodes[self.spread_rr]
         return None if chosen.node_id == self.nm.node_id else chosen
 
-    def plan_bundles(self, bundles, strategy):
+    def plan_bundles(self, bundles, strategy, key="available"):
         """Which node gets each bundle of a placement group, by its strategy, against
-        the resources free now; None if it cannot be placed now."""
+        the resources free now (or, with key="total", on an idle cluster); None if it
+        cannot be placed."""
         self._refresh_self()
         me = self.nm.node_id
         nodes = sorted(self.view.alive(), key=lambda r: (r.node_id != me, r.node_id))
-        free = {r.node_id: dict(r.available) for r in nodes}
+        free = {r.node_id: dict(getattr(r, key)) for r in nodes}
         plan = []
         if strategy == "STRICT_PACK":
             need = {}

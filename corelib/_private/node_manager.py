@@ -648,7 +648,10 @@ class NodeManager:
 
     def respill_queued(self):
         """Lease requests waiting here while another node has room go there (the
-        cluster view just changed: every heartbeat)."""
+        cluster view just changed: every heartbeat); pending placement groups are
+        planned again."""
+        if any(pg.replan for pg in self.sched.pgs.values()):
+            self.replan_pgs()
         for key, req in list(self.sched.queue.items()):
             if key[0] != "lease" or req.pg is not None or req.owner is None or \
                     req.owner.info.get("tcp") or sched.fits(self.sched.available,
@@ -659,6 +662,29 @@ class NodeManager:
                 continue
             self.sched.cancel(key)
             self.reply(req.owner, req.payload[0], True, self.spill_to(target, req))
+
+    def replan_pgs(self):
+        """Placement groups no plan fitted when they were created: plan them again
+        against the cluster view just received (nodes freed resources, or joined)."""
+        for pg in [p for p in self.sched.pgs.values() if p.replan and p.state == "PENDING"]:
+            plan = self.cluster.plan_bundles(pg.bundles, pg.strategy)
+            if plan is None:
+                continue
+            if all(r.node_id == self.node_id for r in plan):
+                pg.replan = False     # it fits here now: the local scheduler places it
+                continue
+            del self.sched.pgs[pg.pg_id]
+            self.create_pg_across_nodes(pg.pg_id, pg.bundles, pg.strategy, pg.name,
+                                        pg.lifetime, pg.owner, plan)
+            # Lease requests that waited here for one of its bundles go to its node.
+            for key, req in list(self.sched.queue.items()):
+                if key[0] == "lease" and req.pg is not None and req.pg[0] == pg.pg_id \
+                        and req.owner is not None and not req.owner.info.get("tcp"):
+                    target = self.pg_target(req)
+                    if target is not None:
+                        self.sched.cancel(key)
+                        self.reply(req.owner, req.payload[0], True, self.spill_to(target, req))
+        self.schedule()
 
     def _free_remote(self, req):
         rec = self.cluster.remote_node_for(req.resources)
@@ -1402,13 +1428,26 @@ class NodeManager:
     # ----------------------------------------------------------- placement groups
     def h_create_pg(self, conn, pg_id, bundles, strategy, name, lifetime):
         job_id = self.clients[conn].get("job_id")
+        pg = sched.PlacementGroupState(pg_id, bundles, strategy, name, lifetime,
+                                       owner=job_id)
         if self.cluster is not None and not conn.info.get("tcp"):
             plan = self.cluster.plan_bundles(bundles, strategy)
             if plan is not None and any(r.node_id != self.node_id for r in plan):
                 return self.create_pg_across_nodes(pg_id, bundles, strategy, name,
                                                    lifetime, job_id, plan)
-        pg = sched.PlacementGroupState(pg_id, bundles, strategy, name, lifetime,
-                                       owner=job_id)
+            if plan is None:
+                # Not now: it stays PENDING here and is planned again over the nodes
+                # at every change of the cluster view (replan_pgs).
+                pg.replan = True
+                if self.cluster.plan_bundles(bundles, strategy, key="total") is None:
+                    self.push(conn, "warning", (
+                        f"Warning: placement group {name or pg_id.hex()} with bundles "
+                        f"{bundles} and strategy {strategy} cannot be placed on this "
+                        f"cluster as it is ({len(self.cluster.view.alive())} live node(s), "
+                        f"resources {self.cluster.view.total()}); it stays pending until "
+                        "nodes that fit it join.",))
+                self.sched.create_pg(pg)
+                return True
         if self.cluster is not None and conn.info.get("tcp"):
             pg.strategy = "PACK"   # this node's share of a group placed by another node
         if not self.sched.pg_feasible(pg):
@@ -1426,6 +1465,7 @@ class NodeManager:
         local = [dict(b) if r.node_id == self.node_id else {} for b, r in zip(bundles, plan)]
         pg = sched.PlacementGroupState(pg_id, local, strategy, name, lifetime, owner=job_id)
         pg.strategy = "PACK"   # the local share; the plan already honoured the strategy
+        pg.shown = ([dict(b) for b in bundles], strategy)
         job = self.jobs.get(job_id, {})
         by_node = collections.defaultdict(dict)
         for i, (b, r) in enumerate(zip(bundles, plan)):
@@ -1491,9 +1531,11 @@ class NodeManager:
 
     def h_pg_table(self, conn, pg_id):
         def row(pg):
+            bundles, strategy = pg.shown or (pg.bundles, pg.strategy)
+            state = "PENDING" if pg.remote_pending and pg.state == "CREATED" else pg.state
             return {"placement_group_id": pg.pg_id.hex(), "name": pg.name,
-                    "bundles": {i: b for i, b in enumerate(pg.bundles)},
-                    "strategy": pg.strategy, "state": pg.state}
+                    "bundles": {i: dict(b) for i, b in enumerate(bundles)},
+                    "strategy": strategy, "state": state}
         if pg_id is not None:
             pg = self.sched.pgs.get(pg_id)
             return row(pg) if pg else {"placement_group_id": pg_id.hex(), "state": "REMOVED"}
