@@ -166,6 +166,7 @@ class NodeManager:
         self.current_req_id = None
         self.revoke_timer = False
         self.pulls = {}              # oid -> Pull: copies streaming in from other nodes
+        self.token_borrows = {}      # token oid -> our borrow at the actor's keeper node
         self.pull_seq = itertools.count(1)
         self.handlers = {
             "register_client": self.h_register_client,
@@ -395,6 +396,7 @@ class NodeManager:
         ready, freed = self.objects.fail_owned_by(client_id, self._owner_died_blob)
         self.answer_waiters(ready)
         self.on_freed(freed)
+        self.sync_tokens()
         # Leases it held go back; waiting lease requests from it are dropped.
         for w in list(self.workers.values()):
             if w.state == "leased" and w.lease is conn:
@@ -693,9 +695,13 @@ class NodeManager:
         return None
 
     def missing_node(self, resources):
+        """The node a hard NodeAffinitySchedulingStrategy names, if no live node is it."""
         for k in resources:
             if k.startswith("_node_id:") and k not in self.sched.total:
-                return k[len("_node_id:"):]
+                node_id = k[len("_node_id:"):]
+                rec = self.cluster.view.nodes.get(node_id) if self.cluster else None
+                if rec is None or not rec.alive:
+                    return node_id
         return None
 
     def h_cancel_lease_requests(self, conn, req_ids):
@@ -864,22 +870,96 @@ class NodeManager:
 
     def h_borrow(self, conn, oids):
         cid = self.clients[conn].get("client_id")
+        deferred = False
         for oid in oids:
             self.objects.borrow(oid, cid)
-        return True
+            if oid[-4:] == _TOKEN_SUFFIX:
+                # Answered once the actor's keeper counts this node's handles, so a
+                # creator that lets go right after cannot end the actor meanwhile.
+                deferred |= self.sync_token(oid, (conn, self.current_req_id))
+        return _DEFERRED if deferred else True
 
     def h_unborrow(self, conn, oids):
         cid = self.clients[conn].get("client_id")
         for oid in oids:
             self.on_freed(self.objects.unborrow(oid, cid))
+            if oid[-4:] == _TOKEN_SUFFIX:
+                self.sync_token(oid)
 
     def h_hold(self, conn, inner, outer):
         self.objects.hold(inner, outer)
+        for oid in inner:
+            if oid[-4:] == _TOKEN_SUFFIX:
+                self.sync_token(oid)
         return True
 
     def h_release_holds(self, conn, outers):
         for outer in outers:
             self.on_freed(self.objects.release_holds(outer))
+        self.sync_tokens()
+
+    # -- handles of actors kept by another node ---------------------------------
+    # An actor lives while a handle to it exists anywhere (unless detached). Its
+    # keeper (the node that created it) counts the handles on its own node in its
+    # token's entry; every other node counts its own, and while it has any it
+    # holds one borrow of the token at the keeper, as a client of the keeper. That
+    # borrow ends when the node's last handle goes, or with the node (its
+    # connection to the keeper closes), and the keeper ends the actor as for any
+    # last handle.
+    def _kept_elsewhere(self, oid):
+        if self.cluster is None:
+            return False
+        a = self.actors.get(oid[:16])
+        return a is None or a.mirror_of is not None or bool(a.spec.get("hosted"))
+
+    def sync_token(self, oid, waiter=None):
+        """Hold or drop this node's borrow at the keeper to match the handles here.
+        True when ``waiter`` (a borrow request) is answered later, once it holds."""
+        if not self._kept_elsewhere(oid):
+            return False
+        e = self.objects.entries.get(oid)
+        want = e is not None and bool(e.borrowers or e.held_by)
+        tb = self.token_borrows.get(oid)
+        if want and tb is None:
+            tb = self.token_borrows[oid] = {"conn": None, "held": False, "waiters": []}
+            self.cluster.locate_actor(oid[:16], lambda found: self._borrow_at_keeper(
+                oid, tb, found))
+        if tb is None:
+            return False
+        if not tb["held"]:
+            if waiter is not None:
+                tb["waiters"].append(waiter)
+                return True
+            return False
+        if not want:
+            del self.token_borrows[oid]
+            if tb["conn"] is not None and not tb["conn"].closed:
+                tb["conn"].send(P.NOTICE, ("unborrow", ([oid],)))
+        return False
+
+    def _borrow_at_keeper(self, oid, tb, found):
+        conn = None
+        if found is not None:
+            try:
+                conn = self.cluster.peer(found[1], None, {})
+            except (OSError, transport.AuthenticationError):
+                conn = None   # the keeper's node is gone, and the actor with it
+        if conn is None:
+            return self._token_held(oid, tb, None)
+        self.cluster.peer_request(conn, "borrow", ([oid],),
+                                  lambda ok, v: self._token_held(oid, tb, conn if ok else None))
+
+    def _token_held(self, oid, tb, conn):
+        tb["conn"], tb["held"] = conn, True
+        waiters, tb["waiters"] = tb["waiters"], []
+        for c, req_id in waiters:
+            self.reply(c, req_id, True, True)
+        if self.token_borrows.get(oid) is tb:
+            self.sync_token(oid)    # the handles here may all have gone meanwhile
+
+    def sync_tokens(self):
+        for oid in list(self.token_borrows):
+            self.sync_token(oid)
 
     def h_get_object(self, conn, oid):
         req_id = self.current_req_id
@@ -1703,6 +1783,7 @@ class NodeManager:
 
 
 _DEFERRED = object()
+_TOKEN_SUFFIX = ACTOR_TOKEN_INDEX.to_bytes(4, "big")
 
 
 def _malformed(kind, msg, handlers):

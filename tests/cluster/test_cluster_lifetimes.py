@@ -81,3 +81,47 @@ def test_a_group_is_placed_once_an_actor_frees_its_room(cluster):
     ray.get(pg.ready(), timeout=30)
     assert bundle_nodes(pg, 1) == [node_ids()["127.0.0.2"]]
     remove_placement_group(pg)
+
+
+def test_a_handle_held_on_another_node_keeps_the_actor_alive(cluster):
+    """The driver's handle goes; a handle stored by an actor on node B keeps the actor
+    (kept by the head) alive, and it ends a few seconds after B drops that handle."""
+    import psutil
+
+    @ray.remote(num_cpus=0)
+    class Target:
+        def ping(self):
+            return os.getpid()
+
+    @ray.remote(num_cpus=0)
+    class Holder:
+        def keep(self, handle):
+            self.handle = handle
+            return True
+
+        def ping_target(self):
+            return ray.get(self.handle.ping.remote(), timeout=30)
+
+        def drop(self):
+            self.handle = None
+            return True
+
+    b = NodeAffinitySchedulingStrategy(node_ids()["127.0.0.2"], soft=False)
+    holder = Holder.options(scheduling_strategy=b).remote()
+    target = Target.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node_ids()["127.0.0.1"], soft=False)).remote()
+    pid = ray.get(target.ping.remote(), timeout=60)
+    assert ray.get(holder.keep.remote(target), timeout=60)
+    del target
+    time.sleep(2.0)   # without B's handle counted, the actor would end now
+    assert psutil.pid_exists(pid)
+    assert ray.get(holder.ping_target.remote(), timeout=60) == pid
+    assert ray.get(holder.drop.remote(), timeout=30)
+
+    def gone():
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+    assert wait_until(gone, timeout=15), "the actor outlived its last handle"
+    ray.kill(holder)
