@@ -32,7 +32,7 @@ from . import protocol as P
 from . import scheduler as sched
 from . import cluster, serialization, shm, transport, zygote
 from .memory_monitor import Candidate, MemoryMonitor, pick_victim
-from .object_directory import LOST, ObjectDirectory
+from .object_directory import LOST, READY, ObjectDirectory
 
 ACTOR_TOKEN_INDEX = 0xFFFFFFFF
 LOG_POLL_S = 0.1
@@ -1127,7 +1127,7 @@ class NodeManager:
         if src is None:
             e = self.objects.entries.get(oid)
             loc = self.objects.locate(oid, None) if e is not None and \
-                e.state == 1 and e.remote is None else None
+                e.state == READY and e.remote is None else None
             if loc is None or loc[0] != "shm" or offset != 0:
                 raise exceptions.ObjectLostError(oid.hex(), message=(
                     f"node {self.node_id[:12]} no longer holds object {oid.hex()}"))
