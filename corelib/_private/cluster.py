@@ -404,9 +404,12 @@ class Membership:
         return (actor_id, meta, address)
 
     def locate_actor(self, actor_id, callback):
+        """``callback((meta, "ip:port" of its keeper) or None)``; None also when the
+        head cannot be asked (waiting requests must never hang on it)."""
         if self.is_head:
             return callback(self.h_locate_actor(None, actor_id))
-        self.request("locate_actor", (actor_id,), callback)
+        self.peer_request(self.head_conn, "locate_actor", (actor_id,),
+                          lambda ok, value: callback(value if ok else None))
 
     def lookup_actor(self, name, namespace, callback):
         if self.is_head:

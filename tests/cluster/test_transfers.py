@@ -98,6 +98,7 @@ def test_a_large_put_reaches_a_task_on_another_node_in_chunks(cluster):
     # Chunks went straight into the segment: B's manager's peak RSS grew by far less
     # than the object (an inline copy would have added 300 MiB at least once).
     grown = peak_rss(b_pid) - rss_before
+    print(f"B's node manager: peak RSS grew by {grown / 2**20:.1f} MiB for a 300 MiB pull")
     assert grown < 100 << 20, f"B's node manager grew by {grown >> 20} MiB"
     # A second task on B maps B's copy: no new transfer.
     assert ray.get(on_b(cluster, check).remote(ref), timeout=60)[0] == digest(arr)
