@@ -221,7 +221,7 @@ class Membership:
 
     def _on_head_frame(self, conn, kind, msg):
         if kind == P.REPLY:
-            self._on_reply(msg)
+            self._on_reply(msg, conn)
         elif kind == P.PUSH:
             event, args = msg
             if event == "node_died":
@@ -269,14 +269,25 @@ class Membership:
         if node_id and self.view.mark_dead(node_id):
             self.announce_death(node_id, "its connection to the head closed")
 
+    def close_peers_of(self, node_id):
+        """A dead node's connections end here too, even if its socket never closed."""
+        rec = self.view.nodes.get(node_id)
+        if rec is None:
+            return
+        for (address, _), conn in list(self.peers.items()):
+            if address == rec.address and not conn.closed:
+                self.nm.loop.close_connection(conn)
+
     def announce_death(self, node_id, why):
         print(f"minray: node {node_id[:12]} died: {why}", file=sys.stderr, flush=True)
+        self.close_peers_of(node_id)
         for conn in list(self.nm.clients):
             if not conn.closed:
                 self.nm.push(conn, "node_died", (node_id,))
 
     def on_node_died(self, node_id):
         self.view.mark_dead(node_id)
+        self.close_peers_of(node_id)
         for conn in list(self.nm.clients):
             if not conn.closed and conn is not self.head_conn:
                 self.nm.push(conn, "node_died", (node_id,))
@@ -325,6 +336,7 @@ class Membership:
         self.req_seq += 1
         if callback is not None:
             self.pending[self.req_seq] = callback
+            conn.info.setdefault("req_ids", set()).add(self.req_seq)
         try:
             conn.send(P.REQUEST, (self.req_seq, method, args))
         except transport.ConnectionClosed:
@@ -332,15 +344,16 @@ class Membership:
             if callback is not None:
                 callback(False, ConnectionError("the node is gone"))
 
-    def _on_reply(self, msg):
+    def _on_reply(self, msg, conn):
         req_id, ok, value = msg
+        conn.info.get("req_ids", set()).discard(req_id)
         cb = self.pending.pop(req_id, None)
         if cb is not None:
             cb(ok, value)
 
     def _on_peer_frame(self, conn, kind, msg):
         if kind == P.REPLY:
-            self._on_reply(msg)
+            self._on_reply(msg, conn)
         elif kind == P.PUSH:
             event, args = msg
             self.nm.on_peer_push(conn, event, args)
@@ -349,6 +362,11 @@ class Membership:
         for key, c in list(self.peers.items()):
             if c is conn:
                 del self.peers[key]
+        # Requests it never answered fail now (a pull from a dead node ends here).
+        for req_id in conn.info.get("req_ids", ()):
+            cb = self.pending.pop(req_id, None)
+            if cb is not None:
+                cb(False, ConnectionError("the node closed its connection (it died?)"))
         self.nm.on_peer_closed(conn)
 
     # -- the head's actor directory: where each actor is kept, and names -----------
@@ -386,9 +404,12 @@ class Membership:
         return (actor_id, meta, address)
 
     def locate_actor(self, actor_id, callback):
+        """``callback((meta, "ip:port" of its keeper) or None)``; None also when the
+        head cannot be asked (waiting requests must never hang on it)."""
         if self.is_head:
             return callback(self.h_locate_actor(None, actor_id))
-        self.request("locate_actor", (actor_id,), callback)
+        self.peer_request(self.head_conn, "locate_actor", (actor_id,),
+                          lambda ok, value: callback(value if ok else None))
 
     def lookup_actor(self, name, namespace, callback):
         if self.is_head:
@@ -411,13 +432,14 @@ class Membership:
         chosen = nodes[self.spread_rr]
         return None if chosen.node_id == self.nm.node_id else chosen
 
-    def plan_bundles(self, bundles, strategy):
+    def plan_bundles(self, bundles, strategy, key="available"):
         """Which node gets each bundle of a placement group, by its strategy, against
-        the resources free now; None if it cannot be placed now."""
+        the resources free now (or, with key="total", on an idle cluster); None if it
+        cannot be placed."""
         self._refresh_self()
         me = self.nm.node_id
         nodes = sorted(self.view.alive(), key=lambda r: (r.node_id != me, r.node_id))
-        free = {r.node_id: dict(r.available) for r in nodes}
+        free = {r.node_id: dict(getattr(r, key)) for r in nodes}
         plan = []
         if strategy == "STRICT_PACK":
             need = {}

@@ -309,6 +309,7 @@ class CoreClient:
         self.write_map_budget = min(WRITE_MAP_BYTES, int(store) // 4) \
             if kind == "driver" else 0
         self.node_id = self.info["node_id"]
+        self.nm_address = self.info.get("nm_address")   # "ip:port" in a cluster
         self.segment_prefix = f"{self.info['segment_prefix']}{os.getpid()}_"
         self.loop.call_later(0.1, self._periodic)
 
@@ -581,6 +582,7 @@ class CoreClient:
         if not rq:
             return
         owner_release, unborrow, release_holds, forgotten = [], [], [], []
+        elsewhere = []   # (node manager address, oid): released in another node's store
         with self.lock:
             while rq:
                 oid = rq.popleft()
@@ -602,6 +604,9 @@ class CoreClient:
                         owner_release.append(oid)
                         if st.blob is not None and st.blob[0] == TAG_SHM:
                             forgotten.append(self._forget_lineage(oid))
+                            where = serialization.remote_address(st.blob)
+                            if where is not None:
+                                elsewhere.append((where, oid))
                     if st.contained:
                         release_holds.append(oid)
                 elif st.borrowed:
@@ -612,6 +617,12 @@ class CoreClient:
             self.notice("release_holds", release_holds)
         if unborrow:
             self.notice("unborrow", unborrow)
+        for where, oid in elsewhere:
+            # The primary copy is there; that node tells the nodes that copied it.
+            try:
+                self.notice_to(self._remote_nm("tcp://" + where), "owner_release", [oid])
+            except (OSError, transport.AuthenticationError):
+                pass   # that node is gone, and its copy with it
         # The forgotten tasks' pinned arguments are released (outside the lock).
         del forgotten
 
@@ -665,9 +676,16 @@ class CoreClient:
             self.export_refs(sv.refs)
             self.call("hold", [r._id for r in sv.refs], oid)
             contained = True
-        if not sv.is_large() or getattr(self.current_task, "force_inline", False):
+        remote = getattr(self.current_task, "force_inline", False)
+        if not sv.is_large() or (remote and (self.nm_address is None or
+                                             sv.shm_size() <= P.TRANSFER_CHUNK_BYTES)):
             return sv.to_inline(), contained
-        return self._write_segment(oid, sv, owner), contained
+        blob = self._write_segment(oid, sv, owner)
+        if remote:
+            # For a submitter on another node: it stays in this node's store, and that
+            # node pulls a copy when something there needs it.
+            blob = serialization.remote_blob(len_of_shm(blob), self.nm_address)
+        return blob, contained
 
     def _write_segment(self, oid, sv, owner):
         """Write a large value into shared memory and seal it; returns its S blob."""
@@ -1035,6 +1053,12 @@ class CoreClient:
         node manager until the owner has rebuilt it.
         """
         name = bytes(blob[9:]).decode()
+        if not name or name[0] == "@":
+            # In another node's store (or somewhere our node manager knows): it pulls
+            # a copy into this node's store, once, and we map that copy.
+            buf, name = self._locate_and_attach(oid, blob)
+            weakref.finalize(buf, self._unmapped, name)
+            return buf
         self.notice("mapped", name)
         try:
             buf = shm.attach(name)
@@ -1044,10 +1068,15 @@ class CoreClient:
         weakref.finalize(buf, self._unmapped, name)
         return buf
 
-    def _locate_and_attach(self, oid):
+    def _locate_and_attach(self, oid, blob=None):
         blocked = self._enter_blocked()
         try:
             for _ in range(100):
+                if blob is not None and serialization.remote_address(blob):
+                    with self.lock:
+                        st = self.objects.get(oid)
+                        owner = st.owner if st is not None else None
+                    self.notice("publish", oid, owner, bytes(blob))
                 loc = self.call("get_object", oid)
                 if loc[0] == "lost":
                     self._reconstruct(oid)
@@ -1348,8 +1377,9 @@ class CoreClient:
         o = rec.opts
         args_blob, arg_values = rec.args_blob, rec.arg_values
         if w.nm is not None:
-            # Another node cannot map our shared memory: values travel inline.
-            args_blob, arg_values = self._inline_args(args_blob, arg_values)
+            # Another node cannot map our shared memory: small values travel inline,
+            # large ones as pointers to our store (that node pulls a copy).
+            args_blob, arg_values = self._args_for_node(args_blob, arg_values)
             if rec.pins:
                 self._share_with_node(w.nm, rec.pins)
         return transport.encode_msg(P.TASK, (rec.task_id, fn.fn_id, fn_blob, args_blob,
@@ -1377,11 +1407,7 @@ class CoreClient:
 
     def _publish_remote(self, oid, blob, conns):
         if blob[0] == TAG_SHM:
-            try:
-                blob = serialization.inline_from_segment(self._attach(oid, blob))
-            except Exception as exc:   # lost meanwhile: the borrower gets the error
-                blob = serialization.error_blob(exceptions.ObjectLostError(oid.hex()))
-                del exc
+            blob = self._blob_for_node(oid, blob)
         for how, conn in list(conns):
             if how == "nm":      # another node's manager: publish it there
                 self.notice_to(conn, "publish", oid, self.client_id, blob)
@@ -1391,15 +1417,28 @@ class CoreClient:
                 except transport.ConnectionClosed:
                     pass
 
-    def _inline_args(self, args_blob, arg_values):
+    def _args_for_node(self, args_blob, arg_values):
         if type(args_blob) is tuple:
             oid, blob = args_blob
-            args_blob = serialization.inline_from_segment(self._attach(oid, blob))
+            blob = self._blob_for_node(oid, blob)
+            args_blob = (oid, blob) if blob[0] == TAG_SHM else blob
         if arg_values:
-            arg_values = [(pos, oid, serialization.inline_from_segment(self._attach(oid, blob))
-                           if blob[0] == TAG_SHM else blob)
-                          for pos, oid, blob in arg_values]
+            arg_values = [(pos, oid, self._blob_for_node(oid, blob) if blob[0] == TAG_SHM
+                           else blob) for pos, oid, blob in arg_values]
         return args_blob, arg_values
+
+    def _blob_for_node(self, oid, blob):
+        """An S blob as another node can use it: the bytes (small values), or a pointer
+        to the store that holds it ("S<size>@ip:port"), which that node pulls from."""
+        if serialization.remote_address(blob):
+            return blob
+        size = len_of_shm(blob)
+        if size > P.TRANSFER_CHUNK_BYTES and self.nm_address is not None:
+            return serialization.remote_blob(size, self.nm_address)
+        try:
+            return serialization.inline_from_segment(self._attach(oid, blob))
+        except Exception:   # lost meanwhile: the other side gets the error
+            return serialization.error_blob(exceptions.ObjectLostError(oid.hex()))
 
     def _send_task(self, w, rec):
         with w.send_lock:
@@ -1941,10 +1980,14 @@ class CoreClient:
         conn = aq.conn
         if len(aq.inflight) > 1 and conn in self.sticky:
             self._unstick()   # pipelined calls: the I/O thread reads their replies
+        remote = (aq.address or "").startswith("tcp://")
         for rec in sends:
+            args_blob, arg_values = rec.args_blob, rec.arg_values
+            if remote:   # an actor on another node: as for tasks (_task_frame)
+                args_blob, arg_values = self._args_for_node(args_blob, arg_values)
             try:
-                conn.send(P.ACTOR_CALL, (rec.task_id, rec.method, rec.args_blob,
-                                         rec.arg_values, rec.opts.num_returns,
+                conn.send(P.ACTOR_CALL, (rec.task_id, rec.method, args_blob,
+                                         arg_values, rec.opts.num_returns,
                                          rec.opts.wire))
             except transport.ConnectionClosed:
                 pass
@@ -2125,6 +2168,10 @@ def _argument_error(args, kwargs, exc):
         except TypeError as inner:
             return TypeError(str(inner).replace("the value", what, 1))
     return TypeError(str(exc).replace("the value", "an argument", 1))
+
+
+def len_of_shm(blob):
+    return serialization.shm_size_of(blob)
 
 
 def _blob_from_location(loc):

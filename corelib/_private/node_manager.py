@@ -32,12 +32,13 @@ from . import protocol as P
 from . import scheduler as sched
 from . import cluster, serialization, shm, transport, zygote
 from .memory_monitor import Candidate, MemoryMonitor, pick_victim
-from .object_directory import LOST, ObjectDirectory
+from .object_directory import LOST, READY, ObjectDirectory
 
 ACTOR_TOKEN_INDEX = 0xFFFFFFFF
 LOG_POLL_S = 0.1
 IDLE_WORKER_LIMIT_FACTOR = 2
 TASK_NAME_MARKER = "\x1e:task_name:"
+TRANSFER_CHUNK_BYTES = P.TRANSFER_CHUNK_BYTES
 
 
 def token_oid(actor_id):
@@ -109,6 +110,15 @@ class ActorInfo:
                                 self.num_restarts, self.died_at))
 
 
+class Pull:
+    """A copy of an object streaming in from another node (NodeManager.start_pull)."""
+    __slots__ = ("oid", "conn", "address", "name", "fd", "size", "offset")
+
+    def __init__(self, oid, conn, address, name, fd, size):
+        self.oid, self.conn, self.address = oid, conn, address
+        self.name, self.fd, self.size, self.offset = name, fd, size, 0
+
+
 class NodeManager:
     def __init__(self, session_dir, resources, object_store_memory, node_id, head=False,
                  node_ip="127.0.0.1", system_config=None, tcp_port=None, head_address=None,
@@ -155,6 +165,9 @@ class NodeManager:
         self.owner_pid = None
         self.current_req_id = None
         self.revoke_timer = False
+        self.pulls = {}              # oid -> Pull: copies streaming in from other nodes
+        self.token_borrows = {}      # token oid -> our borrow at the actor's keeper node
+        self.pull_seq = itertools.count(1)
         self.handlers = {
             "register_client": self.h_register_client,
             "request_lease": self.h_request_lease,
@@ -172,6 +185,8 @@ class NodeManager:
             "hold": self.h_hold,
             "release_holds": self.h_release_holds,
             "get_object": self.h_get_object,
+            "read_object": self.h_read_object,
+            "end_read": self.h_end_read,
             "object_lost": self.h_object_lost,
             "alloc_segment": self.h_alloc_segment,
             "mapped": self.h_mapped,
@@ -355,9 +370,17 @@ class NodeManager:
             self.loop.call_soon(self.on_worker_ready, w)
         return {"node_id": self.node_id, "job_id": info["job_id"],
                 "session_dir": self.session_dir, "segment_prefix": self.segment_prefix,
-                "resources": dict(self.sched.total), "node_ip": self.node_ip}
+                "resources": dict(self.sched.total), "node_ip": self.node_ip,
+                "nm_address": self.tcp_address}
+
+    @property
+    def tcp_address(self):
+        """"ip:port" where other nodes reach this node manager (None on one machine)."""
+        return f"{self.node_ip}:{self.cluster.port}" if self.cluster is not None else None
 
     def on_disconnect(self, conn):
+        for oid in list(conn.info.get("serving", ())):
+            self.h_end_read(conn, oid)
         if self.cluster is not None and "node_id" in conn.info:
             self.cluster.on_node_conn_closed(conn)
         info = self.clients.pop(conn, None)
@@ -373,6 +396,7 @@ class NodeManager:
         ready, freed = self.objects.fail_owned_by(client_id, self._owner_died_blob)
         self.answer_waiters(ready)
         self.on_freed(freed)
+        self.sync_tokens()
         # Leases it held go back; waiting lease requests from it are dropped.
         for w in list(self.workers.values()):
             if w.state == "leased" and w.lease is conn:
@@ -626,7 +650,10 @@ class NodeManager:
 
     def respill_queued(self):
         """Lease requests waiting here while another node has room go there (the
-        cluster view just changed: every heartbeat)."""
+        cluster view just changed: every heartbeat); pending placement groups are
+        planned again."""
+        if any(pg.replan for pg in self.sched.pgs.values()):
+            self.replan_pgs()
         for key, req in list(self.sched.queue.items()):
             if key[0] != "lease" or req.pg is not None or req.owner is None or \
                     req.owner.info.get("tcp") or sched.fits(self.sched.available,
@@ -638,6 +665,29 @@ class NodeManager:
             self.sched.cancel(key)
             self.reply(req.owner, req.payload[0], True, self.spill_to(target, req))
 
+    def replan_pgs(self):
+        """Placement groups no plan fitted when they were created: plan them again
+        against the cluster view just received (nodes freed resources, or joined)."""
+        for pg in [p for p in self.sched.pgs.values() if p.replan and p.state == "PENDING"]:
+            plan = self.cluster.plan_bundles(pg.bundles, pg.strategy)
+            if plan is None:
+                continue
+            if all(r.node_id == self.node_id for r in plan):
+                pg.replan = False     # it fits here now: the local scheduler places it
+                continue
+            del self.sched.pgs[pg.pg_id]
+            self.create_pg_across_nodes(pg.pg_id, pg.bundles, pg.strategy, pg.name,
+                                        pg.lifetime, pg.owner, plan)
+            # Lease requests that waited here for one of its bundles go to its node.
+            for key, req in list(self.sched.queue.items()):
+                if key[0] == "lease" and req.pg is not None and req.pg[0] == pg.pg_id \
+                        and req.owner is not None and not req.owner.info.get("tcp"):
+                    target = self.pg_target(req)
+                    if target is not None:
+                        self.sched.cancel(key)
+                        self.reply(req.owner, req.payload[0], True, self.spill_to(target, req))
+        self.schedule()
+
     def _free_remote(self, req):
         rec = self.cluster.remote_node_for(req.resources)
         if rec is not None and sched.fits(rec.available, req.resources):
@@ -645,9 +695,13 @@ class NodeManager:
         return None
 
     def missing_node(self, resources):
+        """The node a hard NodeAffinitySchedulingStrategy names, if no live node is it."""
         for k in resources:
             if k.startswith("_node_id:") and k not in self.sched.total:
-                return k[len("_node_id:"):]
+                node_id = k[len("_node_id:"):]
+                rec = self.cluster.view.nodes.get(node_id) if self.cluster else None
+                if rec is None or not rec.alive:
+                    return node_id
         return None
 
     def h_cancel_lease_requests(self, conn, req_ids):
@@ -805,6 +859,10 @@ class NodeManager:
 
     def h_publish(self, conn, oid, owner, blob):
         self.answer_waiters(self.objects.publish(oid, owner, blob))
+        if blob is not None and blob[0] == serialization.TAG_SHM:
+            loc = self.objects.want_pull(oid)   # requests waited for this pointer
+            if loc is not None:
+                self.start_pull(oid, loc[1], loc[2])
 
     def h_owner_release(self, conn, oids):
         for oid in oids:
@@ -812,27 +870,104 @@ class NodeManager:
 
     def h_borrow(self, conn, oids):
         cid = self.clients[conn].get("client_id")
+        deferred = False
         for oid in oids:
             self.objects.borrow(oid, cid)
-        return True
+            if oid[-4:] == _TOKEN_SUFFIX:
+                # Answered once the actor's keeper counts this node's handles, so a
+                # creator that lets go right after cannot end the actor meanwhile.
+                deferred |= self.sync_token(oid, (conn, self.current_req_id))
+        return _DEFERRED if deferred else True
 
     def h_unborrow(self, conn, oids):
         cid = self.clients[conn].get("client_id")
         for oid in oids:
             self.on_freed(self.objects.unborrow(oid, cid))
+            if oid[-4:] == _TOKEN_SUFFIX:
+                self.sync_token(oid)
 
     def h_hold(self, conn, inner, outer):
         self.objects.hold(inner, outer)
+        for oid in inner:
+            if oid[-4:] == _TOKEN_SUFFIX:
+                self.sync_token(oid)
         return True
 
     def h_release_holds(self, conn, outers):
         for outer in outers:
             self.on_freed(self.objects.release_holds(outer))
+        self.sync_tokens()
+
+    # -- handles of actors kept by another node ---------------------------------
+    # An actor lives while a handle to it exists anywhere (unless detached). Its
+    # keeper (the node that created it) counts the handles on its own node in its
+    # token's entry; every other node counts its own, and while it has any it
+    # holds one borrow of the token at the keeper, as a client of the keeper. That
+    # borrow ends when the node's last handle goes, or with the node (its
+    # connection to the keeper closes), and the keeper ends the actor as for any
+    # last handle.
+    def _kept_elsewhere(self, oid):
+        if self.cluster is None:
+            return False
+        a = self.actors.get(oid[:16])
+        return a is None or a.mirror_of is not None or bool(a.spec.get("hosted"))
+
+    def sync_token(self, oid, waiter=None):
+        """Hold or drop this node's borrow at the keeper to match the handles here.
+        True when ``waiter`` (a borrow request) is answered later, once it holds."""
+        if not self._kept_elsewhere(oid):
+            return False
+        e = self.objects.entries.get(oid)
+        want = e is not None and bool(e.borrowers or e.held_by)
+        tb = self.token_borrows.get(oid)
+        if want and tb is None:
+            tb = self.token_borrows[oid] = {"conn": None, "held": False, "waiters": []}
+            self.cluster.locate_actor(oid[:16], lambda found: self._borrow_at_keeper(
+                oid, tb, found))
+        if tb is None:
+            return False
+        if not tb["held"]:
+            if waiter is not None:
+                tb["waiters"].append(waiter)
+                return True
+            return False
+        if not want:
+            del self.token_borrows[oid]
+            if tb["conn"] is not None and not tb["conn"].closed:
+                tb["conn"].send(P.NOTICE, ("unborrow", ([oid],)))
+        return False
+
+    def _borrow_at_keeper(self, oid, tb, found):
+        conn = None
+        if found is not None:
+            try:
+                conn = self.cluster.peer(found[1], None, {})
+            except (OSError, transport.AuthenticationError):
+                conn = None   # the keeper's node is gone, and the actor with it
+        if conn is None:
+            return self._token_held(oid, tb, None)
+        self.cluster.peer_request(conn, "borrow", ([oid],),
+                                  lambda ok, v: self._token_held(oid, tb, conn if ok else None))
+
+    def _token_held(self, oid, tb, conn):
+        tb["conn"], tb["held"] = conn, True
+        waiters, tb["waiters"] = tb["waiters"], []
+        for c, req_id in waiters:
+            self.reply(c, req_id, True, True)
+        if self.token_borrows.get(oid) is tb:
+            self.sync_token(oid)    # the handles here may all have gone meanwhile
+
+    def sync_tokens(self):
+        for oid in list(self.token_borrows):
+            self.sync_token(oid)
 
     def h_get_object(self, conn, oid):
         req_id = self.current_req_id
         loc = self.objects.locate(oid, (conn, req_id))
         if loc is None:
+            return _DEFERRED
+        if loc[0] == "remote":
+            self.start_pull(oid, loc[1], loc[2])
             return _DEFERRED
         if loc is LOST:
             return self.on_object_lost(conn, req_id, oid)
@@ -878,12 +1013,13 @@ class NodeManager:
         for (conn, req_id), loc in ready:
             self.reply(conn, req_id, True, self.location_for(conn, loc))
 
-    @staticmethod
-    def location_for(conn, loc):
-        """A requester on another node cannot map our shared memory: it gets the bytes.
-        (One message per value for now; chunked streaming is a next step, cluster.md.)"""
+    def location_for(self, conn, loc):
+        """A requester on another node cannot map our shared memory: it gets a small
+        value's bytes, and for a large one a blob that says "pull it from here"."""
         if loc is None or loc is LOST or not conn.info.get("tcp") or loc[0] != "shm":
             return loc
+        if loc[2] > TRANSFER_CHUNK_BYTES:
+            return ("inline", serialization.remote_blob(loc[2], self.tcp_address))
         buf = shm.attach(loc[1])
         try:
             return ("inline", serialization.inline_from_segment(buf))
@@ -891,12 +1027,135 @@ class NodeManager:
             buf.close()
 
     def on_freed(self, oids):
+        copies, self.objects.freed_copies = self.objects.freed_copies, []
+        for oid, conns in copies:
+            for c in conns:     # nodes that pulled a copy from here drop theirs
+                self.push(c, "free_copy", (oid,))
         for oid in oids:
             if oid[-4:] == b"\xff\xff\xff\xff":
                 a = self.actors.get(oid[:16])
                 if a is not None and not a.detached and a.state != "DEAD":
                     self.kill_actor(a, "all references to the actor were deleted",
                                     no_restart=True, graceful=True)
+
+    # ---------------------------------------------- copies from other nodes
+    # A process here needs an object whose bytes are in another node's store
+    # (a pointer, see object_directory.py). This node manager pulls it from that
+    # node manager over their authenticated TCP connection, one chunk per request
+    # (read_object), each chunk written straight into a new segment of this store
+    # with pwrite. So at most one chunk is in memory besides the segment, on each
+    # side, and neither node manager maps the whole object. Every request for the
+    # object meanwhile waits on that one pull. If the other node dies or no longer
+    # has the object, the half-written segment is removed and the requests go the
+    # way of any lost object (on_object_lost: the owner rebuilds it, or an error).
+    def start_pull(self, oid, address, size):
+        if self.cluster is None or address == self.tcp_address:
+            return self.pull_failed(oid, f"object {oid.hex()} points at this node's own "
+                                         "store, which no longer has it")
+        free = shm.shm_free_bytes()
+        if free and size > free:
+            return self.pull_failed(oid, f"/dev/shm has only {free / 2**20:.1f} MiB free for "
+                                         f"a copy of {size / 2**20:.1f} MiB")
+        try:
+            conn = self.cluster.peer(address, None, {})
+        except (OSError, transport.AuthenticationError) as exc:
+            return self.pull_failed(oid, f"cannot reach the node at {address}: {exc}")
+        name = f"{self.segment_prefix}nm_p{next(self.pull_seq)}_{oid.hex()[-12:]}"
+        try:
+            fd = shm.create_fd(name, max(size, 1))
+        except OSError as exc:
+            return self.pull_failed(oid, f"cannot create a segment of {size} bytes: {exc}")
+        p = self.pulls[oid] = Pull(oid, conn, address, name, fd, size)
+        self._request_chunk(p)
+
+    def _request_chunk(self, p):
+        n = min(TRANSFER_CHUNK_BYTES, p.size - p.offset)
+        self.cluster.peer_request(p.conn, "read_object", (p.oid, p.offset, n),
+                                  lambda ok, value: self._on_chunk(p, n, ok, value))
+
+    def _on_chunk(self, p, n, ok, data):
+        if self.pulls.get(p.oid) is not p:
+            return
+        if not ok or type(data) is not bytes or len(data) != n:
+            why = data if not ok else f"a chunk of {len(data)} bytes, not {n}"
+            return self._abort_pull(p, f"the node at {p.address} could not send it: {why}")
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < n:
+                written += os.pwrite(p.fd, view[written:], p.offset + written)
+        except OSError as exc:
+            return self._abort_pull(p, f"writing the copy failed: {exc}")
+        p.offset += n
+        self.objects.num_pull_chunks += 1
+        if p.offset < p.size:
+            return self._request_chunk(p)
+        del self.pulls[p.oid]
+        os.close(p.fd)
+        self.answer_waiters(self.objects.pulled(p.oid, p.name, p.size))
+        self.on_freed(self.objects.maybe_free(p.oid))
+
+    def _abort_pull(self, p, why):
+        del self.pulls[p.oid]
+        os.close(p.fd)
+        shm.unlink(p.name)          # never leave a half-written copy behind
+        if not p.conn.closed:
+            try:
+                p.conn.send(P.NOTICE, ("end_read", (p.oid,)))
+            except transport.ConnectionClosed:
+                pass
+        self.pull_failed(p.oid, why)
+
+    def pull_failed(self, oid, why):
+        print(f"minray: could not copy object {oid.hex()} from another node: {why}",
+              file=sys.stderr, flush=True)
+        e = self.objects.entries.get(oid)
+        waiters = self.objects.pull_failed(oid)
+        lost = serialization.error_blob(exceptions.ObjectLostError(oid.hex(), message=(
+            f"Failed to retrieve object {oid.hex()}: its copy is on another node, and "
+            f"copying it here failed ({why}); it cannot be rebuilt from here.")))
+        for conn, req_id in waiters:
+            if e is not None and self.clients.get(conn, {}).get("client_id") == e.owner:
+                self.reply(conn, req_id, True, LOST)   # the owner rebuilds it from lineage
+            else:
+                self.reply(conn, req_id, True, ("inline", lost))
+
+    def h_read_object(self, conn, oid, offset, length):
+        """A chunk of an object in this store, for a node pulling a copy."""
+        serving = conn.info.setdefault("serving", {})
+        src = serving.get(oid)
+        if src is None:
+            e = self.objects.entries.get(oid)
+            loc = self.objects.locate(oid, None) if e is not None and \
+                e.state == READY and e.remote is None else None
+            if loc is None or loc[0] != "shm" or offset != 0:
+                raise exceptions.ObjectLostError(oid.hex(), message=(
+                    f"node {self.node_id[:12]} no longer holds object {oid.hex()}"))
+            name, size = loc[1], loc[2]
+            self.objects.mapped(name)   # never reused while the copy streams out
+            try:
+                fd = shm.open_fd(name)
+            except FileNotFoundError:
+                self.objects.unmapped(name)
+                raise exceptions.ObjectLostError(oid.hex()) from None
+            src = serving[oid] = (name, size, fd)
+            if e.copies is None:
+                e.copies = set()
+            e.copies.add(conn)
+        name, size, fd = src
+        if offset < 0 or length < 0 or offset + length > size:
+            raise ValueError(f"read_object: bytes {offset}..{offset + length} are outside "
+                             f"object {oid.hex()} of {size} bytes")
+        data = os.pread(fd, length, offset)
+        if offset + length >= size:
+            self.h_end_read(conn, oid)
+        return data
+
+    def h_end_read(self, conn, oid):
+        src = conn.info.get("serving", {}).pop(oid, None)
+        if src is not None:
+            os.close(src[2])
+            self.objects.unmapped(src[0])
 
     def h_object_stats(self, conn):
         return self.objects.stats()
@@ -1106,6 +1365,9 @@ class NodeManager:
                 self.publish_actor(a)
             else:
                 self.on_hosted_state(conn, *args)
+        elif event == "free_copy":
+            # The node we pulled this copy from freed its own: the owner let go.
+            self.on_freed(self.objects.owner_release(args[0]))
         elif event in ("logs", "warning"):
             job = self.jobs.get(conn.info.get("job_id"))
             if job and job["end"] is None:
@@ -1246,13 +1508,26 @@ class NodeManager:
     # ----------------------------------------------------------- placement groups
     def h_create_pg(self, conn, pg_id, bundles, strategy, name, lifetime):
         job_id = self.clients[conn].get("job_id")
+        pg = sched.PlacementGroupState(pg_id, bundles, strategy, name, lifetime,
+                                       owner=job_id)
         if self.cluster is not None and not conn.info.get("tcp"):
             plan = self.cluster.plan_bundles(bundles, strategy)
             if plan is not None and any(r.node_id != self.node_id for r in plan):
                 return self.create_pg_across_nodes(pg_id, bundles, strategy, name,
                                                    lifetime, job_id, plan)
-        pg = sched.PlacementGroupState(pg_id, bundles, strategy, name, lifetime,
-                                       owner=job_id)
+            if plan is None:
+                # Not now: it stays PENDING here and is planned again over the nodes
+                # at every change of the cluster view (replan_pgs).
+                pg.replan = True
+                if self.cluster.plan_bundles(bundles, strategy, key="total") is None:
+                    self.push(conn, "warning", (
+                        f"Warning: placement group {name or pg_id.hex()} with bundles "
+                        f"{bundles} and strategy {strategy} cannot be placed on this "
+                        f"cluster as it is ({len(self.cluster.view.alive())} live node(s), "
+                        f"resources {self.cluster.view.total()}); it stays pending until "
+                        "nodes that fit it join.",))
+                self.sched.create_pg(pg)
+                return True
         if self.cluster is not None and conn.info.get("tcp"):
             pg.strategy = "PACK"   # this node's share of a group placed by another node
         if not self.sched.pg_feasible(pg):
@@ -1270,6 +1545,7 @@ class NodeManager:
         local = [dict(b) if r.node_id == self.node_id else {} for b, r in zip(bundles, plan)]
         pg = sched.PlacementGroupState(pg_id, local, strategy, name, lifetime, owner=job_id)
         pg.strategy = "PACK"   # the local share; the plan already honoured the strategy
+        pg.shown = ([dict(b) for b in bundles], strategy)
         job = self.jobs.get(job_id, {})
         by_node = collections.defaultdict(dict)
         for i, (b, r) in enumerate(zip(bundles, plan)):
@@ -1335,9 +1611,11 @@ class NodeManager:
 
     def h_pg_table(self, conn, pg_id):
         def row(pg):
+            bundles, strategy = pg.shown or (pg.bundles, pg.strategy)
+            state = "PENDING" if pg.remote_pending and pg.state == "CREATED" else pg.state
             return {"placement_group_id": pg.pg_id.hex(), "name": pg.name,
-                    "bundles": {i: b for i, b in enumerate(pg.bundles)},
-                    "strategy": pg.strategy, "state": pg.state}
+                    "bundles": {i: dict(b) for i, b in enumerate(bundles)},
+                    "strategy": strategy, "state": state}
         if pg_id is not None:
             pg = self.sched.pgs.get(pg_id)
             return row(pg) if pg else {"placement_group_id": pg_id.hex(), "state": "REMOVED"}
@@ -1505,6 +1783,7 @@ class NodeManager:
 
 
 _DEFERRED = object()
+_TOKEN_SUFFIX = ACTOR_TOKEN_INDEX.to_bytes(4, "big")
 
 
 def _malformed(kind, msg, handlers):

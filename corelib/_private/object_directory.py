@@ -11,6 +11,14 @@ memory and never reach this table (the fast path).  The table holds no
 sockets: waiting requests are opaque ``waiter`` values handed back in the
 ``ready`` list that the node manager answers.
 
+An object whose bytes are in another node's store is first recorded as a
+pointer (``remote``: that node manager's address and the size; from a blob
+``S<size>@ip:port``, see serialization.remote_blob). The first ``locate`` of it
+turns it into a pull: the entry is pending while the node manager streams it in
+chunks into a segment of this store (``pulled``), and every request meanwhile
+waits on that one transfer. The node a copy was pulled from records the puller
+in ``copies`` and tells it when the object is freed there.
+
 When the shared-memory bytes exceed ``capacity``, the least recently used
 segments are copied to ``spill_dir`` and unlinked; ``locate`` restores them.
 
@@ -34,7 +42,8 @@ POOL_MIN_BYTES = 1 << 20   # smaller segments are cheap to make afresh
 
 class Entry:
     __slots__ = ("oid", "state", "blob", "segment", "size", "owner", "owner_released",
-                 "borrowers", "held_by", "holds", "waiters", "spill_path", "last_use")
+                 "borrowers", "held_by", "holds", "waiters", "spill_path", "last_use",
+                 "remote", "pulling", "copies")
 
     def __init__(self, oid):
         self.oid = oid
@@ -50,6 +59,9 @@ class Entry:
         self.waiters = []
         self.spill_path = None
         self.last_use = time.monotonic()
+        self.remote = None       # (node manager "ip:port", size): a copy on another node
+        self.pulling = False     # a pull of that copy into this store is under way
+        self.copies = None       # peer connections that pulled a copy from this store
 
     def describe(self):
         where = "shm" if self.segment else ("spilled" if self.spill_path else "inline")
@@ -78,6 +90,10 @@ class ObjectDirectory:
         self.spill_blocked_until = 0.0  # no new try before then (a full disk stays full)
         self.num_spill_failures = 0
         self.num_lost = 0
+        self.num_pulls = 0              # objects pulled in from other nodes
+        self.num_pull_chunks = 0
+        self.pulled_bytes = 0
+        self.freed_copies = []          # [(oid, copies)] freed here: tell those nodes
 
     def entry(self, oid):
         e = self.entries.get(oid)
@@ -103,11 +119,18 @@ class ObjectDirectory:
     def publish(self, oid, owner, blob):
         """The owner exported ``oid``; ``blob`` is its inline value, or None while pending."""
         e = self.entry(oid)
-        e.owner = owner
-        if blob is None or e.state == READY:
+        if owner is not None:
+            e.owner = owner
+        if blob is None or e.state == READY or e.pulling:
             return []
         if blob[0] == serialization.TAG_SHM:
-            return []  # the segment's seal brings the value
+            where = serialization.remote_address(blob)
+            if where is not None and e.segment is None and e.spill_path is None:
+                e.remote, e.size = (where, serialization.shm_size_of(blob)), \
+                    serialization.shm_size_of(blob)
+                if not e.waiters:
+                    e.state = READY   # pulled by the first locate
+            return []  # else the segment's seal brings the value
         e.blob, e.size, e.state = blob, len(blob), READY
         return self._take_waiters(e)
 
@@ -171,6 +194,10 @@ class ObjectDirectory:
         freed.extend(self._maybe_free(e))
         return freed
 
+    def maybe_free(self, oid):
+        e = self.entries.get(oid)
+        return self._maybe_free(e) if e is not None else []
+
     def _maybe_free(self, e):
         if not e.owner_released or e.borrowers or e.held_by or e.waiters:
             return []
@@ -187,6 +214,8 @@ class ObjectDirectory:
         if e.spill_path is not None:
             _remove(e.spill_path)
             self.spilled_bytes -= e.size
+        if e.copies:
+            self.freed_copies.append((oid, e.copies))
         freed = [oid]
         for ioid in e.holds:
             ie = self.entries.get(ioid)
@@ -212,6 +241,9 @@ class ObjectDirectory:
         if e.state == PENDING:
             e.waiters.append(waiter)
             return None
+        if e.remote is not None and e.segment is None and e.spill_path is None:
+            e.waiters.append(waiter)
+            return self.start_pull(e)
         if self._is_lost(e):
             self.mark_lost(e)
             return LOST
@@ -220,6 +252,42 @@ class ObjectDirectory:
         except (FileNotFoundError, EOFError):
             self.mark_lost(e)
             return LOST
+
+    # -- copies from other nodes ---------------------------------------------------
+    def want_pull(self, oid):
+        """A pointer that requests wait on and no pull serves yet: start one."""
+        e = self.entries.get(oid)
+        if e is None or e.remote is None or e.pulling or not e.waiters:
+            return None
+        return self.start_pull(e)
+
+    def start_pull(self, e):
+        """The entry waits for its pull; returns ("remote", address, size) to fetch."""
+        e.state, e.pulling = PENDING, True
+        self.num_pulls += 1
+        return ("remote",) + e.remote
+
+    def pulled(self, oid, segment, size):
+        """A pull finished into ``segment``. Returns the waiters to answer."""
+        e = self.entries.get(oid)
+        if e is None:
+            shm.unlink(segment)
+            return []
+        e.remote, e.pulling = None, False
+        self.pulled_bytes += size
+        e.state = PENDING
+        return self.seal(oid, segment, size, e.owner)
+
+    def pull_failed(self, oid):
+        """A pull failed (its node died or no longer has it); the entry is pending,
+        without a copy anywhere we know of. Returns the waiters to answer."""
+        e = self.entries.get(oid)
+        if e is None:
+            return []
+        e.remote, e.pulling, e.state = None, False, PENDING
+        self.num_lost += 1
+        waiters, e.waiters = e.waiters, []
+        return waiters
 
     def _is_lost(self, e):
         if e.segment is not None:
@@ -401,7 +469,8 @@ class ObjectDirectory:
                 "num_spilled": self.num_spilled, "num_restored": self.num_restored,
                 "pool_bytes": self.pool_bytes, "num_reused": self.num_reused,
                 "num_spill_failures": self.num_spill_failures, "spill_error": self.spill_error,
-                "num_lost": self.num_lost}
+                "num_lost": self.num_lost, "num_pulls": self.num_pulls,
+                "num_pull_chunks": self.num_pull_chunks, "pulled_bytes": self.pulled_bytes}
 
     def shutdown(self):
         self.drain_pool()

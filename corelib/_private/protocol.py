@@ -24,7 +24,36 @@ Worker -> submitter:
                                                 of a ref the worker owns and returned inside
                                                 a result (its node manager cannot see ours),
                                                 or blob None: ask the NM at nm_address
+
+Node manager -> node manager (TCP, token proven; the puller is a client there):
+    REQUEST read_object(oid, offset, length) -> bytes   one chunk of a large object in
+                                                the server's store, for a node pulling
+                                                a copy (the first chunk pins the segment)
+    NOTICE  end_read(oid)                       a pull gave up: unpin
+    REQUEST borrow / NOTICE unborrow ([token],) a node's handles of an actor kept there
+    PUSH    free_copy(oid)                      the server freed an object the puller
+                                                copied: drop that copy too
+A large value crosses nodes as the blob S<size>@ip:port (serialization.remote_blob):
+"pull it from the node manager at ip:port".
 """
+
+import os
+
+# Objects up to this size cross nodes inline, in the message that needs them; larger
+# ones stay in their node's store and the node that needs one pulls a copy, this
+# many bytes per request (node_manager.py, "copies from other nodes").
+def _chunk_bytes(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 4096:
+        raise ValueError("MINRAY_TRANSFER_CHUNK_BYTES must be a whole number of bytes, at "
+                         f"least 4096 (default 8388608), got {text!r}.")
+    return value
+
+
+TRANSFER_CHUNK_BYTES = _chunk_bytes(os.environ.get("MINRAY_TRANSFER_CHUNK_BYTES", 8 << 20))
 
 REQUEST = 1
 REPLY = 2

@@ -35,7 +35,8 @@ class LeaseRequest:
 
 class PlacementGroupState:
     __slots__ = ("pg_id", "bundles", "strategy", "name", "state", "available",
-                 "waiters", "lifetime", "owner", "remote", "remote_pending")
+                 "waiters", "lifetime", "owner", "remote", "remote_pending", "replan",
+                 "shown")
 
     def __init__(self, pg_id, bundles, strategy, name="", lifetime=None, owner=None):
         self.pg_id = pg_id
@@ -52,6 +53,10 @@ class PlacementGroupState:
         # reservations are not confirmed yet.
         self.remote = {}
         self.remote_pending = 0
+        # Many nodes: no plan over the nodes fits it yet. The node manager plans it
+        # again whenever the cluster view changes; meanwhile it is not placed here.
+        self.replan = False
+        self.shown = None   # (bundles, strategy) as created, when this holds a share
 
 
 class Scheduler:
@@ -168,7 +173,7 @@ class Scheduler:
     def try_place_pgs(self):
         placed = []
         for pg in self.pgs.values():
-            if pg.state != "PENDING" or not self.pg_feasible(pg):
+            if pg.state != "PENDING" or pg.replan or not self.pg_feasible(pg):
                 continue
             need = total_of(pg.bundles)
             if fits(self.available, need):

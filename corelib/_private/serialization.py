@@ -192,6 +192,26 @@ def shm_blob(size):
     return b"S" + _U64.pack(size)
 
 
+# An S blob names a segment of this node's store: S<u64 size><segment name>.
+# One whose name is "@ip:port" is in the store of the node manager at that address
+# (another node): a process that needs it asks its own node manager, which pulls a
+# copy in chunks (node_manager.py, "copies from other nodes"). An empty name means
+# "ask the node manager where it is".
+def remote_blob(size, address):
+    return shm_blob(size) + b"@" + address.encode()
+
+
+def remote_address(blob):
+    """The "ip:port" of the node whose store holds an S blob's value, or None (here)."""
+    if blob[0] != TAG_SHM or len(blob) < 10 or blob[9] != 0x40:   # "@"
+        return None
+    return bytes(blob[10:]).decode()
+
+
+def shm_size_of(blob):
+    return _U64.unpack_from(blob, 1)[0]
+
+
 def blob_kind(blob):
     return blob[0]
 

@@ -67,6 +67,25 @@ def create(name, size):
         os.close(fd)
 
 
+def create_fd(name, size):
+    """Create a segment of ``size`` bytes and return its open file descriptor, not a
+    mapping: a node manager pulling a copy writes it with os.pwrite, chunk by chunk,
+    and never has the whole object in its own address space."""
+    fd = _posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        _posixshmem.shm_unlink("/" + name)
+        raise
+    return fd
+
+
+def open_fd(name):
+    """An existing segment's file descriptor, read-only (for os.pread)."""
+    return _posixshmem.shm_open("/" + name, os.O_RDONLY, mode=0o600)
+
+
 def open_rw(name):
     """Map an existing (pooled) segment read-write, its pages mapped up front.
 

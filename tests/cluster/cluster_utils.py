@@ -88,11 +88,12 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def start_head(self, num_cpus=1, resources=None):
+    def start_head(self, num_cpus=1, resources=None, env=None):
         args = ["--head", "--port", str(self.port), "--num-cpus", str(num_cpus)]
         if resources:
             args += ["--resources", json.dumps(resources)]
-        node = self._start(args, "127.0.0.1")
+        node = self._start(args, "127.0.0.1",
+                           env=dict(os.environ, **env) if env else None)
         with open(os.path.join(node.session_dir, "cluster_token")) as f:
             self.token = f.read().strip()
         return node

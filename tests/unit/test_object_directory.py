@@ -78,3 +78,41 @@ def test_freed_segment_is_reused_only_when_nobody_maps_it(directory):
     assert d.alloc(2 * MiB) == name         # now it is
     assert d.alloc(2 * MiB) is None
     shm.unlink(name)
+
+
+def test_a_pointer_to_another_nodes_copy_becomes_one_pull(directory):
+    """S<size>@ip:port records where the bytes are; the first locate starts the one
+    pull, later ones wait on it, and the pulled segment answers them all."""
+    from minray._private import serialization
+    d = directory
+    size = 3 * MiB
+    d.publish(b"r1", b"owner", serialization.remote_blob(size, "10.0.0.2:7000"))
+    assert d.locate(b"r1", "w1") == ("remote", "10.0.0.2:7000", size)
+    assert d.locate(b"r1", "w2") is None          # joins the pull under way
+    assert d.want_pull(b"r1") is None             # and no second pull starts
+    name = f"mrtest{os.getpid()}_pulled"
+    make_segment(d, name, size, 7)
+    ready = d.pulled(b"r1", name, size)
+    assert [w for w, _ in ready] == ["w1", "w2"]
+    assert ready[0][1] == ("shm", name, size)
+    assert d.stats()["num_pulls"] == 1 and d.locate(b"r1", "w3") == ("shm", name, size)
+
+
+def test_a_failed_pull_leaves_the_entry_pending_and_hands_back_its_waiters(directory):
+    from minray._private import serialization
+    d = directory
+    d.locate(b"r2", "w1")        # asked for before anyone said where it is
+    d.publish(b"r2", b"owner", serialization.remote_blob(2 * MiB, "10.0.0.3:7000"))
+    assert d.want_pull(b"r2") == ("remote", "10.0.0.3:7000", 2 * MiB)
+    assert d.pull_failed(b"r2") == ["w1"]
+    assert d.locate(b"r2", "w2") is None          # pending: a new pointer or an error
+
+
+def test_freeing_an_object_others_copied_names_the_copies(directory):
+    d = directory
+    name = f"mrtest{os.getpid()}_src"
+    make_segment(d, name, 2 * MiB, 1)
+    d.seal(b"c1", name, 2 * MiB, b"owner")
+    d.entries[b"c1"].copies = {"peer-b"}
+    assert d.owner_release(b"c1") == [b"c1"]
+    assert d.freed_copies == [(b"c1", {"peer-b"})]

@@ -1,0 +1,137 @@
+"""Large objects between nodes: pulled in chunks by the node manager that needs them.
+
+A head (127.0.0.1) and one node (127.0.0.2), each its own `minray start --block`
+process tree. Each test reads the object-store statistics of the node managers
+involved (pulls, chunks, bytes) and checks the bytes that arrive.
+"""
+
+import hashlib
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import minray as ray
+from minray._private import state
+from minray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+sys.path.insert(0, os.path.dirname(__file__))
+from cluster_utils import Cluster  # noqa: E402
+from helpers import wait_until  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+CHUNK = 8 << 20   # protocol.TRANSFER_CHUNK_BYTES
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start_head(num_cpus=1)
+        c.add_node("127.0.0.2", num_cpus=2)
+        ray.init(address=c.address, _temp_dir=c.head.temp_dir)
+        c.wait_for_nodes(ray, 2)
+        c.node_b = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}["127.0.0.2"]
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def on_b(cluster, fn, **opts):
+    return ray.remote(**opts)(fn).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(cluster.node_b, soft=False))
+
+
+def store_stats():
+    """This process's node manager's object store statistics."""
+    return state.current_client().call("object_stats")
+
+
+def stats_on_b(cluster):
+    return ray.get(on_b(cluster, store_stats).remote(), timeout=60)
+
+
+def digest(a):
+    return hashlib.sha256(np.ascontiguousarray(a).view(np.uint8)).hexdigest()
+
+
+def peak_rss_reset(pid):
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")          # resets VmHWM, the peak resident set size
+
+
+def peak_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_put_reaches_a_task_on_another_node_in_chunks(cluster):
+    """~300 MiB put by the driver on the head, read by a task on node B: bit-exact, one
+    pull of ceil(size / chunk) chunks, and B's node manager never held it in memory."""
+    b_pid = cluster.nodes[1].nm_pid
+    arr = np.random.default_rng(1).integers(0, 2**63, size=(300 << 20) // 8, dtype=np.int64)
+    ref = ray.put(arr)
+    before = stats_on_b(cluster)
+    peak_rss_reset(b_pid)
+    rss_before = peak_rss(b_pid)
+
+    def check(a):
+        return digest(a), a.nbytes, a.flags.writeable
+
+    got, nbytes, writeable = ray.get(on_b(cluster, check).remote(ref), timeout=120)
+    assert (got, nbytes) == (digest(arr), arr.nbytes)
+    assert not writeable          # a read-only view of B's shared memory, as on one node
+    after = stats_on_b(cluster)
+    assert after["num_pulls"] - before["num_pulls"] == 1
+    pulled = after["pulled_bytes"] - before["pulled_bytes"]
+    assert arr.nbytes <= pulled < arr.nbytes + (1 << 20)
+    assert after["num_pull_chunks"] - before["num_pull_chunks"] == math.ceil(pulled / CHUNK)
+    # Chunks went straight into the segment: B's manager's peak RSS grew by far less
+    # than the object (an inline copy would have added 300 MiB at least once).
+    grown = peak_rss(b_pid) - rss_before
+    print(f"B's node manager: peak RSS grew by {grown / 2**20:.1f} MiB for a 300 MiB pull")
+    assert grown < 100 << 20, f"B's node manager grew by {grown >> 20} MiB"
+    # A second task on B maps B's copy: no new transfer.
+    assert ray.get(on_b(cluster, check).remote(ref), timeout=60)[0] == digest(arr)
+    assert stats_on_b(cluster)["num_pulls"] == after["num_pulls"]
+    # Freeing the object frees B's copy too.
+    held = after["shm_bytes"]
+    del ref
+    assert wait_until(lambda: stats_on_b(cluster)["shm_bytes"] <= held - (300 << 20),
+                      timeout=20), stats_on_b(cluster)
+
+
+def test_two_tasks_on_a_node_share_one_transfer(cluster):
+    arr = np.arange((64 << 20) // 8, dtype=np.int64)
+    ref = ray.put(arr)
+    before = stats_on_b(cluster)
+
+    def total(a):
+        return int(a.sum())
+
+    f = on_b(cluster, total, num_cpus=1)
+    assert ray.get([f.remote(ref), f.remote(ref)], timeout=120) == [int(arr.sum())] * 2
+    after = stats_on_b(cluster)
+    assert after["num_pulls"] - before["num_pulls"] == 1
+    assert arr.nbytes <= after["pulled_bytes"] - before["pulled_bytes"] < 2 * arr.nbytes
+
+
+def test_the_driver_gets_a_large_value_made_on_another_node(cluster):
+    def make():
+        return np.random.default_rng(7).random((96 << 20) // 8)
+
+    before = store_stats()
+    got = ray.get(on_b(cluster, make).remote(), timeout=120)
+    assert digest(got) == digest(np.random.default_rng(7).random((96 << 20) // 8))
+    after = store_stats()
+    assert after["num_pulls"] - before["num_pulls"] == 1
+    assert after["pulled_bytes"] - before["pulled_bytes"] >= got.nbytes
