@@ -61,18 +61,29 @@ STEAL_FACTOR = 20
 class Waiter:
     """Wakes a blocked thread when ``count`` objects have become ready."""
 
-    __slots__ = ("count", "lock", "wake_fd", "reader")
+    __slots__ = ("count", "lock", "mutex", "wake_fd", "reader")
 
     def __init__(self, count):
         self.count = count
         self.lock = threading.Lock()
         self.lock.acquire()
+        # Objects complete on the I/O thread and on callers reading their own
+        # replies, so two notifies can race: the countdown needs its own lock
+        # (not for one object, which completes once).
+        self.mutex = threading.Lock() if count > 1 else None
         self.wake_fd = None      # set while its thread reads a connection itself
         self.reader = None
 
     def notify(self):
-        self.count -= 1
-        if self.count == 0:
+        m = self.mutex
+        if m is None:
+            self.count -= 1
+            done = self.count == 0
+        else:
+            with m:
+                self.count -= 1
+                done = self.count == 0
+        if done:
             self.lock.release()
             fd = self.wake_fd
             if fd is not None and _get_ident() != self.reader:
@@ -288,7 +299,9 @@ class CoreClient:
         self.blocked_in_task = False   # worker: did the current task block in get/wait?
         self.current_task = threading.local()
         self.last_actor_call = None    # (its object id, ActorQueue): see _read_direct
-        self._last_task_refs = ()      # ((object id, state),) of the last task submitted
+        # The return id of the last task submitted (never its state: a state can hold
+        # a segment's mapping, which must go with the last ref).
+        self._last_task_oid = None
         self.sticky = set()            # connections a caller left muted (_read_direct)
         self.loop = transport.Loop(f"minray-{kind}-io")
         self._dirty_queues = set()
@@ -912,11 +925,11 @@ class CoreClient:
         lc = self.last_actor_call
         if lc is not None and self.objects.get(lc[0]) is st:
             return lc[1].conn
-        for oid, cand in self._last_task_refs:
-            if cand is st:
-                rec = self.tasks.get(oid[:16])
-                w = rec.worker if rec is not None else None
-                return w.conn if w is not None else None
+        oid = self._last_task_oid
+        if oid is not None and self.objects.get(oid) is st:
+            rec = self.tasks.get(oid[:16])
+            w = rec.worker if rec is not None else None
+            return w.conn if w is not None else None
         return None
 
     def _read_direct(self, conn, waiter, timeout):
@@ -934,10 +947,14 @@ class CoreClient:
         if _get_ident() == self.loop.thread.ident or not rl.acquire(False):
             return None
         loop = self.loop
+        # Mute state changes only under self.lock: conn.muted says whether the loop
+        # has stopped watching it; self.sticky holds the muted ones nobody reads.
         with self.lock:
-            muted = conn in self.sticky
             self.sticky.discard(conn)
-        if not muted and not loop.detach(conn):
+            if not conn.muted:
+                conn.muted = loop.detach(conn)
+            taken = conn.muted
+        if not taken:
             rl.release()
             return None
         tl = self.current_task
@@ -980,12 +997,12 @@ class CoreClient:
             # epoll change at all). Any other kind of wait unmutes it first
             # (_unstick), and so does _periodic as a safety net.
             with self.lock:
-                keep = not _busy(conn) and conn.sock is not None and not conn.close_requested
-                if keep:
+                if not _busy(conn) and conn.sock is not None and not conn.close_requested:
                     self.sticky.add(conn)
-            rl.release()
-            if not keep:
-                loop.attach(conn)
+                else:
+                    loop.attach(conn)
+                    conn.muted = False
+                rl.release()
         if ok and waiter.count > 0:
             return None   # the connection closed: its handlers settle the call
         if not ok:
@@ -996,7 +1013,9 @@ class CoreClient:
 
     def _unstick(self, only_busy=False):
         """Give the connections a caller left muted back to the I/O thread: some
-        other wait (a future, a dependency, a borrower...) needs their replies read."""
+        other wait (a future, a dependency, a borrower...) needs their replies read.
+        A connection in ``sticky`` is never being read by a caller (a caller takes it
+        out first, under the same lock), so it can be unmuted here at once."""
         if not self.sticky:
             return
         with self.lock:
@@ -1005,13 +1024,9 @@ class CoreClient:
                 self.sticky.difference_update(conns)
             else:
                 conns, self.sticky = list(self.sticky), set()
-        for conn in conns:
-            if conn.rlock.acquire(False):
-                try:
-                    self.loop.attach(conn)
-                finally:
-                    conn.rlock.release()
-            # else: a caller reads it right now and decides when it stops.
+            for conn in conns:
+                self.loop.attach(conn)
+                conn.muted = False
 
     def _enter_blocked(self):
         if self.kind != "worker" or getattr(self.current_task, "task_id", None) is None:
@@ -1225,8 +1240,7 @@ class CoreClient:
             rec.stream = self.streams[task_id] = Stream(task_id)
         self.tasks[task_id] = rec
         if n == 1:
-            # (object id, its state): what _reply_conn looks for on the next get()
-            self._last_task_refs = ((return_ids[0], self.objects.get(return_ids[0])),)
+            self._last_task_oid = return_ids[0]   # what _reply_conn looks for next
         self._resolve_then(rec, self._enqueue_task)
         if streaming:
             return ObjectRefGenerator(task_id, self, rec.stream)

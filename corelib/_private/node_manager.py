@@ -678,14 +678,25 @@ class NodeManager:
             del self.sched.pgs[pg.pg_id]
             self.create_pg_across_nodes(pg.pg_id, pg.bundles, pg.strategy, pg.name,
                                         pg.lifetime, pg.owner, plan)
-            # Lease requests that waited here for one of its bundles go to its node.
+            # Lease requests and actors that waited here for one of its bundles go
+            # to its node.
             for key, req in list(self.sched.queue.items()):
-                if key[0] == "lease" and req.pg is not None and req.pg[0] == pg.pg_id \
-                        and req.owner is not None and not req.owner.info.get("tcp"):
+                if req.pg is None or req.pg[0] != pg.pg_id:
+                    continue
+                if key[0] == "lease" and req.owner is not None and \
+                        not req.owner.info.get("tcp"):
                     target = self.pg_target(req)
                     if target is not None:
                         self.sched.cancel(key)
                         self.reply(req.owner, req.payload[0], True, self.spill_to(target, req))
+                elif key[0] == "actor":
+                    a = self.actors.get(key[1])
+                    if a is None or a.spec.get("hosted") or a.lease_key != key:
+                        continue
+                    target = self.pg_target(req)
+                    if target is not None and self.host_remotely(a, target):
+                        self.sched.cancel(key)
+                        a.lease_key = None
         self.schedule()
 
     def _free_remote(self, req):

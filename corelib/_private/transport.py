@@ -42,6 +42,7 @@ _loads = pickle.loads
 RECV_SIZE = 1 << 18
 _EPOLLIN = getattr(select, "EPOLLIN", 1)
 _EPOLLOUT = getattr(select, "EPOLLOUT", 4)
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class ConnectionClosed(ConnectionError):
@@ -58,7 +59,7 @@ class Connection:
 
     __slots__ = ("sock", "reader", "lock", "closed", "buffered", "outbuf", "loop",
                  "on_frame", "on_close", "peer", "info", "fileno_", "rlock",
-                 "close_requested", "direct_wake", "__weakref__")
+                 "close_requested", "direct_wake", "muted", "__weakref__")
 
     def __init__(self, sock, buffered=False, max_frame_size=_frame.MAX_FRAME_SIZE,
                  direct_reads=False):
@@ -78,6 +79,7 @@ class Connection:
         self.rlock = threading.RLock() if direct_reads else None
         self.close_requested = False
         self.direct_wake = None     # the direct reader's wake pipe while it reads
+        self.muted = False          # detached from the loop (its owner tracks this)
 
     def fileno(self):
         return self.fileno_
@@ -464,7 +466,7 @@ class Loop:
         return True
 
     def attach(self, conn):
-        """Watch ``conn`` again after ``detach`` (any thread, after releasing rlock)."""
+        """Watch ``conn`` again after ``detach`` (any thread)."""
         sock = conn.sock
         if sock is None:
             return
@@ -640,6 +642,8 @@ class Loop:
         ``view`` is the reading thread's receive buffer (a memoryview; the loop's
         own by default). Bytes land there, never in a fresh object: a 256 KiB
         ``recv()`` allocation alone costs ~20 us (malloc maps and unmaps it).
+        Never blocks, even on a blocking socket: readiness the selector reported
+        may be gone (a caller reading its own reply took the bytes meanwhile).
         """
         sock = conn.sock
         if sock is None:
@@ -647,7 +651,7 @@ class Loop:
         if view is None:
             view = self._view
         try:
-            n = sock.recv_into(view)
+            n = sock.recv_into(view, 0, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:

@@ -57,11 +57,23 @@ def test_a_strict_spread_group_waits_for_a_third_node(cluster):
     assert not ready
     row = placement_group_table(pg)
     assert row["state"] == "PENDING" and row["strategy"] == "STRICT_SPREAD"
+
+    @ray.remote(num_cpus=0.1)
+    class InBundle:
+        def where(self):
+            return node_id()
+    # Queued for bundles before the group has a place: they must follow the bundles.
+    early = [InBundle.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+        pg, placement_group_bundle_index=i)).remote() for i in range(3)]
     cluster.add_node("127.0.0.3", num_cpus=1)
     cluster.wait_for_nodes(ray, 3)
     ray.get(pg.ready(), timeout=30)
     assert placement_group_table(pg)["state"] == "CREATED"
-    assert sorted(bundle_nodes(pg, 3)) == sorted(node_ids().values())
+    nodes = bundle_nodes(pg, 3)
+    assert sorted(nodes) == sorted(node_ids().values())
+    assert ray.get([a.where.remote() for a in early], timeout=60) == nodes
+    for a in early:
+        ray.kill(a)
     remove_placement_group(pg)
 
 

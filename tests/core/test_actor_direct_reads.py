@@ -145,3 +145,59 @@ def test_sync_and_pipelined_calls_mixed(ray_module):
         assert ray.get(refs) == list(range(20))
         ready, _ = ray.wait([a.echo.remote(round_)], timeout=10)
         assert ray.get(ready) == [round_]
+
+
+@ray.remote
+def square(x):
+    return x * x
+
+
+def test_every_way_of_waiting_at_once(ray_module):
+    """Threads wait on one actor and one function in every way at once: a reply
+    must never sit unread on a socket a caller left muted."""
+    a = Echo.remote()
+    errors = []
+    stop = time.monotonic() + 3.0
+
+    def sync_calls():
+        i = 0
+        while time.monotonic() < stop:
+            assert ray.get(a.echo.remote(i), timeout=20) == i
+            assert ray.get(square.remote(i), timeout=20) == i * i
+            i += 1
+
+    def futures():
+        i = 0
+        while time.monotonic() < stop:
+            assert a.echo.remote(i).future().result(timeout=20) == i
+            assert square.remote(i).future().result(timeout=20) == i * i
+            i += 1
+
+    def lists_and_waits():
+        i = 0
+        while time.monotonic() < stop:
+            refs = [a.echo.remote(i), square.remote(i)]
+            ready, _ = ray.wait(refs, num_returns=2, timeout=20)
+            assert len(ready) == 2
+            assert ray.get(refs, timeout=20) == [i, i * i]
+            i += 1
+
+    def ref_arguments():
+        i = 0
+        while time.monotonic() < stop:
+            assert ray.get(square.remote(a.echo.remote(i)), timeout=20) == i * i
+            i += 1
+
+    def run(fn):
+        try:
+            fn()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(fn,))
+               for fn in (sync_calls, sync_calls, futures, lists_and_waits, ref_arguments)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert not any(t.is_alive() for t in threads), "a waiter hung"
+    assert errors == [], errors
