@@ -859,6 +859,11 @@ class CoreClient:
     def get(self, refs, timeout=None):
         if self.release_queue:
             self.drain_releases()
+        if type(refs) is ObjectRef:   # one ref: the common case, without lists
+            st = self.objects.get(refs._id)
+            if st is None or st.blob is None:
+                self._wait_ready((refs,), 1, timeout, for_get=True)
+            return self._deserialize(refs)
         refs, single = validation.check_get_refs(refs)
         self._wait_ready(refs, len(refs), timeout, for_get=True)
         values = [self._deserialize(r) for r in refs]

@@ -28,7 +28,7 @@ import traceback
 from .. import exceptions
 from . import protocol as P
 from . import serialization, state, transport, validation
-from .core_client import CoreClient, _ArgRef
+from .core_client import _EMPTY_ARGS, CoreClient, _ArgRef
 from .node_manager import TASK_NAME_MARKER
 from .serialization import TAG_SHM
 
@@ -66,6 +66,7 @@ class WorkerServer:
         self.actor_resources = {}
         self.actor_name = ""
         self.actor_mode = "sync"
+        self.sync_contexts = {}   # method -> its TaskContext (see _call_context)
         self.actor_pg = None
         self.executors = {}
         self.async_loop = None
@@ -213,6 +214,8 @@ class WorkerServer:
 
     # ------------------------------------------------------------------ tasks
     def load_args(self, args_blob, arg_values):
+        if args_blob == _EMPTY_ARGS and not arg_values:
+            return (), {}   # a call without arguments: nothing to unpickle
         if type(args_blob) is tuple:  # (oid, S blob): large args in the store
             oid, blob = args_blob
             buf = self.client._attach(oid, blob)
@@ -485,14 +488,22 @@ class WorkerServer:
 
     def _call_context(self, task_id, method, conn=None):
         # Methods see the actor's resources, as in Ray (get_assigned_resources()).
-        ctx = TaskContext(task_id, f"{self.actor_name}.{method}", self.actor_resources,
-                          actor_id=self.actor_id,
-                          placement_group_id=self.actor_pg)
-        self.client.current_task.task_id = task_id
-        self.client.current_task.ctx = ctx
+        # A sync actor runs one call at a time: one context per method, reused.
+        ctx = self.sync_contexts.get(method) if self.actor_mode == "sync" else None
+        if ctx is None:
+            ctx = TaskContext(task_id, f"{self.actor_name}.{method}", self.actor_resources,
+                              actor_id=self.actor_id,
+                              placement_group_id=self.actor_pg)
+            if self.actor_mode == "sync":
+                self.sync_contexts[method] = ctx
+        else:
+            ctx.task_id = task_id
+        cur = self.client.current_task
+        cur.task_id = task_id
+        cur.ctx = ctx
         remote = conn is not None and conn.info.get("remote", False)
-        self.client.current_task.force_inline = remote
-        self.client.current_task.remote_conn = conn if remote else None
+        cur.force_inline = remote
+        cur.remote_conn = conn if remote else None
 
     def run_actor_call(self, conn, msg):
         task_id, method, args_blob, arg_values, num_returns, wire = msg

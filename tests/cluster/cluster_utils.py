@@ -8,6 +8,7 @@ node manager the way a crashed machine would vanish; `shutdown` stops the rest
 and checks that no process of theirs is left.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -143,3 +144,22 @@ class Cluster:
                 return
             time.sleep(0.1)
         raise AssertionError(f"processes of the cluster left behind: {left}")
+
+
+@contextlib.contextmanager
+def connected_cluster(ray, tmp_path, nodes, head_cpus=1):
+    """A head plus ``nodes`` ([(ip, add_node kwargs)]), with this process's driver
+    connected to it; shut down (driver first) on exit. For module fixtures."""
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(tmp_path)
+    try:
+        c.start_head(num_cpus=head_cpus)
+        for ip, kwargs in nodes:
+            c.add_node(ip, **kwargs)
+        ray.init(address=c.address, _temp_dir=c.head.temp_dir)
+        c.wait_for_nodes(ray, 1 + len(nodes))
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()

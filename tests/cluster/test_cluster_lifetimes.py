@@ -15,7 +15,7 @@ from minray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                                PlacementGroupSchedulingStrategy)
 
 sys.path.insert(0, os.path.dirname(__file__))
-from cluster_utils import Cluster  # noqa: E402
+from cluster_utils import connected_cluster  # noqa: E402
 from helpers import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -23,18 +23,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if ray.is_initialized():
-        ray.shutdown()
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.start_head(num_cpus=1)
-        c.add_node("127.0.0.2", num_cpus=1, resources={"room": 1})
-        ray.init(address=c.address, _temp_dir=c.head.temp_dir)
-        c.wait_for_nodes(ray, 2)
+    with connected_cluster(ray, tmp_path_factory.mktemp("cluster"),
+                           [("127.0.0.2", dict(num_cpus=1, resources={"room": 1}))]) as c:
         yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
 
 
 def node_id():

@@ -20,7 +20,7 @@ import minray as ray
 from minray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 sys.path.insert(0, os.path.dirname(__file__))
-from cluster_utils import Cluster  # noqa: E402
+from cluster_utils import Cluster, connected_cluster  # noqa: E402
 from helpers import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -28,19 +28,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if ray.is_initialized():
-        ray.shutdown()
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.start_head(num_cpus=1)
-        c.add_node("127.0.0.2", num_cpus=2, resources={"special": 2})
-        c.add_node("127.0.0.3", num_cpus=1, resources={"other": 1})
-        ray.init(address=c.address, _temp_dir=c.head.temp_dir)
-        c.wait_for_nodes(ray, 3)
+    with connected_cluster(ray, tmp_path_factory.mktemp("cluster"), [
+            ("127.0.0.2", dict(num_cpus=2, resources={"special": 2})),
+            ("127.0.0.3", dict(num_cpus=1, resources={"other": 1}))]) as c:
         yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
 
 
 def wait_available(resource, amount, timeout=10):
