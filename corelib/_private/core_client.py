@@ -280,6 +280,9 @@ class CoreClient:
         # the object store, kept while those results are referenced, so a lost
         # copy can be rebuilt by running the task again (see _reconstruct).
         self.lineage = {}
+        # Objects whose store copy was lost before the reply of the run that wrote
+        # it reached us (see _reconstruct): rebuilt as soon as that reply arrives.
+        self._lost_before_reply = set()
         self.infeasible = {}     # (resources, pg) -> the node manager's warning text
         self.nm_lost = False     # the node manager died under us
         self.queues = {}
@@ -771,6 +774,16 @@ class CoreClient:
                 st.contained = contained
                 exported = st.exported
                 waiters, st.waiters = st.waiters, []
+            lost = self._lost_before_reply
+            if lost and oid in lost:
+                lost.discard(oid)
+                if st is not None:
+                    st.waiters = waiters    # they wait for the rebuilt value
+                    lost = True
+        if lost is True:
+            # The copy this reply points to is gone already: run the task again.
+            self._reconstruct(oid)
+            return
         if st is None:
             # Nobody refers to it anymore: free what the value holds.
             if blob[0] == TAG_SHM:
@@ -1050,6 +1063,10 @@ class CoreClient:
     def _deserialize(self, ref):
         st = self.objects.get(ref._id)
         blob = st.blob
+        while blob is None:
+            # Its store copy was lost after we waited, and the task runs again.
+            self._wait_ready((ref,), 1, None, for_get=True)
+            blob = st.blob
         tag = blob[0]
         if tag == TAG_ERROR:
             err = serialization.loads_inline(blob)
@@ -1638,8 +1655,14 @@ class CoreClient:
         resubmit = None
         with self.lock:
             st = self.objects.get(oid)
-            if st is None or st.blob is None:
-                return st is not None     # freed, or already being rebuilt
+            if st is None:
+                return False    # freed
+            if st.blob is None:
+                # The node manager asks only after a run sealed a copy that is now
+                # gone, so that run's reply is still on its way to us (it may sit in
+                # a socket that a caller reads itself): rebuild when it arrives.
+                self._lost_before_reply.add(oid)
+                return True
             rec = self.lineage.get(task_id)
             if task_id in self.tasks:
                 st.blob, st.segment_buf = None, None
