@@ -69,22 +69,25 @@ def _pool_noop(x=None):
     return x
 
 
-def pool_figures():
-    figs = {}
+POOL_ROWS = ("single_client_tasks_sync", "single_client_tasks_async")
+
+
+def pool_figure(name):
+    """The same workload on a fresh multiprocessing.Pool(2): tasks/s."""
     with mp.Pool(2) as pool:
         pool.apply(_pool_noop)
-        n = 2000
-        t = time.perf_counter()
-        for _ in range(n):
-            pool.apply(_pool_noop)
-        figs["single_client_tasks_sync"] = n / (time.perf_counter() - t)
+        if name == "single_client_tasks_sync":
+            n = 2000
+            t = time.perf_counter()
+            for _ in range(n):
+                pool.apply(_pool_noop)
+            return n / (time.perf_counter() - t)
         n = 5000
         t = time.perf_counter()
         rs = [pool.apply_async(_pool_noop) for _ in range(n)]
         for r in rs:
             r.get()
-        figs["single_client_tasks_async"] = n / (time.perf_counter() - t)
-    return figs
+        return n / (time.perf_counter() - t)
 
 
 def median_run(runs, key=None):
@@ -153,7 +156,7 @@ def main(argv=None):
     for name in names:
         key = "uss_bytes" if name == "idle_memory_bytes" else None
         repeat = max(1, args.repeat) if name in table_rows else 1
-        runs = {"minray": [], "ray": []}
+        runs = {"minray": [], "ray": [], "pool": []}
         for i in range(repeat):
             for backend, python in (("minray", me), ("ray", ray_python)):
                 if python is None or (backend == "ray" and name in MINRAY_ONLY):
@@ -161,15 +164,17 @@ def main(argv=None):
                 print(f"  {backend:6s} {name} ({i + 1}/{repeat}) ...", file=sys.stderr,
                       flush=True)
                 runs[backend].append(run_workload(python, backend, name))
+            if name in POOL_ROWS:   # the Pool takes its turn in the same alternation
+                runs["pool"].append({"value": pool_figure(name), "unit": "tasks/s"})
         for backend, got in runs.items():
             if got:
-                results[backend][name] = median_run(got, key)
+                results.setdefault(backend, {})[name] = median_run(got, key)
     results["minray"]["numpy_copy_bandwidth"] = run_workload(me, "minray", "numpy_copy_bandwidth")
     twins = {}
     for name in TWIN_ROWS if not args.only else []:
         print(f"  twins  {name} ...", file=sys.stderr, flush=True)
         twins[name] = run_workload(me, "minray", name, twins=True)
-    pool = pool_figures()
+    pool = {n: scalar(r) for n, r in results.get("pool", {}).items()}
 
     lines = []
     lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
@@ -188,7 +193,7 @@ def main(argv=None):
         if mv and rv:
             ratio = f"{mv / rv:.1f}x" if higher else f"{rv / mv:.1f}x less"
         other = ""
-        if name in pool:
+        if pool.get(name):
             other = f"Pool: {fmt(pool[name], unit)} ({mv / pool[name] * 100:.0f}%)" if mv else ""
         if name == "put_large_bandwidth":
             npc = scalar(results["minray"]["numpy_copy_bandwidth"])
@@ -210,8 +215,8 @@ def main(argv=None):
         lines.append("")
         for name, title, _, _ in ROWS:
             per = []
-            for backend in ("minray", "ray"):
-                res = results[backend].get(name)
+            for backend in ("minray", "ray", "pool"):
+                res = results.get(backend, {}).get(name)
                 if res and res.get("runs"):
                     unit = res.get("unit", "")
                     per.append(f"{backend} " + ", ".join(fmt(v, unit) for v in res["runs"]))
@@ -251,13 +256,16 @@ def main(argv=None):
 
 _DOC_HEAD = """# Performance
 
-minray against Ray 2.60 and `multiprocessing.Pool`, measured in one run on one machine by
-`python -m bench.compare --write docs/performance.md` (Ray installed in its own virtual
-environment: `python3 -m venv ../rayvenv && ../rayvenv/bin/pip install ray==2.60.0 numpy psutil`).
+minray against Ray 2.60 and `multiprocessing.Pool`, measured in one run on one machine, each
+side installed in its own virtual environment with a regular (not editable) install:
+`python3 -m venv ../rayvenv && ../rayvenv/bin/pip install ray==2.60.0 numpy psutil`,
+`python3 -m venv ../mrvenv && ../mrvenv/bin/pip install -c constraints.txt .`, then
+`../mrvenv/bin/python -m bench.compare --ray-python ../rayvenv/bin/python --write FILE`.
 Ratios are the figures to trust: the machine is shared and noisy, so absolute numbers drift
 between runs while ratios measured side by side hold.
 
 """
+
 
 _DOC_TAIL = """
 How to read it: rates are per second (higher is better); cold start and memory are lower-is-
