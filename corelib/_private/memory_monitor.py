@@ -26,7 +26,9 @@ Settings (``init(_system_config={...})`` or Ray's environment variables):
 
 import os
 
-import psutil
+from .lazy import lazy_module
+
+psutil = lazy_module("psutil", globals())   # imported at the first check, after start-up
 
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_REFRESH_MS = 250

@@ -30,7 +30,8 @@ import traceback
 from .. import exceptions
 from . import protocol as P
 from . import scheduler as sched
-from . import cluster, serialization, shm, transport, zygote
+from . import serialization, shm, transport, zygote
+from .lazy import lazy_module
 from .memory_monitor import Candidate, MemoryMonitor, pick_victim
 from .object_directory import LOST, READY, ObjectDirectory
 
@@ -39,6 +40,8 @@ LOG_POLL_S = 0.1
 IDLE_WORKER_LIMIT_FACTOR = 2
 TASK_NAME_MARKER = "\x1e:task_name:"
 TRANSFER_CHUNK_BYTES = P.TRANSFER_CHUNK_BYTES
+
+cluster = lazy_module(__package__ + ".cluster", globals())   # many nodes only
 
 
 def token_oid(actor_id):

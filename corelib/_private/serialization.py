@@ -21,9 +21,11 @@ import sys
 import threading
 import types
 
-import cloudpickle
-
 from . import shm
+from .lazy import lazy_module
+
+# The node manager seldom pickles functions: it imports cloudpickle when it first does.
+cloudpickle = lazy_module("cloudpickle", globals())
 
 INLINE_LIMIT = 100 * 1024
 

@@ -29,14 +29,14 @@ try:
 except ImportError:  # pragma: no cover - Windows
     _posixshmem = None
 
-from multiprocessing import shared_memory as _shared_memory
-
 MAGIC = b"MRSEG001"
 _HEAD = struct.Struct("<8sIIQQ")
 _BUF = struct.Struct("<QQ")
 ALIGN = 64
 
 _USE_TRACKLESS_CLASS = sys.version_info >= (3, 13)
+if _USE_TRACKLESS_CLASS:
+    from multiprocessing import shared_memory as _shared_memory
 
 
 def _align(n):

@@ -60,6 +60,7 @@ def zygote_main(sock, preload=("numpy",)):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from . import worker_main  # noqa: F401  (warm the worker's imports)
+    import cloudpickle  # noqa: F401  (every worker unpickles functions; see serialization)
     # Heavy optional imports (numpy: ~0.1 s) are loaded when the zygote is idle,
     # never while a fork request waits: the first task of a fresh runtime must
     # not wait for them (cold start). Workers forked before then import numpy
