@@ -125,7 +125,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             total.setdefault("object_store_memory", float(store))
             session_dir, proc = _node.start_node(total, store, temp_dir=_temp_dir,
                                                  owner_pid=os.getpid(),
-                                                 system_config=kwargs.get("_system_config"))
+                                                 system_config=kwargs.get("_system_config"),
+                                                 while_starting=_import_client)
             _runtime.update(proc=proc, session_dir=session_dir)
         else:
             if num_cpus is not None or num_gpus is not None or resources:
@@ -151,6 +152,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 "webui_url": None, "gcs_address": session_dir}
         _runtime["info"] = info
         return RayContext(info)
+
+
+def _import_client():
+    from ._private import core_client  # noqa: F401
 
 
 def _anonymous_namespace():

@@ -47,13 +47,14 @@ def make_session_dir(temp_dir=None):
 
 def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_pid=None,
                timeout=30.0, system_config=None, node_ip="127.0.0.1", port=None,
-               head_address=None, token=None, session_dir=None):
+               head_address=None, token=None, session_dir=None, while_starting=None):
     """Spawn a node manager; returns (session_dir, process).
 
     ``system_config`` is init()'s ``_system_config``: the node manager reads
     ``object_spilling_config`` (Ray's JSON: {"type": "filesystem", "params":
     {"directory_path": ...}}) and the memory monitor's settings (see
-    memory_monitor.py).
+    memory_monitor.py). ``while_starting()`` runs while the node manager starts
+    (the driver imports its client meanwhile).
     """
     session_dir = session_dir or make_session_dir(temp_dir)
     node_id = ids.new_unique_id(14).hex()
@@ -83,6 +84,12 @@ def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                             start_new_session=head, close_fds=True, env=env)
     log.close()
+    if while_starting is not None:
+        try:
+            while_starting()
+        except BaseException:
+            proc.kill()
+            raise
     ready = os.path.join(session_dir, "nm.ready")
     deadline = time.monotonic() + timeout
     while not os.path.exists(ready):
