@@ -777,7 +777,7 @@ class CoreClient:
             lost = self._lost_before_reply
             if lost and oid in lost:
                 lost.discard(oid)
-                if st is not None:
+                if st is not None and blob[0] == TAG_SHM:
                     st.waiters = waiters    # they wait for the rebuilt value
                     lost = True
         if lost is True:
