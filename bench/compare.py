@@ -111,6 +111,25 @@ def scalar(result, key=None):
     return v
 
 
+def install_warning():
+    """Why minray's figures here would not be a user's (cold start most of all), or None."""
+    import sysconfig
+    import importlib.util
+    import minray
+    why = []
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and \
+            not os.path.exists(importlib.util.cache_from_source(minray.__file__)):
+        why.append("PYTHONDONTWRITEBYTECODE is set and minray has no cached bytecode, so "
+                   "every process compiles it again")
+    site = os.path.realpath(sysconfig.get_paths()["purelib"])
+    if not os.path.realpath(minray.__file__).startswith(site):
+        why.append("minray is an editable install (an import hook in every process)")
+    if not why:
+        return None
+    return ("; ".join(why) + ". Run it from a regular install in its own venv "
+            "(see docs/performance.md) for figures a user would see.")
+
+
 def find_ray_python(arg):
     for cand in (arg, os.environ.get("MINRAY_BENCH_RAY_PYTHON"),
                  os.path.join(os.path.dirname(HERE), "..", "rayvenv", "bin", "python")):
@@ -146,6 +165,9 @@ def main(argv=None):
                         help="comma-separated workload names: run just these rows")
     args = parser.parse_args(argv)
     ray_python, ray_version = find_ray_python(args.ray_python)
+    setup_warning = install_warning()
+    if setup_warning:
+        print("warning: " + setup_warning, file=sys.stderr, flush=True)
     me = sys.executable
     results = {"minray": {}, "ray": {}}
     names = [r[0] for r in ROWS] + [n for n in EXTRA if not (args.skip_million and
@@ -180,6 +202,9 @@ def main(argv=None):
     lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
                  f"Python {platform.python_version()}, Ray {ray_version or 'not installed'}; "
                  f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+    if setup_warning:
+        lines.append("")
+        lines.append("Warning: " + setup_warning)
     lines.append("")
     lines.append("| figure | minray | Ray 2.60 | minray / Ray | other reference | target |")
     lines.append("|---|---|---|---|---|---|")
