@@ -11,12 +11,14 @@ run, on the same machine: the only fair comparison on a shared, noisy box.
 """
 
 import argparse
+import importlib.util
 import json
 import multiprocessing as mp
 import os
 import platform
 import subprocess
 import sys
+import sysconfig
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,8 +115,6 @@ def scalar(result, key=None):
 
 def install_warning():
     """Why minray's figures here would not be a user's (cold start most of all), or None."""
-    import sysconfig
-    import importlib.util
     import minray
     why = []
     if os.environ.get("PYTHONDONTWRITEBYTECODE") and \
@@ -169,7 +169,7 @@ def main(argv=None):
     if setup_warning:
         print("warning: " + setup_warning, file=sys.stderr, flush=True)
     me = sys.executable
-    results = {"minray": {}, "ray": {}}
+    results = {"minray": {}, "ray": {}, "pool": {}}
     names = [r[0] for r in ROWS] + [n for n in EXTRA if not (args.skip_million and
                                                               n == "million_tasks")]
     if args.only:
@@ -190,13 +190,13 @@ def main(argv=None):
                 runs["pool"].append({"value": pool_figure(name), "unit": "tasks/s"})
         for backend, got in runs.items():
             if got:
-                results.setdefault(backend, {})[name] = median_run(got, key)
+                results[backend][name] = median_run(got, key)
     results["minray"]["numpy_copy_bandwidth"] = run_workload(me, "minray", "numpy_copy_bandwidth")
     twins = {}
     for name in TWIN_ROWS if not args.only else []:
         print(f"  twins  {name} ...", file=sys.stderr, flush=True)
         twins[name] = run_workload(me, "minray", name, twins=True)
-    pool = {n: scalar(r) for n, r in results.get("pool", {}).items()}
+    pool = {n: scalar(r) for n, r in results["pool"].items()}
 
     lines = []
     lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
@@ -241,7 +241,7 @@ def main(argv=None):
         for name, title, _, _ in ROWS:
             per = []
             for backend in ("minray", "ray", "pool"):
-                res = results.get(backend, {}).get(name)
+                res = results[backend].get(name)
                 if res and res.get("runs"):
                     unit = res.get("unit", "")
                     per.append(f"{backend} " + ", ".join(fmt(v, unit) for v in res["runs"]))

@@ -774,13 +774,13 @@ class CoreClient:
                 st.contained = contained
                 exported = st.exported
                 waiters, st.waiters = st.waiters, []
-            lost = self._lost_before_reply
-            if lost and oid in lost:
-                lost.discard(oid)
+            rebuild = False
+            if self._lost_before_reply and oid in self._lost_before_reply:
+                self._lost_before_reply.discard(oid)
                 if st is not None and blob[0] == TAG_SHM:
                     st.waiters = waiters    # they wait for the rebuilt value
-                    lost = True
-        if lost is True:
+                    rebuild = True
+        if rebuild:
             # The copy this reply points to is gone already: run the task again.
             self._reconstruct(oid)
             return

@@ -23,7 +23,7 @@ class _LazyModule:
         return f"<module {self._name!r}, imported on first use>"
 
 
-def lazy_module(name, namespace, as_name=None):
-    """A placeholder for module ``name`` that ``namespace`` (a module's globals) holds
-    under ``as_name`` (default: the last part of ``name``) until first use."""
-    return _LazyModule(name, namespace, as_name or name.rsplit(".", 1)[-1])
+def lazy_module(name, namespace):
+    """A placeholder for module ``name`` that ``namespace`` (a module's globals) holds,
+    under the last part of ``name``, until first use."""
+    return _LazyModule(name, namespace, name.rsplit(".", 1)[-1])
