@@ -91,8 +91,12 @@ ATHERIS = 'atheris>=2.3; platform_system == "Linux" and platform_machine == "x86
           'and python_version < "3.13"'
 TORCH = "torch>=2.0,<3"  # constraints.txt pins the local CPU build
 # torch: minray.data's iter_torch_batches / from_torch are tested (CPU build, pinned).
+# fastapi, pydantic, requests: Serve's ASGI ingress and "Learning Ray" ch. 8/10 (book2).
+# scikit-learn, joblib, dask: the ecosystem integrations are tested against the real libraries.
+SERVE_TEST = ["fastapi>=0.100", "pydantic>=2", "requests>=2.28"]
+ECOSYSTEM_TEST = ["scikit-learn>=1.2", "joblib>=1.2", "dask[dataframe]>=2023.1"]
 TEST = ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-timeout>=2",
-        "gymnasium>=0.28", PANDAS, AIOHTTP, ATHERIS, TORCH]
+        "gymnasium>=0.28", PANDAS, AIOHTTP, ATHERIS, TORCH, *SERVE_TEST, *ECOSYSTEM_TEST]
 EXTRAS = {
     "test": TEST,
     "data": [PANDAS],
