@@ -312,6 +312,8 @@ def main(argv=None):
     p.set_defaults(fn=cmd_status)
     from .job_submission import cli as job_cli
     job_cli.add_parser(sub)
+    from .util.state import cli as state_cli   # list, get, summary, logs, memory, timeline
+    state_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -30,6 +30,7 @@ from .. import _ext, exceptions
 from ..object_ref import ObjectRef, ObjectRefGenerator
 from . import ids, serialization, shm, transport, validation
 from . import protocol as P
+from . import task_events
 from .object_directory import POOL_MIN_BYTES
 from .serialization import TAG_DYNAMIC, TAG_ERROR, TAG_SHM
 
@@ -328,6 +329,7 @@ class CoreClient:
         self.nm_address = self.info.get("nm_address")   # "ip:port" in a cluster
         self.segment_prefix = f"{self.info['segment_prefix']}{os.getpid()}_"
         self.loop.call_later(0.1, self._periodic)
+        task_events.attach(self)   # task events: buffered here, flushed every second
 
     # ================================================================ NM calls
     def call(self, method, *args, timeout=None):
@@ -1261,6 +1263,8 @@ class CoreClient:
         if streaming:
             rec.stream = self.streams[task_id] = Stream(task_id)
         self.tasks[task_id] = rec
+        task_events.submitted(task_id, opts.name, fn.name, task_events.NORMAL_TASK, None,
+                              bool(arg_refs), opts.resources)
         if n == 1:
             self._last_task_oid = return_ids[0]   # what _reply_conn looks for next
         self._resolve_then(rec, self._enqueue_task)
@@ -1411,6 +1415,7 @@ class CoreClient:
             w.fn_ids.add(fn.fn_id)
             fn_blob = fn.blob
         o = rec.opts
+        task_events.dispatched(rec.task_id, w.worker_id)
         args_blob, arg_values = rec.args_blob, rec.arg_values
         if w.nm is not None:
             # Another node cannot map our shared memory: small values travel inline,
@@ -1769,6 +1774,7 @@ class CoreClient:
 
     def _finish_with_error(self, rec, blob):
         self.tasks.pop(rec.task_id, None)
+        task_events.owner_failed(rec.task_id, blob)
         if rec.on_error is not None:
             rec.on_error(blob)
             return
@@ -1975,6 +1981,8 @@ class CoreClient:
         if streaming:
             rec.stream = self.streams[task_id] = Stream(task_id)
         self.tasks[task_id] = rec
+        task_events.submitted(task_id, None, method, task_events.ACTOR_TASK, actor_id,
+                              bool(arg_refs))
         aq = self.actor_queues.get(actor_id)
         if aq is None or not aq.subscribed:
             aq = self._actor_queue(actor_id)

@@ -30,7 +30,7 @@ import traceback
 from .. import exceptions
 from . import protocol as P
 from . import scheduler as sched
-from . import serialization, shm, transport, zygote
+from . import serialization, shm, state_service, transport, zygote
 from .lazy import lazy_module
 from .memory_monitor import Candidate, MemoryMonitor, pick_victim
 from .object_directory import LOST, READY, ObjectDirectory
@@ -171,6 +171,7 @@ class NodeManager:
         self.pulls = {}              # oid -> Pull: copies streaming in from other nodes
         self.token_borrows = {}      # token oid -> our borrow at the actor's keeper node
         self.pull_seq = itertools.count(1)
+        self.state_service = state_service.StateService(self)   # state API, task events, metrics
         self.handlers = {
             "register_client": self.h_register_client,
             "request_lease": self.h_request_lease,
@@ -222,6 +223,7 @@ class NodeManager:
             "unretriable_task": self.h_unretriable_task,
             "ping": lambda conn: "pong",
             "flush_logs": self.h_flush_logs,
+            **self.state_service.handlers,   # task_events, state_query, metrics_report
         }
 
     # ------------------------------------------------------------------ start

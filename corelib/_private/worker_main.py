@@ -27,7 +27,7 @@ import traceback
 
 from .. import exceptions
 from . import protocol as P
-from . import serialization, state, transport, validation
+from . import serialization, state, task_events, transport, validation
 from .core_client import _EMPTY_ARGS, CoreClient, _ArgRef
 from .node_manager import TASK_NAME_MARKER
 from .serialization import TAG_SHM
@@ -273,6 +273,8 @@ class WorkerServer:
         self.client.current_task.remote_conn = conn if conn.info.get("remote") else None
         self.client.blocked_in_task = False
         self.running_task = task_id
+        task_events.running(task_id, name, getattr(fn, "__qualname__", name),
+                            task_events.NORMAL_TASK, None)
         try:
             args, kwargs = self.load_args(args_blob, arg_values)
             result = fn(*args, **kwargs)
@@ -285,6 +287,7 @@ class WorkerServer:
             self.reply_results(conn, task_id, name, result, num_returns, owner)
         except KeyboardInterrupt:
             if task_id in self.cancel_requested:
+                task_events.error(task_id, KeyboardInterrupt())
                 self.reply_blob(conn, task_id, serialization.error_blob(
                     exceptions.TaskCancelledError(task_id.hex())), num_returns, False)
             else:
@@ -293,6 +296,7 @@ class WorkerServer:
             self.reply_error(conn, task_id, name, exc, num_returns,
                              _retryable(exc, retry_exc))
         finally:
+            task_events.end(task_id)
             self.in_plain_task = False
             self.last_fn = fn_id
             self.last_fast = time.perf_counter() - started < 0.001
@@ -369,6 +373,7 @@ class WorkerServer:
             pass
 
     def reply_error(self, conn, task_id, name, exc, num_returns, retryable, actor_repr=None):
+        task_events.error(task_id, exc)
         err = exceptions.task_error_from_exception(
             name, exc, pid=os.getpid(), actor_repr=actor_repr,
             actor_id=self.actor_id.hex() if self.actor_id else None)
@@ -417,6 +422,8 @@ class WorkerServer:
         self.client.current_task.ctx = ctx
         self.client.actor_id = actor_id
         self.client.actor_restarts = num_restarts
+        task_events.running(actor_id, f"{name}.__init__", f"{name}.__init__",
+                            task_events.ACTOR_CREATION_TASK, actor_id)
         try:
             cls = serialization.loads_function(spec["class_blob"])
             args, kwargs = self.load_args(spec["args_blob"], spec["arg_values"])
@@ -431,8 +438,11 @@ class WorkerServer:
             cause = exceptions.ActorDiedError(
                 f"The actor died because of an error raised in its creation task, "
                 f"{name}.__init__():\n{err}", actor_id=actor_id.hex(), cause=err)
+            task_events.error(actor_id, exc)
+            task_events.end(actor_id)
             self.client.notice("actor_failed", actor_id, serialization.error_blob(cause))
             return
+        task_events.end(actor_id)
         self.client.notice("actor_ready", actor_id, self.address)
 
     def setup_concurrency(self, cls, opts):
@@ -515,6 +525,7 @@ class WorkerServer:
             return
         self._call_context(task_id, method, conn)
         self.running_task = task_id
+        task_events.running(task_id, name, name, task_events.ACTOR_TASK, self.actor_id)
         try:
             args, kwargs = self.load_args(args_blob, arg_values)
             fn = getattr(self.actor, method)
@@ -529,12 +540,14 @@ class WorkerServer:
                 actor_id=self.actor_id.hex())), num_returns, False)
             self.exit_actor("exit_actor() was called")
         except KeyboardInterrupt:
+            task_events.error(task_id, KeyboardInterrupt())
             self.reply_blob(conn, task_id, serialization.error_blob(
                 exceptions.TaskCancelledError(task_id.hex())), num_returns, False)
         except Exception as exc:
             self.reply_error(conn, task_id, name, exc, num_returns, False,
                              actor_repr=self._actor_repr())
         finally:
+            task_events.end(task_id)
             self.running_task = None
             self.client.current_task.task_id = None
 
@@ -552,6 +565,7 @@ class WorkerServer:
                     num_returns, False)
                 return
             self._call_context(task_id, method, conn)
+            task_events.running(task_id, name, name, task_events.ACTOR_TASK, self.actor_id)
             try:
                 args, kwargs = self.load_args(args_blob, arg_values)
                 fn = getattr(self.actor, method)
@@ -579,6 +593,8 @@ class WorkerServer:
             except Exception as exc:
                 self.reply_error(conn, task_id, name, exc, num_returns, False,
                                  actor_repr=self._actor_repr())
+            finally:
+                task_events.end(task_id)
 
     async def stream_async(self, conn, task_id, agen, owner, name):
         i = 0
