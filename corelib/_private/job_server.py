@@ -467,9 +467,15 @@ def make_app(manager, token):
     from aiohttp import WSMsgType, web
     token_bytes = token.encode()
 
+    from . import dashboard
+    open_reads = dashboard.is_loopback(manager.host)   # the dashboard, as Ray's: see dashboard.py
+
     @web.middleware
     async def authenticate(request, handler):
-        if not (request.method == "GET" and request.path == "/api/version"):
+        if dashboard.is_dashboard_read(request) and (
+                open_reads or dashboard.cookie_token_ok(request, token_bytes)):
+            pass
+        elif not (request.method == "GET" and request.path == "/api/version"):
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -606,6 +612,7 @@ def make_app(manager, token):
     app.router.add_get("/api/jobs/{job_id}/logs/tail", tail)
     app.router.add_get("/api/packages/{protocol}/{name}", package_exists)
     app.router.add_put("/api/packages/{protocol}/{name}", package_upload)
+    dashboard.add_routes(app, manager.session_dir)
     return app
 
 

@@ -101,6 +101,8 @@ def render_prometheus(points, cluster):
     family("minray_object_store_spilled_bytes", "counter", "Bytes spilled to disk.",
            [((), store.get("spilled_bytes", 0))])
     for res, total in sorted((cluster.get("resources_total") or {}).items()):
+        if res.startswith("node:"):
+            continue
         avail = (cluster.get("resources_available") or {}).get(res, 0.0)
         family("minray_resources_" + _safe_name(res), "gauge",
                f"Resource {res}: total and available.",

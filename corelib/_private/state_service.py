@@ -20,7 +20,7 @@ import time
 from . import task_events as te
 
 FLUSH_WAIT_S = 1.0
-FRESH = {"tasks", "objects", "timeline", "task_counts"}   # need a flush round first
+FRESH = {"tasks", "objects", "timeline", "task_counts", "metrics"}   # need a flush round first
 
 
 class StateService:

@@ -135,11 +135,21 @@ def attach(client, worker_id=None, node_id=None):
     client.loop.call_later(FLUSH_S, _tick)
 
 
+_flushers = []   # callables returning metric points to report, or None (util/metrics.py)
+
+
+def add_flusher(fn):
+    """Have ``fn()`` polled at every flush; what it returns (a list of metric points)
+    goes to the node manager as a ``metrics_report`` notice."""
+    if fn not in _flushers:
+        _flushers.append(fn)
+
+
 def _tick():
     client = _client
     if client is None or client.shutting_down:
         return
-    if _buf:
+    if _buf or _flushers:
         flush()
     client.loop.call_later(FLUSH_S, _tick)
 
@@ -153,6 +163,13 @@ def flush(seq=None, want_objects=False):
     client = _client
     if client is None:
         return
+    for fn in list(_flushers):
+        try:
+            points = fn()
+        except Exception:   # a metric must never break the runtime
+            points = None
+        if points:
+            client.notice("metrics_report", _header, points)
     events = drain()
     objects = _owned_objects(client) if want_objects else None
     if events or seq is not None:

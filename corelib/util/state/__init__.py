@@ -27,6 +27,7 @@ __all__ = [
     "list_placement_groups", "list_workers", "get_actor", "get_task", "get_node",
     "get_placement_group", "get_worker", "get_objects", "get_job", "summarize_tasks",
     "summarize_actors", "summarize_objects", "list_logs", "get_log", "StateApiError",
+    "report_library_state",
     "ActorState", "TaskState", "NodeState", "ObjectState", "WorkerState", "JobState",
     "PlacementGroupState",
 ]
@@ -389,3 +390,31 @@ def timeline_events(address=None, timeout=DEFAULT_TIMEOUT_S):
         return client.query("timeline", {"limit": None}, timeout=timeout)["result"]
     finally:
         client.close()
+
+
+LIBRARY_STATE_PREFIX = "__minray_dashboard__:"
+
+
+def report_library_state(library, value):
+    """Publish a library's state (Serve applications, Tune experiments ...) for the
+    dashboard, which shows it under ``library``; ``value`` must be JSON-serialisable:
+    a list of flat dicts is drawn as a table. The last value reported wins.
+
+    It goes into the node's internal KV store (key ``__minray_dashboard__:<library>``),
+    so libraries publish through this public call and the dashboard never imports them.
+
+    Example::
+
+        report_library_state("tune", [{"trial_id": "a1", "status": "RUNNING", "loss": 0.3}])
+    """
+    import json
+    if not isinstance(library, str) or not library:
+        raise ValueError(f"library must be a non-empty name, got {library!r}.")
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"report_library_state({library!r}, ...): the value must be "
+                        f"JSON-serialisable ({exc}).") from None
+    from ..._private import state
+    client = state.require_client()
+    client.call("kv_put", LIBRARY_STATE_PREFIX + library, text, True)
