@@ -173,6 +173,7 @@ class WorkerServer:
             return True
 
     def reply_done(self, conn, msg):
+        task_events.end(msg[0])   # before the reply: whoever saw the result sees FINISHED
         if not self.in_plain_task:
             self.flush(conn)
             conn.send(P.DONE, msg)
@@ -296,7 +297,6 @@ class WorkerServer:
             self.reply_error(conn, task_id, name, exc, num_returns,
                              _retryable(exc, retry_exc))
         finally:
-            task_events.end(task_id)
             self.in_plain_task = False
             self.last_fn = fn_id
             self.last_fast = time.perf_counter() - started < 0.001
@@ -367,6 +367,7 @@ class WorkerServer:
                 conn.send(P.GEN_ITEM, (task_id, i, serialization.error_blob(err), False))
             except transport.ConnectionClosed:
                 return
+        task_events.end(task_id)
         try:
             conn.send(P.DONE, (task_id, [], [], False, self.done_flags()))
         except transport.ConnectionClosed:
@@ -382,6 +383,7 @@ class WorkerServer:
     def reply_blob(self, conn, task_id, blob, num_returns, retryable):
         n = 1 if num_returns in ("streaming", "dynamic") else max(num_returns, 1)
         if num_returns == "streaming":
+            task_events.end(task_id)
             try:
                 conn.send(P.GEN_ITEM, (task_id, 0, blob, False))
                 conn.send(P.DONE, (task_id, [], [], False, self.done_flags()))
@@ -547,7 +549,6 @@ class WorkerServer:
             self.reply_error(conn, task_id, name, exc, num_returns, False,
                              actor_repr=self._actor_repr())
         finally:
-            task_events.end(task_id)
             self.running_task = None
             self.client.current_task.task_id = None
 
@@ -593,8 +594,6 @@ class WorkerServer:
             except Exception as exc:
                 self.reply_error(conn, task_id, name, exc, num_returns, False,
                                  actor_repr=self._actor_repr())
-            finally:
-                task_events.end(task_id)
 
     async def stream_async(self, conn, task_id, agen, owner, name):
         i = 0
@@ -607,6 +606,7 @@ class WorkerServer:
         except Exception as exc:
             err = exceptions.task_error_from_exception(name, exc, pid=os.getpid())
             conn.send(P.GEN_ITEM, (task_id, i, serialization.error_blob(err), False))
+        task_events.end(task_id)
         conn.send(P.DONE, (task_id, [], [], False, self.done_flags()))
 
     def _actor_repr(self):

@@ -20,7 +20,7 @@ from .placement_group import (get_current_placement_group, get_placement_group,
                               placement_group, placement_group_table,
                               remove_placement_group)
 
-_LAZY_SUBMODULES = {"queue", "scheduling_strategies", "actor_pool"}
+_LAZY_SUBMODULES = {"queue", "scheduling_strategies", "actor_pool", "state", "metrics"}
 
 __all__ = [
     "ActorPool", "get_current_placement_group", "get_node_ip_address",
