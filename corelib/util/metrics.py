@@ -44,6 +44,10 @@ class Metric:
         self._default_tags = {}
         self._values = {}     # tags tuple -> value
         with _lock:
+            old = _registry.get(name)
+            if old is not None and old.KIND == self.KIND:
+                # The same metric made again (say, inside each task): one series, as Ray.
+                self._values = old._values
             _registry[name] = self
         task_events.add_flusher(_report)
 
