@@ -245,6 +245,7 @@ class StateService:
         directory = nm.objects.entries
         out = []
         seen = set()
+        self.tasks.merge()
         task_states = self.tasks.tasks
         for conn, info in list(nm.clients.items()):
             owned = conn.info.get("owned_objects")
@@ -260,9 +261,9 @@ class StateService:
                 seen.add(oid)
                 out.append({
                     "object_id": oid_hex, "object_size": size if size is not None else -1,
-                    "task_status": (task["state"] if task else
+                    "task_status": (task.state if task else
                                     ("PENDING_NODE_ASSIGNMENT" if pending else "NIL")),
-                    "attempt_number": task["attempt_number"] if task else 0,
+                    "attempt_number": max(task.runs - 1, 0) if task else 0,
                     "reference_type": ("LOCAL_REFERENCE" if local_refs else
                                        "PINNED_IN_MEMORY" if in_shm else "CAPTURED_IN_OBJECT"),
                     "call_site": "disabled",
@@ -313,6 +314,7 @@ class StateService:
                 "object_store": stats, "actors": dict(actors), "workers": dict(workers),
                 "task_states": dict(self.tasks.state_counts()),
                 "task_counts": dict(self.tasks.counts), "tasks_dropped": self.tasks.num_dropped,
+                "task_events_dropped": self.tasks.num_events_dropped,
                 "pending_leases": len(nm.sched.queue),
                 "jobs": sum(1 for j in nm.jobs.values() if j.get("end") is None),
                 "kv": {k: v for k, v in nm.kv.items()

@@ -207,12 +207,38 @@ def _owned_objects(client):
 # ------------------------------------------------------------------ merging (node manager)
 _RANK = {"PENDING_ARGS_AVAIL": 0, "PENDING_NODE_ASSIGNMENT": 1, "SUBMITTED_TO_WORKER": 2,
          "RUNNING": 3, "FINISHED": 4, "FAILED": 4}
+PENDING_PER_TASK = 8           # unread events kept: about two tasks' worth per table slot
+MAX_STATE_EVENTS = 16          # per task, in TaskState.events
+
+
+class _Task:
+    """One task's merged record (compact: the public dict is built only for a query)."""
+    __slots__ = ("task_id", "job_id", "name", "func", "type", "actor_id", "state", "t",
+                 "runs", "err", "error_type", "error_message", "created", "start", "end",
+                 "node_id", "worker_id", "pid", "resources", "events")
+
+    def __init__(self, task_id, job_id):
+        self.task_id = task_id
+        self.job_id = job_id
+        self.name = self.func = ""
+        self.type = NORMAL_TASK
+        self.actor_id = self.state = self.err = self.error_type = self.error_message = None
+        self.t = 0.0
+        self.runs = 0
+        self.created = self.start = self.end = None
+        self.node_id = self.worker_id = self.pid = self.resources = None
+        self.events = []
 
 
 class TaskTable:
     """One record per task, in Ray's TaskState shape, merged from every process's events.
 
     Pure: ``apply(header, events)`` in, rows out; no I/O (tests drive it directly).
+    ``apply`` only queues a batch (the node manager's loop stays cheap while tasks
+    stream by); queued batches are merged when someone reads. Past
+    PENDING_PER_TASK * max_tasks unread events the oldest batches are dropped (they
+    would be evicted anyway), as Ray drops task events under pressure. Counters (for
+    /metrics) are kept at apply time, so they never miss a task.
 
     Example::
 
@@ -225,136 +251,165 @@ class TaskTable:
 
     def __init__(self, max_tasks=MAX_TASKS):
         self.max_tasks = max_tasks
-        self.tasks = collections.OrderedDict()   # task_id bytes -> record dict
+        self.tasks = collections.OrderedDict()   # task_id bytes -> _Task, oldest first
         self.num_dropped = 0
-        self.counts = collections.Counter()      # "submitted", "finished", "failed", ...
+        self.counts = collections.Counter()      # "submitted", "ended", "errors"
+        self.pending = collections.deque()       # (header, events) not merged yet
+        self.num_pending = 0
+        self.max_pending = PENDING_PER_TASK * max_tasks
+        self.num_events_dropped = 0
 
-    def _record(self, task_id, job_id):
+    def apply(self, header, events):
+        """Queue a batch of one process's events (merged on the next read)."""
+        self.pending.append((header, events))
+        self.num_pending += len(events)
+        kinds = collections.Counter(ev[0] for ev in events)
+        c = self.counts
+        c["submitted"] += kinds[SUBMITTED]
+        c["finished"] += kinds[END] - kinds[ERROR]
+        c["failed"] += kinds[ERROR] + kinds[OWNER_FAILED]
+        if self.num_pending > self.max_pending:
+            # Nobody is reading and the table keeps only max_tasks tasks anyway: drop
+            # the oldest unread batches instead of merging what would be evicted.
+            while self.pending and self.num_pending > self.max_pending // 2:
+                _, old = self.pending.popleft()
+                self.num_pending -= len(old)
+                self.num_events_dropped += len(old)
+
+    def merge(self):
+        while self.pending:
+            header, events = self.pending.popleft()
+            self._merge(header, events)
+        self.num_pending = 0
+
+    def _get(self, task_id, job_id):
         rec = self.tasks.get(task_id)
         if rec is None:
-            rec = self.tasks[task_id] = {
-                "task_id": task_id.hex(), "attempt_number": 0, "name": "", "state": None,
-                "job_id": _job_hex(job_id), "actor_id": None, "type": NORMAL_TASK,
-                "func_or_class_name": "", "parent_task_id": None, "node_id": None,
-                "worker_id": None, "worker_pid": None, "error_type": None,
-                "language": "PYTHON", "required_resources": None, "runtime_env_info": None,
-                "placement_group_id": None, "events": [], "profiling_data": None,
-                "creation_time_ms": None, "start_time_ms": None, "end_time_ms": None,
-                "task_log_info": None, "error_message": None, "is_debugger_paused": None,
-                "call_site": None, "_t": 0.0, "_runs": 0, "_err": None,
-                "_start": None, "_end": None}
+            rec = self.tasks[task_id] = _Task(task_id, job_id)
             if len(self.tasks) > self.max_tasks:
-                self.tasks.popitem(last=False)
+                self.tasks.popitem(last=False)   # O(1), unlike deleting a dict's first key
                 self.num_dropped += 1
         return rec
 
-    def _set_state(self, rec, state, t):
-        rec["events"].append({"state": state, "created_ms": int(t * 1000)})
-        if len(rec["events"]) > 16:
-            del rec["events"][1]
-        if t > rec["_t"] or (t == rec["_t"] and _RANK[state] >= _RANK.get(rec["state"], -1)):
-            rec["_t"] = t
-            rec["state"] = state
+    @staticmethod
+    def _set_state(rec, state, t):
+        ev = rec.events
+        ev.append((state, t))
+        if len(ev) > MAX_STATE_EVENTS:
+            del ev[1]
+        if t > rec.t or (t == rec.t and _RANK[state] >= _RANK.get(rec.state, -1)):
+            rec.t = t
+            rec.state = state
 
-    def apply(self, header, events):
-        """Merge a batch of one process's events."""
-        counts = self.counts
+    def _merge(self, header, events):
+        job_id = header.get("job_id")
+        get, set_state = self._get, self._set_state
         for ev in events:
-            kind, task_id, t = ev[0], ev[1], ev[2]
-            rec = self._record(task_id, header.get("job_id"))
+            kind, t = ev[0], ev[2]
+            rec = get(ev[1], job_id)
             if kind == SUBMITTED:
                 _, _, _, name, func, ttype, actor_id, pending, resources = ev
-                rec["name"] = rec["name"] or name
-                rec["func_or_class_name"] = rec["func_or_class_name"] or func
-                rec["type"] = ttype
-                rec["actor_id"] = actor_id.hex() if actor_id else rec["actor_id"]
-                rec["required_resources"] = resources
-                rec["creation_time_ms"] = int(t * 1000)
-                if header.get("kind") == "worker":
-                    rec["parent_task_id"] = None
-                self._set_state(rec, "PENDING_ARGS_AVAIL" if pending
-                                else "PENDING_NODE_ASSIGNMENT", t)
-                counts["submitted"] += 1
+                rec.name = rec.name or name or ""
+                rec.func = rec.func or func or ""
+                rec.type = ttype
+                if actor_id:
+                    rec.actor_id = actor_id
+                rec.resources = resources
+                rec.created = t
+                set_state(rec, "PENDING_ARGS_AVAIL" if pending else "PENDING_NODE_ASSIGNMENT",
+                          t)
             elif kind == DISPATCHED:
-                self._set_state(rec, "SUBMITTED_TO_WORKER", t)
+                set_state(rec, "SUBMITTED_TO_WORKER", t)
             elif kind == RUNNING:
                 _, _, _, name, func, ttype, actor_id = ev
-                rec["name"] = rec["name"] or name
-                rec["func_or_class_name"] = func or rec["func_or_class_name"]
-                rec["type"] = ttype
+                rec.name = rec.name or name
+                rec.func = func or rec.func
+                rec.type = ttype
                 if actor_id:
-                    rec["actor_id"] = actor_id.hex()
-                rec["attempt_number"] = rec["_runs"]
-                rec["_runs"] += 1
-                rec["_err"] = None
-                rec["error_type"] = rec["error_message"] = None
-                rec["end_time_ms"] = rec["_end"] = None
-                rec["node_id"] = header.get("node_id")
-                rec["worker_id"] = header.get("worker_id")
-                rec["worker_pid"] = header.get("pid")
-                rec["start_time_ms"] = int(t * 1000)
-                rec["_start"] = t
-                if rec["creation_time_ms"] is None:
-                    rec["creation_time_ms"] = int(t * 1000)
-                self._set_state(rec, "RUNNING", t)
+                    rec.actor_id = actor_id
+                rec.runs += 1
+                rec.err = rec.error_type = rec.error_message = rec.end = None
+                rec.node_id = header.get("node_id")
+                rec.worker_id = header.get("worker_id")
+                rec.pid = header.get("pid")
+                rec.start = t
+                if rec.created is None:
+                    rec.created = t
+                set_state(rec, "RUNNING", t)
             elif kind == ERROR:
-                rec["_err"] = (ev[3], ev[4])
+                rec.err = (ev[3], ev[4])
             elif kind == END:
-                err = rec["_err"]
-                rec["end_time_ms"] = int(t * 1000)
-                rec["_end"] = t
-                if err:
-                    rec["error_type"], rec["error_message"] = err
-                    self._set_state(rec, "FAILED", t)
-                    counts["failed"] += 1
+                rec.end = t
+                if rec.err:
+                    rec.error_type, rec.error_message = rec.err
+                    set_state(rec, "FAILED", t)
                 else:
-                    self._set_state(rec, "FINISHED", t)
-                    counts["finished"] += 1
+                    set_state(rec, "FINISHED", t)
             elif kind == OWNER_FAILED:
-                rec["error_type"], rec["error_message"] = ev[3], ev[4]
-                rec["end_time_ms"] = int(t * 1000)
-                if rec["_end"] is None:
-                    rec["_end"] = t
-                self._set_state(rec, "FAILED", t)
-                counts["failed"] += 1
+                rec.error_type, rec.error_message = ev[3], ev[4]
+                if rec.end is None:
+                    rec.end = t
+                set_state(rec, "FAILED", t)
 
     def rows(self):
-        """Every known task, oldest first, as public dicts (no private keys)."""
-        return [public(rec) for rec in self.tasks.values() if rec["state"] is not None]
+        """Every known task, oldest first, as TaskState dicts."""
+        self.merge()
+        return [public(rec) for rec in self.tasks.values() if rec.state is not None]
 
     def state_counts(self):
-        return collections.Counter(rec["state"] for rec in self.tasks.values()
-                                   if rec["state"] is not None)
+        self.merge()
+        return collections.Counter(rec.state for rec in self.tasks.values()
+                                   if rec.state is not None)
 
     def trace_events(self, node_ip="127.0.0.1", now=None):
         """Chrome trace "X" events: one per task run that started (see timeline())."""
+        self.merge()
         now = time.time() if now is None else now
         out = []
         for rec in self.tasks.values():
-            start = rec["_start"]
+            start = rec.start
             if start is None:
                 continue
-            end = rec["_end"] if rec["_end"] is not None else now
+            end = rec.end if rec.end is not None else now
             out.append({
-                "cat": "task::" + (rec["type"] or NORMAL_TASK).lower(),
-                "name": rec["func_or_class_name"] or rec["name"],
+                "cat": "task::" + (rec.type or NORMAL_TASK).lower(),
+                "name": rec.func or rec.name,
                 "ph": "X",
                 "pid": f"Node {node_ip}",
-                "tid": f"worker:{rec['worker_pid']}",
+                "tid": f"worker:{rec.pid}",
                 "ts": start * 1e6,
                 "dur": max(end - start, 0.0) * 1e6,
-                "args": {"task_id": rec["task_id"], "name": rec["name"],
-                         "state": rec["state"], "job_id": rec["job_id"],
-                         "actor_id": rec["actor_id"], "worker_id": rec["worker_id"],
-                         "node_id": rec["node_id"], "attempt_number": rec["attempt_number"],
-                         "error_type": rec["error_type"]},
+                "args": {"task_id": rec.task_id.hex(), "name": rec.name, "state": rec.state,
+                         "job_id": _job_hex(rec.job_id),
+                         "actor_id": rec.actor_id.hex() if rec.actor_id else None,
+                         "worker_id": rec.worker_id, "node_id": rec.node_id,
+                         "attempt_number": max(rec.runs - 1, 0),
+                         "error_type": rec.error_type},
             })
         out.sort(key=lambda e: e["ts"])
         return out
 
 
+def _ms(t):
+    return int(t * 1000) if t is not None else None
+
+
 def public(rec):
-    return {k: (list(v) if k == "events" else v) for k, v in rec.items() if k[0] != "_"}
+    """A _Task as Ray's TaskState dict."""
+    return {
+        "task_id": rec.task_id.hex(), "attempt_number": max(rec.runs - 1, 0),
+        "name": rec.name or rec.func, "state": rec.state, "job_id": _job_hex(rec.job_id),
+        "actor_id": rec.actor_id.hex() if rec.actor_id else None, "type": rec.type,
+        "func_or_class_name": rec.func or rec.name, "parent_task_id": None,
+        "node_id": rec.node_id, "worker_id": rec.worker_id, "worker_pid": rec.pid,
+        "error_type": rec.error_type, "language": "PYTHON",
+        "required_resources": rec.resources, "runtime_env_info": None,
+        "placement_group_id": None,
+        "events": [{"state": st, "created_ms": _ms(t)} for st, t in rec.events],
+        "profiling_data": None, "creation_time_ms": _ms(rec.created),
+        "start_time_ms": _ms(rec.start), "end_time_ms": _ms(rec.end),
+        "task_log_info": None, "error_message": rec.error_message,
+        "is_debugger_paused": None, "call_site": None}
 
 
 def _job_hex(job_id):
