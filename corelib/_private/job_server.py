@@ -22,8 +22,10 @@ Endpoints (JSON bodies; the same paths as Ray's job server)::
                                               when the job has finished
     GET    /api/packages/{protocol}/{name}    200 if the package was uploaded, else 404
     PUT    /api/packages/{protocol}/{name}    upload a working_dir zip
+    GET    /, /api/v0/..., /metrics           the dashboard (dashboard.py)
 
-Every request except ``GET /api/version`` must carry the cluster token
+Every request except ``GET /api/version`` (and the dashboard's reads while the
+server listens on loopback) must carry the cluster token
 (``Authorization: Bearer <token>``); others get 401 and the refusal is logged
 to ``<session>/logs/job_server.log``. Nothing a client sends is unpickled.
 
@@ -472,10 +474,9 @@ def make_app(manager, token):
 
     @web.middleware
     async def authenticate(request, handler):
-        if dashboard.is_dashboard_read(request) and (
-                open_reads or dashboard.cookie_token_ok(request, token_bytes)):
-            pass
-        elif not (request.method == "GET" and request.path == "/api/version"):
+        open_read = dashboard.is_dashboard_read(request) and (
+            open_reads or dashboard.cookie_token_ok(request, token_bytes))
+        if not open_read and not (request.method == "GET" and request.path == "/api/version"):
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(

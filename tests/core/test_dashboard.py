@@ -151,3 +151,29 @@ def test_dashboard_costs_under_50_mb(head):
     print(f"job server RSS: {head.rss_at_start / 2**20:.1f} MiB at start, "
           f"+{grown / 2**20:.1f} MiB after serving the dashboard")
     assert grown < 50 * 2**20
+
+
+def test_on_a_lan_address_dashboard_reads_need_the_token(tmp_path):
+    """Served on a non-loopback address, the dashboard asks for the cluster token: a bearer
+    header, or ?token= once (then a cookie). Real HTTP through the job server's app."""
+    import asyncio
+    from aiohttp.test_utils import TestClient, TestServer
+    from minray._private import job_server
+
+    session = tmp_path / "session"
+    (session / "logs").mkdir(parents=True)
+    manager = job_server.JobManager(str(session), "192.0.2.10")
+    app = job_server.make_app(manager, "s3cret")
+
+    async def go():
+        async with TestClient(TestServer(app)) as client:
+            assert (await client.get("/api/v0/nodes")).status == 401
+            assert (await client.get("/")).status == 401
+            assert (await client.get("/?token=wrong")).status == 401
+            page = await client.get("/?token=s3cret")
+            assert page.status == 200 and "minray" in await page.text()
+            # The cookie now opens the reads (no node manager here: 503, not 401) ...
+            assert (await client.get("/api/v0/nodes")).status == 503
+            # ... but never job control.
+            assert (await client.post("/api/jobs/", json={})).status == 401
+    asyncio.run(go())

@@ -35,8 +35,11 @@ class SessionClient:
         self.session_dir = session_dir
         self.timeout = timeout
         path = os.path.join(session_dir, "nm.sock")
+        if not os.path.exists(path):
+            raise StateApiError(f"No minray node runs in session {session_dir} (no nm.sock); "
+                                "start one with 'minray start --head'.")
         try:
-            self.sock = transport.connect_unix(path, timeout=min(timeout, 5))
+            self.sock = transport.connect_unix(path, timeout=min(timeout, 2))
         except OSError as exc:
             raise StateApiError(f"Cannot reach the minray node of session {session_dir} "
                                 f"({exc}); is it still running?") from None
