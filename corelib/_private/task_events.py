@@ -3,7 +3,9 @@
     owner (driver/worker)  submit_task ........ SUBMITTED (PENDING_ARGS_AVAIL / PENDING_NODE_ASSIGNMENT)
                            _task_frame ........ DISPATCHED (SUBMITTED_TO_WORKER)
                            _finish_with_error . OWNER_FAILED (a task that failed without running)
-    executing worker       run_task ........... RUNNING, then ERROR (if it raised) and END
+    executing worker       run_task ........... ERROR (if it raised), then RAN (start and
+                                                end: one event per run; a run still going
+                                                at a flush is reported there as RUNNING)
                  |
                  v   one deque per process (a ring buffer: the oldest events go when full)
     flusher (the process's I/O thread): every FLUSH_S, or when the node manager asks
@@ -20,10 +22,11 @@ newest event decides the state (a retried task goes from FAILED back to RUNNING)
 """
 
 import collections
+import threading
 import time
 
 # Event kinds (the first field of every event tuple).
-SUBMITTED, DISPATCHED, RUNNING, ERROR, END, OWNER_FAILED = range(6)
+SUBMITTED, DISPATCHED, RUNNING, ERROR, END, OWNER_FAILED, RAN = range(7)
 
 FLUSH_S = 1.0            # as Ray's task_events_report_interval_ms
 MAX_BUFFERED = 100_000   # per process; beyond it the oldest events are dropped
@@ -38,6 +41,7 @@ _append = _buf.append
 _now = time.time
 _client = None
 _header = None
+_flush_lock = threading.Lock()
 
 
 # ------------------------------------------------------------------ recording (any process)
@@ -47,13 +51,20 @@ def submitted(task_id, name, func, ttype, actor_id, pending_args, resources=None
 
 
 def dispatched(task_id, worker_id):
-    """The owner sent the task to a leased worker or an actor."""
-    _append((DISPATCHED, task_id, _now(), worker_id))
+    """The owner sent the task to a leased worker (the worker's events say which)."""
+    _append((DISPATCHED, task_id, _now()))
+
+
+# Tasks this process is running: task_id -> (start, name, func, type, actor_id). A task
+# that ends before the next flush costs one event (RAN, with its start); one still
+# running at a flush is reported then as RUNNING (see flush).
+_running = {}
+_reported = set()
 
 
 def running(task_id, name, func, ttype, actor_id):
     """The executing worker started the task."""
-    _append((RUNNING, task_id, _now(), name, func, ttype, actor_id))
+    _running[task_id] = (_now(), name, func, ttype, actor_id)
 
 
 def error(task_id, exc):
@@ -63,7 +74,11 @@ def error(task_id, exc):
 
 def end(task_id):
     """The executing worker finished the task (FINISHED unless ERROR came first)."""
-    _append((END, task_id, _now()))
+    r = _running.pop(task_id, None)
+    if r is None:
+        _append((END, task_id, _now()))
+    else:
+        _append((RAN, task_id, _now(), r))
 
 
 def owner_failed(task_id, blob):
@@ -163,6 +178,11 @@ def flush(seq=None, want_objects=False):
     client = _client
     if client is None:
         return
+    with _flush_lock:   # the I/O thread's timer and a caller's state query may meet
+        _flush(client, seq, want_objects)
+
+
+def _flush(client, seq, want_objects):
     for fn in list(_flushers):
         try:
             points = fn()
@@ -171,9 +191,25 @@ def flush(seq=None, want_objects=False):
         if points:
             client.notice("metrics_report", _header, points)
     events = drain()
+    if _running or _reported:
+        events.extend(_running_events())
     objects = _owned_objects(client) if want_objects else None
     if events or seq is not None:
         client.notice("task_events", _header, events, seq, objects)
+
+
+def _running_events():
+    """RUNNING events for the tasks running now that no flush reported yet."""
+    out = []
+    now_running = list(_running.items())    # one atomic copy (the main thread adds and pops)
+    live = set()
+    for task_id, (start, name, func, ttype, actor_id) in now_running:
+        live.add(task_id)
+        if task_id not in _reported:
+            out.append((RUNNING, task_id, start, name, func, ttype, actor_id))
+    _reported.intersection_update(live)
+    _reported.update(live)
+    return out
 
 
 def settle(client, timeout=2.0):
@@ -266,7 +302,7 @@ class TaskTable:
         kinds = collections.Counter(ev[0] for ev in events)
         c = self.counts
         c["submitted"] += kinds[SUBMITTED]
-        c["finished"] += kinds[END] - kinds[ERROR]
+        c["finished"] += kinds[END] + kinds[RAN] - kinds[ERROR]
         c["failed"] += kinds[ERROR] + kinds[OWNER_FAILED]
         if self.num_pending > self.max_pending:
             # Nobody is reading and the table keeps only max_tasks tasks anyway: drop
@@ -320,36 +356,49 @@ class TaskTable:
                           t)
             elif kind == DISPATCHED:
                 set_state(rec, "SUBMITTED_TO_WORKER", t)
+            elif kind == RAN:
+                start, name, func, ttype, actor_id = ev[3]
+                if rec.start != start:   # not reported as RUNNING by an earlier flush
+                    err = rec.err        # this run's ERROR came just before (same stream)
+                    self._ran(rec, header, start, name, func, ttype, actor_id)
+                    rec.err = err
+                self._ended(rec, t)
             elif kind == RUNNING:
-                _, _, _, name, func, ttype, actor_id = ev
-                rec.name = rec.name or name
-                rec.func = func or rec.func
-                rec.type = ttype
-                if actor_id:
-                    rec.actor_id = actor_id
-                rec.runs += 1
-                rec.err = rec.error_type = rec.error_message = rec.end = None
-                rec.node_id = header.get("node_id")
-                rec.worker_id = header.get("worker_id")
-                rec.pid = header.get("pid")
-                rec.start = t
-                if rec.created is None:
-                    rec.created = t
-                set_state(rec, "RUNNING", t)
+                self._ran(rec, header, t, *ev[3:])
             elif kind == ERROR:
                 rec.err = (ev[3], ev[4])
             elif kind == END:
-                rec.end = t
-                if rec.err:
-                    rec.error_type, rec.error_message = rec.err
-                    set_state(rec, "FAILED", t)
-                else:
-                    set_state(rec, "FINISHED", t)
+                self._ended(rec, t)
             elif kind == OWNER_FAILED:
                 rec.error_type, rec.error_message = ev[3], ev[4]
                 if rec.end is None:
                     rec.end = t
                 set_state(rec, "FAILED", t)
+
+    def _ran(self, rec, header, t, name, func, ttype, actor_id):
+        rec.name = rec.name or name
+        rec.func = func or rec.func
+        rec.type = ttype
+        if actor_id:
+            rec.actor_id = actor_id
+        rec.runs += 1
+        rec.err = rec.error_type = rec.error_message = rec.end = None
+        rec.node_id = header.get("node_id")
+        rec.worker_id = header.get("worker_id")
+        rec.pid = header.get("pid")
+        rec.start = t
+        if rec.created is None:
+            rec.created = t
+        self._set_state(rec, "RUNNING", t)
+
+    def _ended(self, rec, t):
+        rec.end = t
+        if rec.err:
+            rec.error_type, rec.error_message = rec.err
+            rec.err = None
+            self._set_state(rec, "FAILED", t)
+        else:
+            self._set_state(rec, "FINISHED", t)
 
     def rows(self):
         """Every known task, oldest first, as TaskState dicts."""

@@ -145,7 +145,7 @@ def test_bad_filters_and_limits_say_what_is_wrong(ray_module):
 
 def test_task_table_merges_out_of_order_events_and_retries():
     """The node's merge logic alone (no processes): ordering, retries, eviction."""
-    t = te.TaskTable(max_tasks=3)
+    t = te.TaskTable(max_tasks=4)
     worker = {"pid": 11, "worker_id": "w1", "node_id": "n1", "job_id": 1, "kind": "worker"}
     owner = {"pid": 10, "worker_id": "d1", "node_id": "n1", "job_id": 1, "kind": "driver"}
     # The worker's batch arrives before the owner's: the newest event still decides.
@@ -160,15 +160,24 @@ def test_task_table_merges_out_of_order_events_and_retries():
     t.apply(worker, [(te.RUNNING, b"a", 3.0, "f", "f", te.NORMAL_TASK, None), (te.END, b"a", 3.5)])
     [row] = t.rows()
     assert row["state"] == "FINISHED" and row["attempt_number"] == 1 and row["error_type"] is None
+    # One event per run (RAN); a run a flush already reported as RUNNING is not counted
+    # twice, and its ERROR (sent just before) still makes it FAILED.
+    t.apply(worker, [(te.RUNNING, b"r", 5.0, "h", "h", te.NORMAL_TASK, None)])
+    assert {r["task_id"]: r["state"] for r in t.rows()}[b"r".hex()] == "RUNNING"
+    t.apply(worker, [(te.ERROR, b"r", 5.4, "TASK_CANCELLED", "cancelled"),
+                     (te.RAN, b"r", 5.5, (5.0, "h", "h", te.NORMAL_TASK, None))])
+    r = [r for r in t.rows() if r["task_id"] == b"r".hex()][0]
+    assert r["state"] == "FAILED" and r["attempt_number"] == 0 and r["end_time_ms"] == 5500
+    assert r["error_type"] == "TASK_CANCELLED"
     for tid in (b"b", b"c", b"d"):
         t.apply(owner, [(te.SUBMITTED, tid, 4.0, "g", "g", te.NORMAL_TASK, None, True, None)])
-    assert [r["task_id"] for r in t.rows()] == [b"b".hex(), b"c".hex(), b"d".hex()]
-    assert t.rows()[0]["state"] == "PENDING_ARGS_AVAIL" and t.num_dropped == 1
+    assert [r["task_id"] for r in t.rows()] == [x.hex() for x in (b"r", b"b", b"c", b"d")]
+    assert t.rows()[-1]["state"] == "PENDING_ARGS_AVAIL" and t.num_dropped == 1
     # Unread batches beyond 8 events per table slot: the oldest go, the counters stay.
     for k in range(5):
         t.apply(worker, [(te.END, bytes([k, j]), 5.0) for j in range(10)])
     assert t.num_events_dropped >= 30
-    assert t.counts["finished"] == 1 + 50 and t.counts["failed"] == 1
+    assert t.counts["finished"] == 1 + 50 and t.counts["failed"] == 2
 
 
 def test_local_mode_has_no_state_to_report(ray_init):
