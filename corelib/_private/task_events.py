@@ -119,6 +119,19 @@ def _message(exc):
     return f"{type(exc).__name__}: {text}"[:2000]
 
 
+def _disabled():
+    import os
+    return (os.environ.get("MINRAY_TASK_EVENTS", "1") == "0"
+            or os.environ.get("RAY_task_events_report_interval_ms") == "0")
+
+
+if _disabled():
+    # Recording off (as Ray's RAY_task_events_report_interval_ms=0): every hook is a no-op.
+    def _off(*args):
+        pass
+    submitted = dispatched = running = error = end = owner_failed = _off
+
+
 def drain():
     """Take every buffered event (called on the flushing thread)."""
     out = []
