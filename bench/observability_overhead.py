@@ -2,6 +2,7 @@
 with the CPU time of every process of the runtime (driver, node manager, workers).
 
     PYTHONPATH=<a copy of one build> python -m bench.observability_overhead
+    python -m bench.observability_overhead --micro   # the hooks alone, min of repeats
 
 CPU microseconds per call, summed over all the runtime's processes, is the steadier
 figure on a shared machine (throughput moves with other people's load); run two
@@ -58,5 +59,42 @@ def measure(n=3000):
     return out
 
 
+def micro(n=100_000):
+    """The hooks one task pays, timed alone (min of 7 repeats: steady on a busy box),
+    and what a batch costs to pickle in its process and unpickle at the node."""
+    import os
+    import pickle
+    import timeit
+    from minray._private import task_events as te
+    tid, res = os.urandom(16), {"CPU": 1.0}
+
+    def owner():
+        te.submitted(tid, "f", "f", te.NORMAL_TASK, None, False, res)
+        te.dispatched(tid, "w")
+
+    def worker():
+        te.running(tid, "f", "f", te.NORMAL_TASK, None)
+        te.end(tid)
+
+    out = {}
+    for name, fn in (("owner_hooks_us", owner), ("worker_hooks_us", worker)):
+        out[name] = min(timeit.repeat(fn, number=n, repeat=7)) / n * 1e6
+        te.drain()
+    for _ in range(1000):
+        owner()
+        worker()
+    batch = te.drain()
+    blob = pickle.dumps(batch, 5)
+    out["pickle_per_task_us"] = min(timeit.repeat(lambda: pickle.dumps(batch, 5), number=20,
+                                                  repeat=7)) / 20 / 1000 * 1e6
+    out["unpickle_per_task_us"] = min(timeit.repeat(lambda: pickle.loads(blob), number=20,
+                                                    repeat=7)) / 20 / 1000 * 1e6
+    out["bytes_per_task"] = len(blob) / 1000
+    return out
+
+
 if __name__ == "__main__":
-    print(json.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 3000)))
+    if "--micro" in sys.argv:
+        print(json.dumps(micro()))
+    else:
+        print(json.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 3000)))
