@@ -23,7 +23,7 @@ class MetricsStore:
         self.series = {}     # (name, tags, pid) -> [kind, description, value, buckets, t]
 
     def apply(self, header, points):
-        pid = header.get("pid")
+        pid = (header.get("node_id"), header.get("pid"))
         now = time.time()
         for kind, name, description, tags, value, buckets in points:
             self.series[(name, tuple(tags), pid)] = [kind, description, value, buckets, now]

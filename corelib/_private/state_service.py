@@ -5,7 +5,8 @@
         StateService.h_state_query: (tasks, objects, timeline: first ask every
         process to flush its task events, wait for them, up to FLUSH_WAIT_S)
         --> rows in Ray 2.x's state-API shapes, filtered and limited --> REPLY
-    user metrics --NOTICE metrics_report--> MetricsStore (metrics.py)
+    user metrics --NOTICE metrics_report--> MetricsStore (metrics_store.py)
+    on a cluster node that is not the head: both are passed on to the head too
 
 It adds handlers to the node manager's table (``NodeManager.handlers``) and
 only reads the node manager's tables; it never changes them.
@@ -17,7 +18,9 @@ import json
 import os
 import time
 
+from . import protocol as P
 from . import task_events as te
+from . import transport
 
 FLUSH_WAIT_S = 1.0
 FRESH = {"tasks", "objects", "timeline", "task_counts", "metrics"}   # need a flush round first
@@ -40,6 +43,7 @@ class StateService:
     def h_task_events(self, conn, header, events, seq, objects):
         if events:
             self.tasks.apply(header, events)
+            self._to_head("task_events", (header, events, None, None))
         if objects is not None:
             conn.info["owned_objects"] = (header, objects)
         if seq is not None:
@@ -54,6 +58,20 @@ class StateService:
             from .metrics_store import MetricsStore
             self.metrics = MetricsStore()
         self.metrics.apply(header, points)
+        self._to_head("metrics_report", (header, points))
+
+    def _to_head(self, method, args):
+        """A node of a cluster passes what its processes report on to the head, so the
+        head's state API and dashboard see every node's tasks (within about a second)."""
+        cl = self.nm.cluster
+        if cl is None or cl.is_head:
+            return
+        head = cl.head_conn
+        if head is not None and not head.closed:
+            try:
+                head.send(P.NOTICE, (method, args))
+            except transport.ConnectionClosed:
+                pass
 
     # ------------------------------------------------------------- queries
     def h_state_query(self, conn, resource, options):
