@@ -4,6 +4,7 @@
     minray start --head [--block]    start a node that outlives drivers (init(address="auto") joins it)
     minray status                    nodes, resources used/total, actors, objects
     minray stop                      stop every node started with ``minray start`` on this machine
+    minray list|get|summary|logs|memory|timeline   the state CLI (util/state/cli.py)
 """
 
 import argparse
