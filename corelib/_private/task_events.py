@@ -256,7 +256,7 @@ def _owned_objects(client):
 # ------------------------------------------------------------------ merging (node manager)
 _RANK = {"PENDING_ARGS_AVAIL": 0, "PENDING_NODE_ASSIGNMENT": 1, "SUBMITTED_TO_WORKER": 2,
          "RUNNING": 3, "FINISHED": 4, "FAILED": 4}
-PENDING_PER_TASK = 8           # unread events kept: about two tasks' worth per table slot
+PENDING_PER_TASK = 4           # unread events kept: about one task's worth per table slot
 MAX_STATE_EVENTS = 16          # per task, in TaskState.events
 
 

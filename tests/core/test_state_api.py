@@ -173,7 +173,7 @@ def test_task_table_merges_out_of_order_events_and_retries():
         t.apply(owner, [(te.SUBMITTED, tid, 4.0, "g", "g", te.NORMAL_TASK, None, True, None)])
     assert [r["task_id"] for r in t.rows()] == [x.hex() for x in (b"r", b"b", b"c", b"d")]
     assert t.rows()[-1]["state"] == "PENDING_ARGS_AVAIL" and t.num_dropped == 1
-    # Unread batches beyond 8 events per table slot: the oldest go, the counters stay.
+    # Unread batches beyond 4 events per table slot: the oldest go, the counters stay.
     for k in range(5):
         t.apply(worker, [(te.END, bytes([k, j]), 5.0) for j in range(10)])
     assert t.num_events_dropped >= 30
