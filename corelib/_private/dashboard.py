@@ -83,11 +83,12 @@ def _options(request):
         raise ValueError("filter_keys, filter_predicates and filter_values must come in "
                          "threes")
     filters = list(zip(keys, preds, values))
+    tail = q.get("tail", "").lower() in ("1", "true")
     for k, v in q.items():   # the short form: ?state=RUNNING
         if k not in ("limit", "detail", "filter_keys", "filter_predicates", "filter_values",
-                     "token", "timeout", "exclude_driver"):
+                     "token", "timeout", "exclude_driver", "tail"):
             filters.append((k, "=", v))
-    return {"limit": limit, "filters": filters}
+    return {"limit": limit, "filters": filters, "tail": tail}
 
 
 def add_routes(app, session_dir):

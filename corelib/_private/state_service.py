@@ -112,7 +112,8 @@ class StateService:
         num_filtered = len(rows)
         limit = options.get("limit")
         if limit is not None:
-            rows = rows[:int(limit)]
+            # "tail": the newest rows (the dashboard's recent tasks), else the first ones.
+            rows = rows[-int(limit):] if options.get("tail") and limit else rows[:int(limit)]
         return {"result": rows, "total": total, "num_filtered": num_filtered,
                 "num_after_truncation": len(rows)}
 

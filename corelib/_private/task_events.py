@@ -414,9 +414,11 @@ class TaskTable:
             self._set_state(rec, "FINISHED", t)
 
     def rows(self):
-        """Every known task, oldest first, as TaskState dicts."""
+        """Every known task, oldest first (by creation time), as TaskState dicts."""
         self.merge()
-        return [public(rec) for rec in self.tasks.values() if rec.state is not None]
+        recs = [rec for rec in self.tasks.values() if rec.state is not None]
+        recs.sort(key=lambda r: r.created if r.created is not None else r.t)
+        return [public(rec) for rec in recs]
 
     def state_counts(self):
         self.merge()

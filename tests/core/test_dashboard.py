@@ -99,6 +99,9 @@ def test_json_endpoints_have_rays_shape(head):
     assert head.get_json("/api/v0/libraries")["data"]["tune"][0]["trial_id"] == "trial_0001"
     status = head.get_json("/api/v0/cluster_status")["data"]
     assert status["resources_total"]["CPU"] == 2
+    everything = head.get_json("/api/v0/tasks?limit=100")["data"]["result"]["result"]
+    newest = head.get_json("/api/v0/tasks?limit=1&tail=1")["data"]["result"]["result"]
+    assert newest == everything[-1:] and len(everything) == 3   # tail=1: the newest task
     trace = head.get_json("/api/v0/timeline")
     assert any(e["name"] == "prepare_data" and e["ph"] == "X" for e in trace["traceEvents"])
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -144,7 +147,7 @@ def test_dashboard_costs_under_50_mb(head):
     for _ in range(30):
         head.get("/")
         for path in ("/api/v0/cluster_status", "/api/v0/nodes", "/api/v0/actors?limit=200",
-                     "/api/v0/tasks?limit=1000", "/api/v0/objects?limit=200",
+                     "/api/v0/tasks?limit=100&tail=1", "/api/v0/objects?limit=200",
                      "/api/v0/jobs", "/api/v0/libraries", "/metrics"):
             head.get(path)
     grown = proc.memory_info().rss - head.rss_at_start

@@ -171,8 +171,9 @@ def test_task_table_merges_out_of_order_events_and_retries():
     assert r["error_type"] == "TASK_CANCELLED"
     for tid in (b"b", b"c", b"d"):
         t.apply(owner, [(te.SUBMITTED, tid, 4.0, "g", "g", te.NORMAL_TASK, None, True, None)])
-    assert [r["task_id"] for r in t.rows()] == [x.hex() for x in (b"r", b"b", b"c", b"d")]
-    assert t.rows()[-1]["state"] == "PENDING_ARGS_AVAIL" and t.num_dropped == 1
+    # Oldest first by creation time (r started at 5.0, after b, c, d were submitted at 4.0).
+    assert [r["task_id"] for r in t.rows()] == [x.hex() for x in (b"b", b"c", b"d", b"r")]
+    assert t.rows()[0]["state"] == "PENDING_ARGS_AVAIL" and t.num_dropped == 1
     # Unread batches beyond 4 events per table slot: the oldest go, the counters stay.
     for k in range(5):
         t.apply(worker, [(te.END, bytes([k, j]), 5.0) for j in range(10)])

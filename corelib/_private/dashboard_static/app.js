@@ -105,7 +105,7 @@ async function refresh() {
   try {
     const [cluster, nodes, actors, tasks, objects, jobs, libs] = await Promise.all([
       api("/api/v0/cluster_status"), rows("nodes"), rows("actors", "?limit=200"),
-      rows("tasks", "?limit=1000"), rows("objects", "?limit=200"), rows("jobs"),
+      rows("tasks", "?limit=100&tail=1"), rows("objects", "?limit=200"), rows("jobs"),
       api("/api/v0/libraries"),
     ]);
     overview(cluster);
@@ -122,7 +122,7 @@ async function refresh() {
       ["State", "state"], ["Name", "name"], ["PID", "pid"], ["Job", "job_id"],
       ["Restarts", "num_restarts"]]);
     badges("task-counts", cluster.task_states);
-    const recent = tasks.slice(-100).reverse();
+    const recent = tasks.slice().reverse();   // newest first
     table("tasks-table", recent, [["Task", "task_id"], ["Name", "name"], ["State", "state"],
       ["Type", "type"], ["Worker PID", "worker_pid"], ["Error", "error_type"],
       ["Job", "job_id"]]);
