@@ -20,7 +20,7 @@ def _cpu(procs):
     for p in procs:
         try:
             t = p.cpu_times()
-            total += t.user + t.system + getattr(t, "children_user", 0) * 0
+            total += t.user + t.system
         except psutil.Error:
             pass
     return total

@@ -1,6 +1,7 @@
 """Task events: who ran what, where and when, recorded cheaply and merged at the node.
 
-    owner (driver/worker)  submit_task ........ SUBMITTED (PENDING_ARGS_AVAIL / PENDING_NODE_ASSIGNMENT)
+    owner (driver/worker)  submit_task ........ SUBMITTED (PENDING_ARGS_AVAIL or
+                                                PENDING_NODE_ASSIGNMENT)
                            _task_frame ........ DISPATCHED (SUBMITTED_TO_WORKER)
                            _finish_with_error . OWNER_FAILED (a task that failed without running)
     executing worker       run_task ........... ERROR (if it raised), then RAN (start and
