@@ -279,7 +279,20 @@ def cmd_status(args):
     return 0
 
 
+# The state CLI (util/state/cli.py) loads only when one of its commands runs.
+STATE_COMMANDS = {
+    "list": "list tasks, actors, nodes, objects, jobs, placement-groups or workers",
+    "get": "one task, actor, node, ... by id", "summary": "summarize tasks, actors or objects",
+    "logs": "list the node's log files, or print one",
+    "memory": "objects referenced in the cluster, and store use",
+    "timeline": "write a Chrome trace of task execution"}
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in STATE_COMMANDS:
+        from .util.state import cli
+        return cli.main(argv)
     parser = argparse.ArgumentParser(prog="minray", description="minray: Ray's API on one "
                                      "machine first.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -313,8 +326,8 @@ def main(argv=None):
     p.set_defaults(fn=cmd_status)
     from .job_submission import cli as job_cli
     job_cli.add_parser(sub)
-    from .util.state import cli as state_cli   # list, get, summary, logs, memory, timeline
-    state_cli.add_parsers(sub)
+    for name, text in STATE_COMMANDS.items():   # listed here; parsed by util/state/cli.py
+        sub.add_parser(name, help=text)
     args = parser.parse_args(argv)
     return args.fn(args)
 

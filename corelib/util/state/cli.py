@@ -10,7 +10,8 @@
 
 Each command is one call of minray.util.state (or minray.timeline); ``--address``
 names the session (default: the newest node started with ``minray start``).
-corelib/scripts.py hooks these sub-commands in with add_parsers().
+corelib/scripts.py lists these sub-commands and hands them to main(), so this
+module (and minray.util) loads only when one of them runs.
 """
 
 import json
@@ -21,6 +22,15 @@ RESOURCES = {"tasks": "tasks", "actors": "actors", "nodes": "nodes", "objects": 
 _GETTERS = {"tasks": "get_task", "actors": "get_actor", "nodes": "get_node",
             "placement-groups": "get_placement_group", "workers": "get_worker",
             "objects": "get_objects", "jobs": "get_job"}
+
+
+def main(argv):
+    """``minray <list|get|summary|logs|memory|timeline> ...`` (scripts.py hands these over)."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="minray")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.fn(args)
 
 
 def add_parsers(sub):
