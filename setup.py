@@ -120,6 +120,8 @@ setup(
     python_requires=">=3.9",
     package_dir=PACKAGE_DIR,
     packages=sorted(PACKAGE_DIR),
+    # The dashboard's page, served by the head (editable installs read the source tree).
+    package_data={"minray._private": ["dashboard_static/*"]},
     ext_modules=extensions(),
     install_requires=["cloudpickle>=2.0", "numpy>=1.23", "psutil>=5.9"],
     extras_require=EXTRAS,
