@@ -66,8 +66,29 @@ class AggregateFn:
                               for i in range(len(starts))])
 
 
+class _NullSeen:
+    """The partial of a column that held a null under ``ignore_nulls=False``: it absorbs
+    every merge and finalizes to None, as Ray's aggregations do."""
+
+    def __eq__(self, other):
+        return isinstance(other, _NullSeen)
+
+    def __hash__(self):
+        return 0
+
+
+def _is_null(value):
+    return value is None or (isinstance(value, float) and value != value)
+
+
 class _Numeric(AggregateFn):
-    """Built-in aggregation on one column; partials are small tuples merged on the driver."""
+    """Built-in aggregation on one column; partials are small tuples merged on the driver.
+
+    Nulls (None in a column, or NaN in a float column) are skipped with ``ignore_nulls=True``;
+    with ``ignore_nulls=False`` a None anywhere makes the result None, and a NaN in a float
+    column propagates as NaN.  Subclasses define ``reduce(values)``, ``combine(a, b)`` and
+    ``result(acc)`` on the non-null values only.
+    """
     label = "agg"
 
     def __init__(self, on=None, ignore_nulls=True, alias_name=None):
@@ -76,21 +97,53 @@ class _Numeric(AggregateFn):
         self.name = alias_name or (f"{self.label}({on})" if on is not None else
                                    f"{self.label}()")
 
-    def column(self, block):
+    def values(self, block):
+        """The column's values without its nulls, and whether it held any."""
+        if not block:
+            return np.array([]), False
         B.check_columns(block, [self.on])
         col = block[self.on]
+        if col.dtype == object:
+            nulls = np.fromiter((_is_null(v) for v in col), dtype=bool, count=len(col))
+            if nulls.any():
+                kept = col[~nulls].tolist()
+                return (B.make_column(kept) if kept else np.array([])), True
+            return col, False
         if self.ignore_nulls and col.dtype.kind == "f":
             col = col[~np.isnan(col)]
-        return col
+        return col, False
+
+    def column(self, block):
+        return self.values(block)[0]
+
+    def partial(self, block, key=None):
+        col, had_null = self.values(block)
+        if had_null and not self.ignore_nulls:
+            return _NullSeen()
+        return self.reduce(col)
+
+    def merge(self, a, b):
+        if isinstance(a, _NullSeen) or isinstance(b, _NullSeen):
+            return _NullSeen()
+        return self.combine(a, b)
+
+    def finalize(self, acc):
+        return None if isinstance(acc, _NullSeen) else self.result(acc)
 
 
 class Count(_Numeric):
+    """Rows (``Count()``), or values of a column; nulls count unless ``ignore_nulls=True``."""
     label = "count"
 
+    def __init__(self, on=None, ignore_nulls=False, alias_name=None):
+        super().__init__(on, ignore_nulls, alias_name)
+
     def partial(self, block, key=None):
-        if self.on is None or not block:
+        if self.on is None or not block or not self.ignore_nulls:
+            if self.on is not None and block:
+                B.check_columns(block, [self.on])
             return B.num_rows(block)
-        return len(self.column(block))
+        return len(self.values(block)[0])
 
     def merge(self, a, b):
         return a + b
@@ -114,14 +167,13 @@ class Count(_Numeric):
 class Sum(_Numeric):
     label = "sum"
 
-    def partial(self, block, key=None):
-        col = self.column(block) if block else np.array([])
+    def reduce(self, col):
         return (col.sum(), len(col)) if len(col) else (0, 0)
 
-    def merge(self, a, b):
+    def combine(self, a, b):
         return (a[0] + b[0], a[1] + b[1])
 
-    def finalize(self, acc):
+    def result(self, acc):
         return _py(acc[0]) if acc[1] else None
 
     def block_groups(self, block, starts, keys):
@@ -142,14 +194,13 @@ class Min(_Numeric):
     _reduce = staticmethod(np.minimum)
     _pick = staticmethod(min)
 
-    def partial(self, block, key=None):
-        col = self.column(block) if block else np.array([])
+    def reduce(self, col):
         return self._pick(col.tolist()) if len(col) else None
 
-    def merge(self, a, b):
+    def combine(self, a, b):
         return b if a is None else a if b is None else self._pick(a, b)
 
-    def finalize(self, acc):
+    def result(self, acc):
         return _py(acc)
 
     def block_groups(self, block, starts, keys):
@@ -179,14 +230,13 @@ class Max(Min):
 class AbsMax(_Numeric):
     label = "abs_max"
 
-    def partial(self, block, key=None):
-        col = self.column(block) if block else np.array([])
+    def reduce(self, col):
         return np.abs(col).max() if len(col) else None
 
-    def merge(self, a, b):
+    def combine(self, a, b):
         return b if a is None else a if b is None else max(a, b)
 
-    def finalize(self, acc):
+    def result(self, acc):
         return _py(acc)
 
     def block_groups(self, block, starts, keys):
@@ -205,14 +255,13 @@ class AbsMax(_Numeric):
 class Mean(_Numeric):
     label = "mean"
 
-    def partial(self, block, key=None):
-        col = self.column(block) if block else np.array([])
+    def reduce(self, col):
         return (float(col.sum()), len(col)) if len(col) else (0.0, 0)
 
-    def merge(self, a, b):
+    def combine(self, a, b):
         return (a[0] + b[0], a[1] + b[1])
 
-    def finalize(self, acc):
+    def result(self, acc):
         return acc[0] / acc[1] if acc[1] else None
 
     def block_groups(self, block, starts, keys):
@@ -239,14 +288,14 @@ class Std(_Numeric):
         super().__init__(on, ignore_nulls, alias_name)
         self.ddof = ddof
 
-    def partial(self, block, key=None):
-        col = self.column(block).astype(np.float64) if block else np.array([])
+    def reduce(self, col):
+        col = col.astype(np.float64)
         if not len(col):
             return (0, 0.0, 0.0)
         mean = col.mean()
         return (len(col), mean, float(((col - mean) ** 2).sum()))
 
-    def merge(self, a, b):
+    def combine(self, a, b):
         # Chan et al.'s parallel update: exact for any split of the rows.
         (na, ma, m2a), (nb, mb, m2b) = a, b
         n = na + nb
@@ -255,9 +304,13 @@ class Std(_Numeric):
         delta = mb - ma
         return (n, ma + delta * nb / n, m2a + m2b + delta * delta * na * nb / n)
 
-    def finalize(self, acc):
+    def result(self, acc):
+        # No values: None; too few for ddof: NaN (Ray's results for an empty and a one-row
+        # column with ddof=1).
         n, _, m2 = acc
-        return float(np.sqrt(m2 / (n - self.ddof))) if n - self.ddof > 0 else None
+        if not n:
+            return None
+        return float(np.sqrt(m2 / (n - self.ddof))) if n - self.ddof > 0 else float("nan")
 
     def block_groups(self, block, starts, keys):
         col = block[self.on].astype(np.float64)
@@ -293,7 +346,14 @@ class Unique(_Numeric):
     label = "unique"
 
     def partial(self, block, key=None):
-        col = self.column(block) if block else np.array([])
+        # Unique keeps None as a value of its own (Ray's unique() lists it too); NaN in a
+        # float column is skipped, as before.
+        if not block:
+            return set()
+        B.check_columns(block, [self.on])
+        col = block[self.on]
+        if col.dtype.kind == "f":
+            col = col[~np.isnan(col)]
         return set(col.tolist())
 
     def merge(self, a, b):
@@ -331,12 +391,16 @@ def partials(block, aggs):
 
 
 def combine(partial_lists, aggs):
-    accs = [None] * len(aggs)
-    for parts in partial_lists:
+    """Merge per-block partials and finalize; no blocks at all finalizes each aggregation's
+    empty partial (``count()`` of an empty dataset is 0, ``sum`` None, ``unique`` [])."""
+    partial_lists = list(partial_lists)
+    if not partial_lists:
+        partial_lists = [[agg.partial({}) for agg in aggs]]
+    accs = list(partial_lists[0])
+    for parts in partial_lists[1:]:
         for i, p in enumerate(parts):
-            accs[i] = p if accs[i] is None else aggs[i].merge(accs[i], p)
-    return {agg.name: (agg.finalize(acc) if acc is not None else None)
-            for agg, acc in zip(aggs, accs)}
+            accs[i] = aggs[i].merge(accs[i], p)
+    return {agg.name: agg.finalize(acc) for agg, acc in zip(aggs, accs)}
 
 
 def group_starts(block, keys):
