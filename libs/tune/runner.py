@@ -385,7 +385,7 @@ class TrialRunner:
         """One result: bookkeeping, then the decision (CONTINUE, PAUSE or STOP)."""
         result["config"] = trial.config
         if ckpt is not None:
-            self._on_checkpoint(trial, ckpt)
+            self._on_checkpoint(trial, ckpt, result)
         if trial.results_seen == 0:
             self._check_metric(trial, result)
         trial.results_seen += 1
@@ -422,25 +422,23 @@ class TrialRunner:
                     f"{sorted(k for k in result if k != 'config')}. Report it with "
                     f"tune.report({{{metric!r}: ...}}) or fix the metric name.")
 
-    def _on_checkpoint(self, trial, ckpt):
+    def _on_checkpoint(self, trial, ckpt, result=None):
+        """A new checkpoint with the result it came with: it becomes the latest, and
+        CheckpointConfig decides which older ones stay on disk."""
+        previous = trial.checkpoint
         trial.checkpoint = ckpt
-        cfg = self.checkpoint_config
-        keep = getattr(cfg, "num_to_keep", None) if cfg is not None else None
+        metrics = dict(result if result is not None else trial.last_result)
+        metrics.pop("config", None)
         history = trial.__dict__.setdefault("_checkpoints", [])
-        history.append((ckpt, dict(trial.last_result)))
-        if keep:
-            attr = getattr(cfg, "checkpoint_score_attribute", None)
-            if attr:
-                order = getattr(cfg, "checkpoint_score_order", "max")
-                ranked = sorted(history[:-1], key=lambda c: c[1].get(attr, float("nan")),
-                                reverse=order == "max")
-                drop = ranked[keep - 1:] if keep >= 1 else []
-            else:
-                drop = history[:-keep]
-            for old in drop:
-                if old[0]["path"] != ckpt["path"]:
-                    shutil.rmtree(old[0]["path"], ignore_errors=True)
-                history.remove(old)
+        history.append((ckpt, metrics))
+        kept = kept_checkpoints(history, self.checkpoint_config)
+        keep_paths = {c["path"] for c, _ in kept} | {ckpt["path"]}
+        for old, _ in history:
+            if old["path"] not in keep_paths:
+                shutil.rmtree(old["path"], ignore_errors=True)
+        if previous and previous["path"] not in keep_paths:
+            shutil.rmtree(previous["path"], ignore_errors=True)
+        history[:] = kept
         self._dirty.add(trial)
         for cb in self.callbacks:
             cb.on_checkpoint(self._iteration, self.trials, trial, ckpt)
@@ -596,6 +594,47 @@ class TrialRunner:
             self.state.update_trial(trial)
         self._dirty.clear()
         self.state.compact(self.trials)
+
+
+def kept_checkpoints(history, config):
+    """Which of a trial's checkpoints ``[(checkpoint, metrics)]`` (oldest first) to keep,
+    as Ray's checkpoint manager does: with ``num_to_keep`` and a
+    ``checkpoint_score_attribute``, the best ``num_to_keep`` by that metric (a checkpoint
+    without it ranks last); with ``num_to_keep`` alone, the newest ones; else all.  The
+    result is ordered worst to best (by time without a score).  The runner also keeps the
+    latest checkpoint on disk, kept here or not, so a trial can always resume.
+
+    Example::
+
+        scores 1, 5, 2, 4, 3 with num_to_keep=2, attribute "score", order "max"
+        -> keeps the checkpoints of 4 and 5 (and 3 on disk, the latest)
+    """
+    keep = getattr(config, "num_to_keep", None) if config is not None else None
+    attr = getattr(config, "checkpoint_score_attribute", None) if config is not None else None
+    if attr:
+        sign = -1.0 if getattr(config, "checkpoint_score_order", "max") == "min" else 1.0
+
+        def priority(indexed):
+            index, (_, metrics) = indexed
+            value = _lookup(metrics, attr)
+            if not isinstance(value, (int, float)) or value != value:
+                return (0, 0.0, index)
+            return (1, sign * value, index)
+        ranked = [entry for _, entry in sorted(enumerate(history), key=priority)]
+        return ranked[-keep:] if keep else ranked
+    return list(history[-keep:]) if keep else list(history)
+
+
+def _lookup(metrics, key):
+    """``metrics[key]``, where ``"a/b"`` also finds ``metrics["a"]["b"]``."""
+    if key in metrics:
+        return metrics[key]
+    value = metrics
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 def _key(opts, kind):
