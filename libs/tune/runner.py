@@ -11,6 +11,7 @@ Every state change goes to the experiment journal (experiment_state.py) as it
 happens, so a killed driver can be resumed with ``Tuner.restore``.
 """
 
+import logging
 import os
 import shutil
 import time
@@ -20,7 +21,7 @@ import uuid
 import minray
 
 from . import experiment_state
-from .logger import TrialFiles
+from .logger import TrialFiles, flatten_dict
 from .progress import ProgressReporter
 from .schedulers.trial_scheduler import TrialScheduler
 from .search.searcher import FINISHED
@@ -32,6 +33,8 @@ from .trial_worker import TrialWorker
 MAX_PENDING_RESULTS = int(os.environ.get("MINRAY_TUNE_MAX_PENDING_RESULTS", "64"))
 STOP_GRACE_S = 2.0  # a stopped function trainable gets this long to reach tune.report()
 RESULT_SAVE_PERIOD_S = 1.0
+TEARDOWN_TIMEOUT_S = 30.0  # how long Trainable.cleanup() may take when a trial stops
+logger = logging.getLogger(__name__)
 
 _WorkerActor = None
 
@@ -382,24 +385,34 @@ class TrialRunner:
             self._complete(trial)
 
     def _on_result(self, trial, result, ckpt):
-        """One result: bookkeeping, then the decision (CONTINUE, PAUSE or STOP)."""
+        """One result: bookkeeping, then the decision (CONTINUE, PAUSE or STOP).
+
+        As in Ray, the stopper and callbacks see the result as reported (nested dicts
+        kept); stop criteria, the scheduler, the searcher and the metric statistics see
+        it flattened (``{"a": {"b": 1}}`` -> ``"a/b"``).  Every result is one step of
+        ``iteration`` (Ray handles one event per step), and ``Stopper.stop_all()`` is
+        asked after every result.
+        """
+        self._iteration += 1
         result["config"] = trial.config
+        flat = flat_result(result)
         if ckpt is not None:
             self._on_checkpoint(trial, ckpt, result)
         if trial.results_seen == 0:
-            self._check_metric(trial, result)
+            self._check_metric(trial, flat)
         trial.results_seen += 1
         decision = TrialScheduler.CONTINUE
         if result.get("done") or (self.stopper is not None and
                                   self.stopper(trial.trial_id, result)):
             decision = TrialScheduler.STOP
         else:
-            decision = self.scheduler.on_trial_result(self, trial, result)
+            decision = self.scheduler.on_trial_result(self, trial, flat)
         if decision == TrialScheduler.STOP:
             result["done"] = True
-        self.search_alg.on_trial_result(trial.trial_id, result)
+            flat["done"] = True
+        self.search_alg.on_trial_result(trial.trial_id, flat)
         trial.last_result = result
-        trial.update_metric_analysis(result)
+        trial.update_metric_analysis(flat)
         live = self._live.get(trial)
         if live is not None:
             live.files.write(result)
@@ -409,6 +422,8 @@ class TrialRunner:
                                result=result)
         if decision == TrialScheduler.NOOP:
             decision = TrialScheduler.CONTINUE
+        if not self._stopping and self.stopper is not None and self.stopper.stop_all():
+            self._stop_all()   # ends every trial, this one too: no more results are used
         return decision
 
     def _check_metric(self, trial, result):
@@ -535,10 +550,21 @@ class TrialRunner:
         if live.ref is not None:
             self._owner.pop(live.ref, None)
         live.files.close()
+        if self.spec.kind == "class" and not dead:
+            self._teardown(live.worker)
         if reusable and self.reuse_actors and not self._stopping:
             self._idle.setdefault(live.key, []).append(live.worker)
         else:
             self._kill_worker(live.worker, dead)
+
+    def _teardown(self, worker):
+        """Trainable.stop() -> cleanup() before a class trainable's actor goes (Ray calls
+        it on stop, pause and the end of the experiment); a hung or raising cleanup
+        does not hold the experiment up past TEARDOWN_TIMEOUT_S."""
+        try:
+            minray.get(worker.teardown.remote(), timeout=TEARDOWN_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - the trial's outcome is already decided
+            logger.warning("Trainable.cleanup() did not finish: %s", exc)
 
     def _handle_drain(self, ref, drain):
         worker, key, deadline, run_id = drain
@@ -594,6 +620,17 @@ class TrialRunner:
             self.state.update_trial(trial)
         self._dirty.clear()
         self.state.compact(self.trials)
+
+
+def flat_result(result):
+    """``result`` with nested metric dicts flattened to "a/b/c" keys (``config`` kept as
+    is); the result itself when nothing in it is nested."""
+    if not any(isinstance(v, dict) and v and k != "config" for k, v in result.items()):
+        return result
+    flat = flatten_dict({k: v for k, v in result.items() if k != "config"})
+    if "config" in result:
+        flat["config"] = result["config"]
+    return flat
 
 
 def kept_checkpoints(history, config):

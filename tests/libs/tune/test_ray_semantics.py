@@ -61,3 +61,124 @@ def test_checkpoint_config_keeps_the_best_not_the_latest(tmp_path):
     (r,) = _run(tmp_path, scores_with_checkpoints, {"scores": [1, 5, 2, 4, 3]}, name="newest",
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
     assert [m["score"] for _, m in r.best_checkpoints] == [4, 3]
+
+
+# ---------------------------------------------------------------- Stopper.stop_all
+class StopAllAfter(tune.Stopper):
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        return False
+
+    def stop_all(self):
+        return self.seen >= self.n
+
+
+def many_reports(config):
+    for i in range(200):      # fast: the worker runs ahead of the driver
+        tune.report({"i": i})
+
+
+def test_stopper_stop_all_ends_the_experiment_at_that_result(tmp_path):
+    stopper = StopAllAfter(3)
+    grid = _run(tmp_path, many_reports, {"x": tune.grid_search([1, 2, 3, 4])}, stop=stopper,
+                tune_config=tune.TuneConfig(max_concurrent_trials=1))
+    assert len(grid) == 1          # no further trial started
+    assert grid[0].metrics["training_iteration"] == 3 and stopper.seen == 3
+    assert grid[0].error is None
+
+
+# ---------------------------------------------------------------- Trainable.cleanup
+class CleansUp(tune.Trainable):
+    def setup(self, config):
+        self.i = 0
+
+    def step(self):
+        self.i += 1
+        return {"i": self.i}
+
+    def cleanup(self):
+        with open(os.path.join(self.config["marker_dir"], self.trial_id), "w") as f:
+            f.write(str(self.i))
+
+
+def test_trainable_cleanup_runs_when_a_trial_stops(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    grid = _run(tmp_path, CleansUp, {"marker_dir": str(markers), "k": tune.grid_search([1, 2])},
+                stop={"training_iteration": 3})
+    assert sorted(os.listdir(markers)) == sorted(r.metrics["trial_id"] for r in grid)
+    assert {(markers / name).read_text() for name in os.listdir(markers)} == {"3"}
+    # used directly, outside Tune: train() works and stop() calls cleanup()
+    trainable = CleansUp(config={"marker_dir": str(markers)})
+    assert trainable.train()["trial_id"] == "default"
+    trainable.stop()
+    assert (markers / "default").read_text() == "1"
+
+
+# ---------------------------------------------------------------- nested metrics
+def nested_reports(config):
+    for i in range(10):
+        tune.report({"a": {"b": {"c": i}}, "loss": {"val": 10 - i}})
+
+
+def test_nested_metrics_and_slash_stop_keys(tmp_path):
+    grid = _run(tmp_path, nested_reports, stop={"a/b/c": 3},
+                tune_config=tune.TuneConfig(metric="loss/val", mode="min"))
+    (r,) = grid
+    assert r.metrics["training_iteration"] == 4 and r.metrics["a"] == {"b": {"c": 3}}
+    assert grid.get_best_result().metrics["loss"] == {"val": 7}
+    assert {"a/b/c", "loss/val"} <= set(grid.get_dataframe().columns)
+    (r,) = _run(tmp_path, nested_reports, name="second", stop={"loss/val": 8})
+    assert r.metrics["training_iteration"] == 1
+    with pytest.raises(ValueError, match="a/b/x"):
+        _run(tmp_path, nested_reports, name="third", stop={"a/b/x": 1})
+
+
+# ---------------------------------------------------------------- refused inputs
+def test_unserializable_trainable_and_non_dict_param_space_are_refused(tmp_path):
+    lock = threading.Lock()
+
+    def holds_a_lock(config):
+        with lock:
+            tune.report({"x": 1})
+
+    with pytest.raises(TypeError, match="The provided trainable is not serializable"):
+        tune.Tuner(holds_a_lock)
+    assert not os.listdir(tmp_path)
+    for bad in ([1, 2], 3, "abc", (("x", 1),)):
+        with pytest.raises(TypeError, match="The `param_space` passed to the `Tuner` must be "
+                                            "a dict"):
+            tune.Tuner(many_reports, param_space=bad)
+        with pytest.raises(ValueError):        # Ray's own exception type
+            tune.Tuner(many_reports, param_space=bad)
+    with pytest.raises(TypeError, match="`config` passed to `tune.run"):
+        tune.run(many_reports, config=[1], storage_path=str(tmp_path))
+
+
+# ---------------------------------------------------------------- callbacks
+class Iterations(tune.Callback):
+    def __init__(self):
+        self.results = []
+        self.steps = []
+
+    def on_step_begin(self, iteration, trials, **info):
+        self.steps.append(iteration)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.results.append(iteration)
+
+
+def three_reports(config):
+    for i in range(3):
+        tune.report({"i": i})
+
+
+def test_callback_iteration_counts_every_result(tmp_path):
+    cb = Iterations()
+    _run(tmp_path, three_reports, {"x": tune.grid_search([1, 2])}, callbacks=[cb])
+    assert len(cb.results) == 6
+    assert cb.results == sorted(set(cb.results))        # one step per result, increasing
+    assert cb.steps == sorted(cb.steps)
