@@ -24,6 +24,7 @@ from . import experiment_state
 from .logger import TrialFiles, flatten_dict
 from .progress import ProgressReporter
 from .schedulers.trial_scheduler import TrialScheduler
+from .search.basic_variant import BasicVariantGenerator
 from .search.searcher import FINISHED
 from .trial import Trial
 from .trial_worker import TrialWorker
@@ -119,6 +120,8 @@ class TrialRunner:
 
     def pause_trial(self, trial):
         if trial in self._live:
+            if self.spec.kind == "class" and trial not in self._exploit:
+                self.ensure_checkpoint(trial)
             self._release(trial)
         self._set_status(trial, Trial.PAUSED)
 
@@ -200,6 +203,7 @@ class TrialRunner:
 
     # ---- starting trials
     def _fill(self):
+        self._add_pending()
         while self.max_concurrent is None or len(self._live) < self.max_concurrent:
             trial = self.scheduler.choose_trial_to_run(self)
             if trial is None:
@@ -209,6 +213,24 @@ class TrialRunner:
             if not self._make_room(trial):
                 return
             self._start(trial)
+
+    def _add_pending(self):
+        """Create trials ahead of the resources, as Ray does for grid and random search
+        (up to TUNE_MAX_PENDING_TRIALS_PG, default 200, PENDING at once): schedulers
+        then see the whole population (PBT ranks and round-robins it).  Other
+        searchers suggest one trial at a time, when one can start, so each suggestion
+        sees the results before it."""
+        if self._search_done or not isinstance(self.search_alg, BasicVariantGenerator):
+            return
+        limit = _max_pending_trials(self._total.get("CPU", 1))
+        while True:
+            pending = sum(1 for t in self.trials if t.status == Trial.PENDING)
+            unfinished = sum(1 for t in self.trials if not t.is_finished())
+            if pending >= limit or (self.max_concurrent is not None and
+                                    unfinished >= self.max_concurrent):
+                return
+            if not self._create_trial():
+                return
 
     def _create_trial(self):
         if self._search_done:
@@ -376,6 +398,8 @@ class TrialRunner:
             return
         if decision == TrialScheduler.PAUSE:
             exploit = trial in self._exploit
+            if not exploit and self.spec.kind == "class":
+                self.ensure_checkpoint(trial)   # resume where it paused, as Ray does
             self._release(trial, finished)
             self._set_status(trial, Trial.PENDING if exploit else Trial.PAUSED)
         else:  # STOP
@@ -620,6 +644,13 @@ class TrialRunner:
             self.state.update_trial(trial)
         self._dirty.clear()
         self.state.compact(self.trials)
+
+
+def _max_pending_trials(cluster_cpus):
+    value = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG", "auto")
+    if value != "auto":
+        return max(1, int(value))
+    return max(200, int(cluster_cpus * 1.1))
 
 
 def flat_result(result):

@@ -182,3 +182,84 @@ def test_callback_iteration_counts_every_result(tmp_path):
     assert len(cb.results) == 6
     assert cb.results == sorted(set(cb.results))        # one step per result, increasing
     assert cb.steps == sorted(cb.steps)
+
+
+# ---------------------------------------------------------------- PBT
+class Accumulator(tune.Trainable):
+    """Adds lr each step; remembers whose checkpoint it was restored from."""
+
+    def setup(self, config):
+        self.value, self.restored_from = 0.0, None
+
+    def step(self):
+        self.value += self.config["lr"]
+        return {"value": self.value, "restored_from": self.restored_from}
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"value": self.value, "lr": self.config["lr"]}
+
+    def load_checkpoint(self, checkpoint):
+        self.value, self.restored_from = checkpoint["value"], checkpoint["lr"]
+
+
+@pytest.mark.slow      # about 10 s: every pause restarts a class trial's actor
+def test_pbt_exploits_and_explores_fast_class_trials(tmp_path):
+    from minray.tune.schedulers import PopulationBasedTraining
+
+    def tag(config):
+        return dict(config, tag="explored")
+
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
+                                  custom_explore_fn=tag, quantile_fraction=0.5)
+    # four fast trials, two at a time (2 of the 4 CPUs each): a trial at its interval
+    # yields to the waiting ones, so the population advances together and the weak half
+    # copies the strong half
+    trainable = tune.with_resources(Accumulator, {"cpu": 2})
+    grid = _run(tmp_path, trainable, {"lr": tune.grid_search([0.1, 1.0, 10.0, 100.0]),
+                                        "tag": "original"},
+                tune_config=tune.TuneConfig(metric="value", mode="max", scheduler=pbt),
+                stop={"training_iteration": 6})
+    assert grid.num_errors == 0 and pbt.history
+    for trial_id, donor_id, old, new in pbt.history:
+        assert new["tag"] == "explored" and trial_id != donor_id
+    explored = [r for r in grid if r.config["tag"] == "explored"]
+    assert explored
+    for r in explored:       # restarted from a checkpoint that a stronger trial saved
+        assert r.metrics["restored_from"] is not None
+        assert r.metrics["training_iteration"] == 6
+    assert max(r.metrics["value"] for r in grid) == pytest.approx(600.0)
+
+
+def accumulate_with_checkpoints(config):
+    value, start = 0.0, 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state")) as f:
+                value, start = f.read().split()
+        value, start = float(value), int(start)
+    for step in range(start, 12):
+        value += config["lr"]
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state"), "w") as f:
+                f.write(f"{value} {step + 1}")
+            tune.report({"value": value}, checkpoint=Checkpoint.from_directory(d))
+
+
+def test_pbt_synch_mutations_shift_to_a_neighbour(tmp_path):
+    from minray.tune.schedulers import PopulationBasedTraining
+    lrs = [0.1, 1.0, 10.0, 100.0]
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
+                                  hyperparam_mutations={"lr": lrs}, resample_probability=0.0,
+                                  quantile_fraction=0.5, synch=True)
+    grid = _run(tmp_path, accumulate_with_checkpoints, {"lr": tune.grid_search(lrs)},
+                tune_config=tune.TuneConfig(metric="value", mode="max", scheduler=pbt))
+    assert grid.num_errors == 0
+    # synch: every trial is ranked at t = 3, 6, 9 and 12, and each time the bottom two
+    # copy the top two
+    assert len(pbt.history) == 8
+    for _, _, _, new in pbt.history:       # no resampling: a value of the list
+        assert new["lr"] in lrs
+    # the two weak trials (lr 0.1 and 1.0, at most 12 alone) took a strong checkpoint
+    assert min(r.metrics["value"] for r in grid) > 12
+    assert all(r.metrics["training_iteration"] == 12 for r in grid)
