@@ -51,6 +51,8 @@ def test_checkpoint_config_keeps_the_best_not_the_latest(tmp_path):
     on_disk = sorted(_score_of(Checkpoint(os.path.join(r.path, d)))
                      for d in os.listdir(r.path) if d.startswith("checkpoint_"))
     assert on_disk == [3, 4, 5]
+    restored = tune.Tuner.restore(str(tmp_path / "exp"), scores_with_checkpoints).get_results()
+    assert [m["score"] for _, m in restored[0].best_checkpoints] == [4, 5]
 
     config = tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="score",
                                    checkpoint_score_order="min")
