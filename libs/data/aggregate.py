@@ -130,6 +130,58 @@ class _Numeric(AggregateFn):
     def finalize(self, acc):
         return None if isinstance(acc, _NullSeen) else self.result(acc)
 
+    # ---- per-group (groupby) pieces share one null handling, vectorized with numpy
+    def group_view(self, block, starts):
+        """``(values, valid, nulls, sizes)`` of the column for per-group reductions:
+        nulls (None; NaN too in a float column under ignore_nulls) are zero-filled in
+        ``values`` and marked in ``nulls``; ``sizes`` are the groups' row counts.
+        ``valid`` and ``nulls`` are None when the column has no nulls (the fast path)."""
+        B.check_columns(block, [self.on])
+        col = block[self.on]
+        sizes = np.diff(np.append(starts, len(col)))
+        if col.dtype == object:
+            nulls = np.fromiter((_is_null(v) for v in col), dtype=bool, count=len(col))
+            filled = np.asarray([0 if n else v for v, n in zip(col.tolist(), nulls)])
+            values = filled if filled.dtype.kind in "biuf" else col
+        elif col.dtype.kind == "f" and self.ignore_nulls:
+            nulls = np.isnan(col)
+            values = np.where(nulls, 0.0, col) if nulls.any() else col
+        else:
+            nulls = None
+            values = col
+        if nulls is None or not nulls.any():
+            return values, None, None, sizes
+        return values, ~nulls, nulls, sizes
+
+    def group_counts(self, valid, nulls, sizes, starts):
+        """``{"n": values per group, "z": nulls per group}``."""
+        if valid is None:
+            return {"n": sizes, "z": np.zeros(len(sizes), dtype=np.int64)}
+        return {"n": _count(valid, starts), "z": _count(nulls, starts)}
+
+    def null_groups(self, states):
+        """Groups whose result is None: no values, or a null under ignore_nulls=False."""
+        empty = states["n"] == 0
+        return empty | (states["z"] > 0) if not self.ignore_nulls else empty
+
+    def block_groups(self, block, starts, keys):
+        return self.finalize_groups(self.state_groups(block, starts))
+
+
+def _count(mask, starts):
+    return np.add.reduceat(mask.astype(np.int64), starts) if len(mask) else \
+        np.zeros(len(starts), dtype=np.int64)
+
+
+def _with_nones(values, none_mask):
+    """``values`` with None where ``none_mask`` (an object column then), as Ray's groupby
+    returns None for a group without values."""
+    if not none_mask.any():
+        return values
+    out = values.astype(object)
+    out[none_mask] = None
+    return out
+
 
 class Count(_Numeric):
     """Rows (``Count()``), or values of a column; nulls count unless ``ignore_nulls=True``."""
@@ -151,11 +203,11 @@ class Count(_Numeric):
     def finalize(self, acc):
         return int(acc)
 
-    def block_groups(self, block, starts, keys):
-        return np.diff(np.append(starts, B.num_rows(block)))
-
     def state_groups(self, block, starts):
-        return {"n": self.block_groups(block, starts, None)}
+        if self.on is not None and self.ignore_nulls:
+            _, valid, nulls, sizes = self.group_view(block, starts)
+            return {"n": self.group_counts(valid, nulls, sizes, starts)["n"]}
+        return {"n": np.diff(np.append(starts, B.num_rows(block)))}
 
     def merge_state_groups(self, states, starts):
         return {"n": np.add.reduceat(states["n"], starts)}
@@ -176,17 +228,16 @@ class Sum(_Numeric):
     def result(self, acc):
         return _py(acc[0]) if acc[1] else None
 
-    def block_groups(self, block, starts, keys):
-        return np.add.reduceat(block[self.on], starts)
-
     def state_groups(self, block, starts):
-        return {"s": self.block_groups(block, starts, None)}
+        values, valid, nulls, sizes = self.group_view(block, starts)
+        return {"s": np.add.reduceat(values, starts),
+                **self.group_counts(valid, nulls, sizes, starts)}
 
     def merge_state_groups(self, states, starts):
-        return {"s": np.add.reduceat(states["s"], starts)}
+        return {k: np.add.reduceat(v, starts) for k, v in states.items()}
 
     def finalize_groups(self, states):
-        return states["s"]
+        return _with_nones(states["s"], self.null_groups(states))
 
 
 class Min(_Numeric):
@@ -203,22 +254,49 @@ class Min(_Numeric):
     def result(self, acc):
         return _py(acc)
 
-    def block_groups(self, block, starts, keys):
-        col = block[self.on]
-        if col.dtype == object or col.dtype.kind in "US":
-            bounds = list(starts) + [len(col)]
-            return B.make_column([self._pick(col[bounds[i]:bounds[i + 1]].tolist())
-                                  for i in range(len(starts))])
-        return self._reduce.reduceat(col, starts)
+    def _fill(self, dtype):
+        """A value that never wins the reduction (so nulls can stand in as it)."""
+        big = self._pick is min
+        if dtype.kind == "f":
+            return np.inf if big else -np.inf
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            return info.max if big else info.min
+        return bool(big)
 
     def state_groups(self, block, starts):
-        return {"m": self.block_groups(block, starts, None)}
+        values, valid, nulls, sizes = self.group_view(block, starts)
+        counts = self.group_counts(valid, nulls, sizes, starts)
+        if values.dtype.kind in "biuf":
+            if valid is not None:
+                values = np.where(valid, values, self._fill(values.dtype))
+            picked = self._reduce.reduceat(values, starts)
+        else:  # strings and other objects: Python's min/max per group, nulls left out
+            if valid is None:
+                valid = np.ones(len(values), dtype=bool)
+            bounds = list(starts) + [len(values)]
+            picked = B._objects([
+                self._pick(values[a:b][valid[a:b]].tolist()) if valid[a:b].any() else None
+                for a, b in zip(bounds, bounds[1:])])
+        return {"m": picked, **counts}
 
     def merge_state_groups(self, states, starts):
-        return {"m": self.block_groups({self.on: states["m"]}, starts, None)}
+        picked = states["m"]
+        if picked.dtype.kind in "biuf":
+            merged = self._reduce.reduceat(picked, starts)
+        else:
+            # parts without values (n == 0) hold a filler: leave them out
+            bounds = list(starts) + [len(picked)]
+            values, counts = picked.tolist(), states["n"].tolist()
+            merged = B._objects([
+                self._pick(kept) if (kept := [v for v, c in zip(values[a:b], counts[a:b])
+                                              if c]) else None
+                for a, b in zip(bounds, bounds[1:])])
+        return {"m": merged, "n": np.add.reduceat(states["n"], starts),
+                "z": np.add.reduceat(states["z"], starts)}
 
     def finalize_groups(self, states):
-        return states["m"]
+        return _with_nones(states["m"], self.null_groups(states))
 
 
 class Max(Min):
@@ -264,20 +342,18 @@ class Mean(_Numeric):
     def result(self, acc):
         return acc[0] / acc[1] if acc[1] else None
 
-    def block_groups(self, block, starts, keys):
-        counts = np.diff(np.append(starts, B.num_rows(block)))
-        return np.add.reduceat(block[self.on].astype(np.float64), starts) / counts
-
     def state_groups(self, block, starts):
-        counts = np.diff(np.append(starts, B.num_rows(block)))
-        return {"s": np.add.reduceat(block[self.on].astype(np.float64), starts), "n": counts}
+        values, valid, nulls, sizes = self.group_view(block, starts)
+        return {"s": np.add.reduceat(values.astype(np.float64, copy=False), starts),
+                **self.group_counts(valid, nulls, sizes, starts)}
 
     def merge_state_groups(self, states, starts):
-        return {"s": np.add.reduceat(states["s"], starts),
-                "n": np.add.reduceat(states["n"], starts)}
+        return {k: np.add.reduceat(v, starts) for k, v in states.items()}
 
     def finalize_groups(self, states):
-        return states["s"] / states["n"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = states["s"] / states["n"]
+        return _with_nones(means, self.null_groups(states))
 
 
 class Std(_Numeric):
@@ -312,34 +388,34 @@ class Std(_Numeric):
             return None
         return float(np.sqrt(m2 / (n - self.ddof))) if n - self.ddof > 0 else float("nan")
 
-    def block_groups(self, block, starts, keys):
-        col = block[self.on].astype(np.float64)
-        counts = np.diff(np.append(starts, len(col)))
-        means = np.add.reduceat(col, starts) / counts
-        dev = col - np.repeat(means, counts)
-        m2 = np.add.reduceat(dev * dev, starts)
-        return self.finalize_groups({"n": counts, "m2": m2})
-
     def state_groups(self, block, starts):
-        col = block[self.on].astype(np.float64)
-        counts = np.diff(np.append(starts, len(col)))
-        means = np.add.reduceat(col, starts) / counts
-        dev = col - np.repeat(means, counts)
-        return {"n": counts, "mean": means, "m2": np.add.reduceat(dev * dev, starts)}
+        values, valid, nulls, sizes = self.group_view(block, starts)
+        col = values.astype(np.float64, copy=False)
+        counts = self.group_counts(valid, nulls, sizes, starts)
+        n = counts["n"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = np.where(n > 0, np.add.reduceat(col, starts) / n, 0.0)
+        dev = col - np.repeat(means, sizes)
+        if valid is not None:
+            dev = np.where(valid, dev, 0.0)
+        return {"mean": means, "m2": np.add.reduceat(dev * dev, starts), **counts}
 
     def merge_state_groups(self, states, starts):
         # Chan et al.'s pairwise update, vectorized over the partials of every group.
         n_j, mean_j, m2_j = states["n"], states["mean"], states["m2"]
         sizes = np.diff(np.append(starts, len(n_j)))
         n = np.add.reduceat(n_j, starts)
-        mean = np.add.reduceat(n_j * mean_j, starts) / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.where(n > 0, np.add.reduceat(n_j * mean_j, starts) / n, 0.0)
         dev = mean_j - np.repeat(mean, sizes)
-        return {"n": n, "mean": mean, "m2": np.add.reduceat(m2_j + n_j * dev * dev, starts)}
+        return {"n": n, "mean": mean, "m2": np.add.reduceat(m2_j + n_j * dev * dev, starts),
+                "z": np.add.reduceat(states["z"], starts)}
 
     def finalize_groups(self, states):
         counts, m2 = states["n"], states["m2"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(counts - self.ddof > 0, np.sqrt(m2 / (counts - self.ddof)), np.nan)
+            std = np.where(counts - self.ddof > 0, np.sqrt(m2 / (counts - self.ddof)), np.nan)
+        return _with_nones(std, self.null_groups(states))
 
 
 class Unique(_Numeric):

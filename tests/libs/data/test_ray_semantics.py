@@ -201,3 +201,29 @@ def test_split_proportionately_validation():
             ds.split_proportionately(bad)
     with pytest.raises(TypeError, match="list"):
         ds.split_proportionately(0.5)
+
+
+def test_groupby_aggregations_with_nulls():
+    rows = [{"k": i % 2, "x": None if i % 3 == 0 else float(i)} for i in range(8)]
+    ds = ray.data.from_items(rows, override_num_blocks=3)
+
+    def by_key(out, name):
+        return [r[name] for r in sorted(out.take_all(), key=lambda r: r["k"])]
+
+    grouped = ds.groupby("k")
+    assert by_key(grouped.sum("x"), "sum(x)") == [6.0, 13.0]
+    assert by_key(grouped.min("x"), "min(x)") == [2.0, 1.0]
+    assert by_key(grouped.max("x"), "max(x)") == [4.0, 7.0]
+    assert by_key(grouped.mean("x"), "mean(x)") == pytest.approx([3.0, 13 / 3])
+    assert by_key(grouped.std("x"), "std(x)") == pytest.approx([math.sqrt(2), 3.0550504633])
+    for method in ("sum", "min", "max", "mean", "std"):
+        assert by_key(getattr(grouped, method)("x", ignore_nulls=False),
+                      f"{method}(x)") == [None, None], method
+    assert by_key(grouped.count(), "count()") == [4, 4]
+    # a group whose values are all null gets None; the other group its value
+    some = ray.data.from_items([{"k": "a", "x": None}, {"k": "b", "x": 2},
+                                {"k": "b", "x": 5}])
+    assert by_key(some.groupby("k").sum("x"), "sum(x)") == [None, 7]
+    assert by_key(some.groupby("k").max("x"), "max(x)") == [None, 5]
+    words = ray.data.from_items([{"k": 1, "w": "b"}, {"k": 1, "w": None}, {"k": 1, "w": "a"}])
+    assert by_key(words.groupby("k").min("w"), "min(w)") == ["a"]
