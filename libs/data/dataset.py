@@ -277,11 +277,18 @@ class Dataset:
             ray.data.from_items([{"a": 3}, {"a": 1}]).sort("a").take_all()
             # [{'a': 1}, {'a': 3}]
             ds.sort(["a", "b"], descending=[True, False])   # a high to low, then b low to high
+            ds.sort("id", boundaries=[10, 20])   # blocks: id < 10, 10 <= id < 20, id >= 20
         """
         keys = _as_list(key, "key")
         descending = S.directions(keys, descending)
+        if boundaries is not None:
+            boundaries = list(boundaries)
+            if (not boundaries or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                      for v in boundaries) or boundaries != sorted(boundaries)):
+                raise ValueError(f"boundaries must be a non-empty, ascending list of numbers "
+                                 f"(values of the first key), got {boundaries!r}.")
         return self._with(BarrierOp(f"Sort({', '.join(keys)})",
-                                    lambda b: S.sort(b, keys, descending)))
+                                    lambda b: S.sort(b, keys, descending, boundaries)))
 
     def groupby(self, key, **kwargs):
         """Group rows by one or more key columns, then aggregate or map each group.

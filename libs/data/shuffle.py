@@ -191,16 +191,20 @@ def check_keys(bundles, keys):
             return
 
 
-def range_partition(bundles, keys, descending, reducer, *reducer_args):
-    """Sample boundaries on ``keys[0]``, scatter, then run ``reducer`` per partition."""
+def range_partition(bundles, keys, descending, reducer, *reducer_args, boundaries=None):
+    """Sample boundaries on ``keys[0]`` (or take the given ones), scatter, then run
+    ``reducer`` per partition."""
     bundles = [b for b in bundles if b[1].num_rows > 0] or bundles[:1]
     if not bundles:
         return []
     check_keys(bundles, keys)
     n = num_partitions(bundles)
     # Sampling reads each block zero-copy here in the driver: no task per block needed.
-    samples = [s for s in (_sample(ray.get(r), keys[0], 64) for r, _ in bundles) if len(s)]
-    if n > 1 and samples:
+    samples = [] if boundaries is not None else [
+        s for s in (_sample(ray.get(r), keys[0], 64) for r, _ in bundles) if len(s)]
+    if boundaries is not None:
+        n, boundaries = len(boundaries) + 1, np.asarray(boundaries)
+    elif n > 1 and samples:
         pooled = np.sort(np.concatenate(samples), kind="stable")
         picks = (np.arange(1, n) * len(pooled)) // n
         boundaries = pooled[picks]
@@ -218,8 +222,9 @@ def range_partition(bundles, keys, descending, reducer, *reducer_args):
     return [(b, m) for (b, _), m in zip(pending, metas)]
 
 
-def sort(bundles, keys, descending=False):
-    return range_partition(bundles, keys, descending, _reduce_sort, keys, descending)
+def sort(bundles, keys, descending=False, boundaries=None):
+    return range_partition(bundles, keys, descending, _reduce_sort, keys, descending,
+                           boundaries=boundaries)
 
 
 # ---------------------------------------------------------------- zip

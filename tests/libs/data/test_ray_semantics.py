@@ -227,3 +227,15 @@ def test_groupby_aggregations_with_nulls():
     assert by_key(some.groupby("k").max("x"), "max(x)") == [None, 5]
     words = ray.data.from_items([{"k": 1, "w": "b"}, {"k": 1, "w": None}, {"k": 1, "w": "a"}])
     assert by_key(words.groupby("k").min("w"), "min(w)") == ["a"]
+
+
+def test_sort_with_boundaries_partitions_at_them():
+    ds = ray.data.range(10, override_num_blocks=2)
+    out = ds.sort("id", boundaries=[3, 6]).materialize()
+    blocks = [b["id"].tolist() for b in out.iter_batches(batch_size=None)]
+    assert blocks == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
+    out = ds.sort("id", descending=True, boundaries=[3, 6]).materialize()
+    blocks = [b["id"].tolist() for b in out.iter_batches(batch_size=None)]
+    assert blocks == [[9, 8, 7, 6], [5, 4, 3], [2, 1, 0]]
+    with pytest.raises(ValueError, match="boundaries"):
+        ds.sort("id", boundaries=[6, 3])
