@@ -11,8 +11,11 @@ trainables must report checkpoints and resume from ``tune.get_checkpoint()``.
 """
 
 import copy
+import json
 import math
+import os
 import random
+import shutil
 
 from ..search import sample
 from .trial_scheduler import TrialScheduler
@@ -66,6 +69,29 @@ def explore(config, mutations, resample_probability, perturbation_factors, custo
     return new
 
 
+def log_policy(experiment_dir, trial, donor, new_config):
+    """Record one exploit as Ray's PBT does with ``log_config=True``: a JSON line
+    ``[trial tag, donor tag, trial iteration, donor iteration, donor config, new config]``
+    appended to ``<experiment>/pbt_global.txt`` and to the trial's
+    ``pbt_policy_<trial_id>.txt``, which first takes a copy of the donor's policy (so
+    each file is the schedule of configs that led to that trial's current state)."""
+    if not experiment_dir:
+        return
+    line = json.dumps([trial.experiment_tag, donor.experiment_tag,
+                       trial.last_result.get("training_iteration", 0),
+                       donor.last_result.get("training_iteration", 0),
+                       donor.config, new_config], default=repr) + "\n"
+    os.makedirs(experiment_dir, exist_ok=True)
+    with open(os.path.join(experiment_dir, "pbt_global.txt"), "a") as f:
+        f.write(line)
+    own = os.path.join(experiment_dir, f"pbt_policy_{trial.trial_id}.txt")
+    theirs = os.path.join(experiment_dir, f"pbt_policy_{donor.trial_id}.txt")
+    if os.path.exists(theirs):
+        shutil.copyfile(theirs, own)
+    with open(own, "a") as f:
+        f.write(line)
+
+
 class PopulationBasedTraining(TrialScheduler):
     """Population Based Training (Jaderberg et al. 2017)::
 
@@ -80,7 +106,9 @@ class PopulationBasedTraining(TrialScheduler):
     trials wait (PENDING or PAUSED) the trial pauses to give them their turn, and
     ``choose_trial_to_run`` resumes the one furthest behind, so a population larger
     than the cluster still advances together.  ``synch=True`` waits for every trial to
-    reach the interval before anyone is ranked.
+    reach the interval before anyone is ranked.  ``log_config=True`` (the default)
+    writes each exploit to ``pbt_global.txt`` and ``pbt_policy_<trial_id>.txt`` in the
+    experiment directory.
     """
 
     def __init__(self, time_attr="time_total_s", metric=None, mode=None,
@@ -107,6 +135,7 @@ class PopulationBasedTraining(TrialScheduler):
         self._factors = perturbation_factors
         self._custom_explore = custom_explore_fn
         self._require_attrs = require_attrs
+        self._log_config = log_config
         self._synch = synch
         self._next_sync = max(perturbation_interval, burn_in_period)
         self._state = {}  # trial -> _new_state()
@@ -183,6 +212,8 @@ class PopulationBasedTraining(TrialScheduler):
                              self._factors, self._custom_explore)
         self.history.append((trial.trial_id, donor.trial_id, trial.config, new_config))
         self._num_perturbations += 1
+        if self._log_config:
+            log_policy(getattr(runner, "experiment_dir", None), trial, donor, new_config)
         runner.exploit_trial(trial, new_config, checkpoint)
         return True
 

@@ -264,4 +264,11 @@ def test_pbt_synch_mutations_shift_to_a_neighbour(tmp_path):
         assert new["lr"] in lrs
     # the two weak trials (lr 0.1 and 1.0, at most 12 alone) took a strong checkpoint
     assert min(r.metrics["value"] for r in grid) > 12
+    # log_config (on by default): one JSON line per exploit, globally and per trial
+    import json
+    with open(tmp_path / "exp" / "pbt_global.txt") as f:
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == 8 and all(len(line) == 6 for line in lines)
+    assert [line[5] for line in lines] == [h[3] for h in pbt.history]
+    assert any(name.startswith("pbt_policy_") for name in os.listdir(tmp_path / "exp"))
     assert all(r.metrics["training_iteration"] == 12 for r in grid)
