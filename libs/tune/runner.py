@@ -136,12 +136,17 @@ class TrialRunner:
     def ensure_checkpoint(self, trial):
         """The trial's latest checkpoint; class trainables save one now if running."""
         live = self._live.get(trial)
+        saved = (trial.checkpoint or {}).get("iteration")
+        if saved is not None and saved == trial.__dict__.get("_at_iteration"):
+            return trial.checkpoint   # already saved at the result being handled
         if live is not None and self.spec.kind == "class" and live.kind != "setup":
             # A lockstep worker: its last train() call has returned (we are processing it).
             if live.ref is not None:
                 minray.wait([live.ref])
             ckpt = minray.get(live.worker.save.remote(trial.path))
             self._on_checkpoint(trial, ckpt)
+            for cb in self.callbacks:   # a save the runner asked for, as Ray's on_trial_save
+                cb.on_trial_save(self._iteration, self.trials, trial)
         return trial.checkpoint
 
     # ---- the loop
@@ -380,10 +385,12 @@ class TrialRunner:
             decision = self._on_result(trial, value, None)
             if trial not in self._live:
                 return
-            if decision == TrialScheduler.CONTINUE:
+            if decision != TrialScheduler.PAUSE:   # a pause saves anyway (Ray: the same)
                 self._maybe_save(trial, value)
-                if trial in self._live:
-                    self._submit(trial, live, "train")
+            if trial not in self._live:
+                return
+            if decision == TrialScheduler.CONTINUE:
+                self._submit(trial, live, "train")
             else:
                 self._act(trial, decision, None)
 
@@ -418,6 +425,7 @@ class TrialRunner:
         asked after every result.
         """
         self._iteration += 1
+        trial._at_iteration = result.get("training_iteration")
         result["config"] = trial.config
         flat = flat_result(result)
         if ckpt is not None:
@@ -489,7 +497,7 @@ class TrialRunner:
     def _maybe_save(self, trial, result):
         cfg = self.checkpoint_config
         freq = getattr(cfg, "checkpoint_frequency", 0) if cfg is not None else 0
-        if freq and result["training_iteration"] % freq == 0:
+        if (freq and result["training_iteration"] % freq == 0) or result.get("should_checkpoint"):
             self.ensure_checkpoint(trial)
 
     # ---- ending trials

@@ -165,12 +165,16 @@ class Iterations(tune.Callback):
     def __init__(self):
         self.results = []
         self.steps = []
+        self.saves = []
 
     def on_step_begin(self, iteration, trials, **info):
         self.steps.append(iteration)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.results.append(iteration)
+
+    def on_trial_save(self, iteration, trials, trial, **info):
+        self.saves.append(trial.trial_id)
 
 
 def three_reports(config):
@@ -184,6 +188,12 @@ def test_callback_iteration_counts_every_result(tmp_path):
     assert len(cb.results) == 6
     assert cb.results == sorted(set(cb.results))        # one step per result, increasing
     assert cb.steps == sorted(cb.steps)
+    # on_trial_save: after each save the runner asks of a class trainable
+    cb = Iterations()
+    _run(tmp_path, CleansUp, {"marker_dir": str(tmp_path)}, name="saves", callbacks=[cb],
+         stop={"training_iteration": 4},
+         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2))
+    assert len(cb.saves) == 2
 
 
 # ---------------------------------------------------------------- PBT
