@@ -88,23 +88,27 @@ class Preprocessor:
         self._fitted = True
         return self
 
-    def fit_transform(self, ds, **transform_kwargs):
+    def fit_transform(self, ds, *, transform_num_cpus=None, transform_memory=None,
+                      transform_batch_size=None, transform_concurrency=None):
         """``fit(ds)`` then ``transform(ds)``. Example: ``scaler.fit_transform(train_ds)``."""
-        return self.fit(ds).transform(ds, **transform_kwargs)
+        return self.fit(ds).transform(ds, batch_size=transform_batch_size,
+                                      num_cpus=transform_num_cpus, memory=transform_memory,
+                                      concurrency=transform_concurrency)
 
-    def transform(self, ds, **map_batches_kwargs):
-        """A new dataset with this preprocessor applied to every batch (lazy).
+    def transform(self, ds, *, batch_size=None, num_cpus=None, memory=None, concurrency=None):
+        """A new dataset with this preprocessor applied to every batch (lazy); the keywords
+        go to ``map_batches`` (``batch_size=None``: one batch per block).
 
         Example::
 
-            StandardScaler(columns=["x"]).fit(train).transform(test)
+            StandardScaler(columns=["x"]).fit(train).transform(test, concurrency=2)
         """
         if self.fit_status() == Preprocessor.FitStatus.NOT_FITTED:
             raise PreprocessorNotFittedException(
                 f"`fit` must be called before `transform`, or simply use fit_transform() to "
                 f"run both steps ({type(self).__name__} is not fitted).")
-        return ds.map_batches(self._apply, batch_format="numpy", batch_size=None,
-                              **map_batches_kwargs)
+        return ds.map_batches(self._apply, batch_format="numpy", batch_size=batch_size,
+                              num_cpus=num_cpus, memory=memory, concurrency=concurrency)
 
     def transform_batch(self, batch):
         """Apply to one batch: a dict of numpy arrays or a pandas DataFrame (same type back).

@@ -39,9 +39,10 @@ class Chain(Preprocessor):
         self._fitted = True
         return self
 
-    def transform(self, ds, **kwargs):
+    def transform(self, ds, *, batch_size=None, num_cpus=None, memory=None, concurrency=None):
         for p in self.preprocessors:
-            ds = p.transform(ds, **kwargs)
+            ds = p.transform(ds, batch_size=batch_size, num_cpus=num_cpus, memory=memory,
+                             concurrency=concurrency)
         return ds
 
     def _check_fitted(self):

@@ -85,6 +85,13 @@ def test_builtin_preprocessor_unfitted_raises_and_status():
         chain.transform_batch({"x": np.array([1.0]), "y": np.array([1.0])})
     chain.fit(ds)
     assert chain.fit_status() == "FITTED" and scaler.fit_status() == "FITTED"
+    # Ray's keywords: transform(batch_size, num_cpus, memory, concurrency) and
+    # fit_transform(transform_batch_size, ...)
+    out = scaler.transform(ds, batch_size=1, num_cpus=1, concurrency=1).take_all()
+    assert [r["x"] for r in out] == [-1.0, 1.0]
+    out = StandardScaler(columns=["y"]).fit_transform(ds, transform_batch_size=1,
+                                                      transform_concurrency=2)
+    assert [r["y"] for r in out.take_all()] == [-1.0, 1.0]
 
 
 # ---------------------------------------------------------------- sort
