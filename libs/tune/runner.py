@@ -544,9 +544,16 @@ class TrialRunner:
             self._stop_all()
 
     def _stop_all(self):
+        """End the experiment (stop_all, time budget, fail_fast): as Ray, every trial not
+        yet finished is stopped (TERMINATED), running, paused or pending alike, and the
+        search makes no more."""
         self._stopping = True
+        self._search_done = True
         for trial in list(self._live):
             self.stop_trial(trial)
+        for trial in list(self.trials):
+            if not trial.is_finished():
+                self.stop_trial(trial)
 
     def _set_status(self, trial, status):
         trial.status = status

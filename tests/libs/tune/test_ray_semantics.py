@@ -90,6 +90,13 @@ def test_stopper_stop_all_ends_the_experiment_at_that_result(tmp_path):
     assert len(grid) == 1          # no further trial started
     assert grid[0].metrics["training_iteration"] == 3 and stopper.seen == 3
     assert grid[0].error is None
+    # without a concurrency limit the other trials exist already; they end TERMINATED
+    stopper = StopAllAfter(3)
+    grid = _run(tmp_path, many_reports, {"x": tune.grid_search([1, 2, 3, 4, 5, 6])},
+                name="all", stop=stopper, tune_config=tune.TuneConfig(reuse_actors=False),
+                )
+    assert len(grid) == 6 and grid.num_terminated == 6 and grid.num_errors == 0
+    assert sum(r.metrics.get("training_iteration", 0) > 0 for r in grid) <= 4
 
 
 # ---------------------------------------------------------------- Trainable.cleanup
