@@ -15,6 +15,7 @@ Modules, in the order data flows through them:
     aggregate.py / grouped.py   aggregations and groupby
     iterator.py    batches, torch batches, streaming_split
     block.py       blocks (dicts of numpy arrays), batch formats, schema
+    preprocessor.py  the Preprocessor base class (Ray's path)
     preprocessors/ StandardScaler, OneHotEncoder, ... (fit / transform)
 
 Only public ``minray`` names are used: a block is an ObjectRef, a map worker
@@ -38,7 +39,7 @@ from .read_api import (from_arrow, from_arrow_refs, from_items, from_numpy, from
                        read_binary_files, read_csv, read_images, read_json, read_numpy,
                        read_parquet, read_text)
 
-_LAZY = {"preprocessors"}
+_LAZY = {"preprocessor", "preprocessors"}
 
 __all__ = [
     "ActorPoolStrategy", "AggregateFn", "DataContext", "DataIterator", "Dataset",

@@ -270,21 +270,25 @@ class Dataset:
                                     lambda b: S.randomize_block_order(b, seed)))
 
     def sort(self, key, descending=False, boundaries=None):
-        """Sort by one or more columns.
+        """Sort by one or more columns; ``descending`` is one bool or one per key.
 
         Example::
 
             ray.data.from_items([{"a": 3}, {"a": 1}]).sort("a").take_all()
             # [{'a': 1}, {'a': 3}]
+            ds.sort(["a", "b"], descending=[True, False])   # a high to low, then b low to high
+            ds.sort("id", boundaries=[10, 20])   # blocks: id < 10, 10 <= id < 20, id >= 20
         """
         keys = _as_list(key, "key")
-        if isinstance(descending, (list, tuple)):
-            if len(set(descending)) > 1:
-                raise ValueError("Mixed ascending/descending keys are not supported; give one "
-                                 "bool for all keys.")
-            descending = bool(descending[0]) if descending else False
+        descending = S.directions(keys, descending)
+        if boundaries is not None:
+            boundaries = list(boundaries)
+            if (not boundaries or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                      for v in boundaries) or boundaries != sorted(boundaries)):
+                raise ValueError(f"boundaries must be a non-empty, ascending list of numbers "
+                                 f"(values of the first key), got {boundaries!r}.")
         return self._with(BarrierOp(f"Sort({', '.join(keys)})",
-                                    lambda b: S.sort(b, keys, descending)))
+                                    lambda b: S.sort(b, keys, descending, boundaries)))
 
     def groupby(self, key, **kwargs):
         """Group rows by one or more key columns, then aggregate or map each group.
@@ -345,7 +349,7 @@ class Dataset:
         aggs = list(aggs)
         refs = [A.partials.remote(ref, aggs) for ref, meta in self._stream()
                 if meta.num_rows]
-        return A.combine(ray.get(refs), aggs) if refs else {a.name: None for a in aggs}
+        return A.combine(ray.get(refs), aggs)
 
     def _column_agg(self, cls, on, **kwargs):
         if on is None:
@@ -661,9 +665,7 @@ class Dataset:
 
             a, b, c = ds.split_proportionately([0.2, 0.5])
         """
-        if sum(proportions) >= 1 or any(p <= 0 for p in proportions):
-            raise ValueError(f"proportions must be positive and sum to less than 1, got "
-                             f"{proportions!r}.")
+        _check_proportions(proportions)
         total = self.count()
         cuts, acc = [], 0.0
         for p in proportions:
@@ -709,41 +711,52 @@ class Dataset:
         return [StreamSplitDataIterator(coordinator, i, n) for i in range(n)]
 
     # ------------------------------------------------------------ writes
-    def _write(self, kind, path, **options):
+    def _write(self, kind, path, min_rows_per_file=None, num_rows_per_file=None, **options):
         from . import datasource
         import os
+        min_rows = datasource.check_min_rows(min_rows_per_file, num_rows_per_file)
         os.makedirs(path, exist_ok=True)
         prefix = uuid.uuid4().hex[:12]
-        refs = [datasource.write_block.remote(kind, ref, path, f"{prefix}_{i:06d}", options)
-                for i, (ref, meta) in enumerate(self._stream()) if meta.num_rows]
+        groups = datasource.file_groups(self._stream(), min_rows)
+        refs = [datasource.write_block.remote(kind, path, f"{prefix}_{i:06d}", options, *group)
+                for i, group in enumerate(groups)]
         ray.get(refs)
 
-    def write_csv(self, path, **arrow_csv_args):
-        """Write one CSV file per block into directory ``path``.
+    def write_csv(self, path, *, min_rows_per_file=None, num_rows_per_file=None,
+                  **arrow_csv_args):
+        """Write CSV files into directory ``path``: one per block, or with
+        ``min_rows_per_file=N`` consecutive blocks joined until a file has at least N rows.
 
         Example::
 
             ray.data.range(10).write_csv("/tmp/out")
+            ray.data.range(10, override_num_blocks=5).write_csv("/tmp/out4", min_rows_per_file=4)
+            # three files: 4, 4 and 2 rows
         """
-        self._write("csv", path, **arrow_csv_args)
+        self._write("csv", path, min_rows_per_file, num_rows_per_file, **arrow_csv_args)
 
-    def write_json(self, path, **pandas_json_args):
-        """Write JSON lines, one file per block. Example: ``ds.write_json("/tmp/out")``."""
-        self._write("json", path, **pandas_json_args)
+    def write_json(self, path, *, min_rows_per_file=None, num_rows_per_file=None,
+                   **pandas_json_args):
+        """Write JSON lines, one file per block (or per ``min_rows_per_file`` rows, as
+        ``write_csv``). Example: ``ds.write_json("/tmp/out")``."""
+        self._write("json", path, min_rows_per_file, num_rows_per_file, **pandas_json_args)
 
-    def write_parquet(self, path, **arrow_parquet_args):
-        """Write Parquet files, one per block (needs pyarrow)."""
+    def write_parquet(self, path, *, min_rows_per_file=None, num_rows_per_file=None,
+                      **arrow_parquet_args):
+        """Write Parquet files, one per block or per ``min_rows_per_file`` rows (needs
+        pyarrow). Example: ``ds.write_parquet("/tmp/out", min_rows_per_file=1000)``."""
         B.require("pyarrow", "pyarrow")
-        self._write("parquet", path, **arrow_parquet_args)
+        self._write("parquet", path, min_rows_per_file, num_rows_per_file,
+                    **arrow_parquet_args)
 
-    def write_numpy(self, path, *, column):
-        """Write one column as ``.npy`` files, one per block.
+    def write_numpy(self, path, *, column, min_rows_per_file=None, num_rows_per_file=None):
+        """Write one column as ``.npy`` files, one per block or per ``min_rows_per_file`` rows.
 
         Example::
 
             ray.data.range(10).write_numpy("/tmp/out", column="id")
         """
-        self._write("numpy", path, column=column)
+        self._write("numpy", path, min_rows_per_file, num_rows_per_file, column=column)
 
 
 class MaterializedDataset(Dataset):
@@ -756,6 +769,20 @@ class MaterializedDataset(Dataset):
     def __repr__(self):
         return (f"MaterializedDataset(num_blocks={self.num_blocks()}, "
                 f"num_rows={self._plan.source.known_rows()})")
+
+
+def _check_proportions(proportions):
+    """Ray's checks, in Ray's order: a non-empty list of positive fractions summing below 1."""
+    if not isinstance(proportions, (list, tuple)):
+        raise TypeError(f"proportions must be a list of floats (e.g. [0.2, 0.3]), got "
+                        f"{type(proportions).__name__}: {proportions!r}.")
+    if len(proportions) < 1:
+        raise ValueError("proportions must be at least of length 1")
+    if sum(proportions) >= 1:
+        raise ValueError(f"proportions must sum to less than 1, got {list(proportions)!r} "
+                         f"(the last split gets the remaining rows).")
+    if any(p <= 0 for p in proportions):
+        raise ValueError(f"proportions must be bigger than 0, got {list(proportions)!r}.")
 
 
 @ray.remote

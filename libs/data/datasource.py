@@ -2,7 +2,8 @@
 
     paths (file | dir | glob, or a list) --expand_paths--> files --ReadTask per file
                                                                     (or per byte range of a big CSV)
-    block --write_block (remote)--> one file per block: <prefix>_<index>.<ext>
+    block(s) --write_block (remote)--> one file per block, or per min_rows_per_file rows:
+                                       <prefix>_<index>.<ext>
 
 Readers run inside the first fused map task of a dataset, so reading and the
 maps that follow happen in one task per file.  CSV and JSON parse with pandas
@@ -177,10 +178,49 @@ def read_binary_file(path, include_paths):
 
 
 # ---------------------------------------------------------------- writers
+def check_min_rows(min_rows_per_file, num_rows_per_file=None):
+    """The validated ``min_rows_per_file`` (``num_rows_per_file`` is its older name)."""
+    if num_rows_per_file is not None:
+        if min_rows_per_file is not None:
+            raise ValueError("Give min_rows_per_file or its older name num_rows_per_file, "
+                             "not both.")
+        min_rows_per_file = num_rows_per_file
+    if min_rows_per_file is None:
+        return None
+    if (not isinstance(min_rows_per_file, int) or isinstance(min_rows_per_file, bool)
+            or min_rows_per_file <= 0):
+        raise ValueError(f"min_rows_per_file must be a positive integer, got "
+                         f"{min_rows_per_file!r}.")
+    return min_rows_per_file
+
+
+def file_groups(bundles, min_rows=None):
+    """Block refs to write together, one list per output file, from a stream of
+    (ref, metadata): every non-empty block alone, or with ``min_rows`` consecutive blocks
+    until the file holds at least that many rows (the last file may hold fewer).
+
+    Example::
+
+        rows 2, 2, 2, 2, 2 with min_rows=4  ->  files of 4, 4 and 2 rows
+    """
+    group, rows = [], 0
+    for ref, meta in bundles:
+        if not meta.num_rows:
+            continue
+        group.append(ref)
+        rows += meta.num_rows
+        if min_rows is None or rows >= min_rows:
+            yield group
+            group, rows = [], 0
+    if group:
+        yield group
+
+
 @ray.remote
-def write_block(kind, block, directory, stem, options):
-    """Write one block to ``directory/stem.<ext>``; returns the file name."""
+def write_block(kind, directory, stem, options, *blocks):
+    """Write blocks (joined) to ``directory/stem.<ext>``; returns the file name."""
     options = dict(options)
+    block = B.concat(list(blocks)) if len(blocks) != 1 else blocks[0]
     if kind == "csv":
         path = os.path.join(directory, stem + ".csv")
         B.to_pandas(block).to_csv(path, index=False, **options)

@@ -244,13 +244,20 @@ def read_json(paths, *, include_paths=False, file_extensions=None, override_num_
                           for f in files], "ReadJSON", files)
 
 
-def read_text(paths, *, encoding="utf-8", drop_empty_lines=False, include_paths=False,
+def read_text(paths, *, encoding="utf-8", drop_empty_lines=True, include_paths=False,
               file_extensions=None, override_num_blocks=None, **kwargs):
-    """Read text files: one row ``{"text": line}`` per line.
+    """Read text files: one row ``{"text": line}`` per line, as Ray does.
+
+    Lines split at ``\n``, ``\r\n`` and ``\r`` (the line ends are not kept, other
+    whitespace is); a final line end adds no extra row.  ``drop_empty_lines=True`` (the
+    default) skips lines that are empty or only whitespace.
 
     Example::
 
-        ray.data.read_text("/tmp/notes.txt").take(1)   # [{'text': 'first line'}]
+        # notes.txt holds "first line\n\nsecond line\n"
+        ray.data.read_text("/tmp/notes.txt").take_all()
+        # [{'text': 'first line'}, {'text': 'second line'}]
+        ray.data.read_text("/tmp/notes.txt", drop_empty_lines=False).count() == 3
     """
     files = D.expand_paths(paths, file_extensions, "read_text")
     return _file_dataset([ReadTask(D.read_text_file, f, encoding, drop_empty_lines,

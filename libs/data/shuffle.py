@@ -112,14 +112,31 @@ def random_shuffle(bundles, seed=None, num_blocks=None):
 
 
 # ---------------------------------------------------------------- sort
+def directions(keys, descending):
+    """One descending flag per key, from one bool or a list of them (Ray's ``sort``)."""
+    if isinstance(descending, (list, tuple)):
+        if len(descending) != len(keys):
+            raise ValueError(f"Length of `descending` ({len(descending)}) does not match the "
+                             f"length of the key ({len(keys)}): give one bool per key, or one "
+                             f"bool for all.")
+        return [bool(d) for d in descending]
+    return [bool(descending)] * len(keys)
+
+
 def _sort_order(block, keys, descending, stable=True):
+    flags = directions(keys, descending)
     cols = [block[k] for k in reversed(keys)]
     if len(cols) == 1:
         # Groups keep their rows in order (stable); a plain sort may use faster introsort.
         order = np.argsort(cols[0], kind="stable" if stable else None)
-    else:
+    elif len(set(flags)) == 1:
         order = np.lexsort(cols)
-    return order[::-1] if descending else order
+    else:
+        # Mixed directions: sort on each key's dense rank, negated where it descends
+        # (works for strings as well as numbers).
+        ranks = [np.unique(block[k], return_inverse=True)[1].reshape(-1) for k in keys]
+        return np.lexsort([-r if d else r for r, d in zip(reversed(ranks), reversed(flags))])
+    return order[::-1] if flags[0] else order
 
 
 def _sample(block, key, k):
@@ -174,16 +191,20 @@ def check_keys(bundles, keys):
             return
 
 
-def range_partition(bundles, keys, descending, reducer, *reducer_args):
-    """Sample boundaries on ``keys[0]``, scatter, then run ``reducer`` per partition."""
+def range_partition(bundles, keys, descending, reducer, *reducer_args, boundaries=None):
+    """Sample boundaries on ``keys[0]`` (or take the given ones), scatter, then run
+    ``reducer`` per partition."""
     bundles = [b for b in bundles if b[1].num_rows > 0] or bundles[:1]
     if not bundles:
         return []
     check_keys(bundles, keys)
     n = num_partitions(bundles)
     # Sampling reads each block zero-copy here in the driver: no task per block needed.
-    samples = [s for s in (_sample(ray.get(r), keys[0], 64) for r, _ in bundles) if len(s)]
-    if n > 1 and samples:
+    samples = [] if boundaries is not None else [
+        s for s in (_sample(ray.get(r), keys[0], 64) for r, _ in bundles) if len(s)]
+    if boundaries is not None:
+        n, boundaries = len(boundaries) + 1, np.asarray(boundaries)
+    elif n > 1 and samples:
         pooled = np.sort(np.concatenate(samples), kind="stable")
         picks = (np.arange(1, n) * len(pooled)) // n
         boundaries = pooled[picks]
@@ -193,15 +214,17 @@ def range_partition(bundles, keys, descending, reducer, *reducer_args):
         parts = [[ref] for ref, _ in bundles]
     else:
         fn = _scatter_range.options(num_returns=n)
-        parts = [fn.remote(n, keys[0], boundaries, descending, *[ref for ref, _ in run])
+        parts = [fn.remote(n, keys[0], boundaries, directions(keys, descending)[0],
+                           *[ref for ref, _ in run])
                  for run in group_bundles(bundles)]
     pending = [reducer.remote(*reducer_args, *[p[j] for p in parts]) for j in range(n)]
     metas = ray.get([m for _, m in pending])
     return [(b, m) for (b, _), m in zip(pending, metas)]
 
 
-def sort(bundles, keys, descending=False):
-    return range_partition(bundles, keys, descending, _reduce_sort, keys, descending)
+def sort(bundles, keys, descending=False, boundaries=None):
+    return range_partition(bundles, keys, descending, _reduce_sort, keys, descending,
+                           boundaries=boundaries)
 
 
 # ---------------------------------------------------------------- zip

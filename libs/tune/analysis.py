@@ -151,7 +151,8 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None,
     Raises TuneError when a trial failed, unless ``raise_on_failed_trial=False``.
     """
     from .trainable import with_resources
-    from .tuner import Tuner
+    from .tuner import Tuner, check_param_space
+    check_param_space(config, "`config` passed to `tune.run(...)`")
     if unsupported:
         raise TypeError(f"tune.run() got arguments that minray does not support: "
                         f"{sorted(unsupported)}; use tune.Tuner with TuneConfig/RunConfig.")

@@ -4,7 +4,8 @@
         def on_trial_result(self, iteration, trials, trial, result, **info):
             print(trial.trial_id, result["loss"])
 
-``iteration`` counts runner loop steps; ``trials`` is the list of every trial.
+``iteration`` counts runner steps, and every result is a step of its own (so it grows
+with each ``on_trial_result``, as in Ray); ``trials`` is the list of every trial.
 """
 
 

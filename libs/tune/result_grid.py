@@ -36,9 +36,28 @@ class Result:
 
     @property
     def best_checkpoints(self):
-        """``[(Checkpoint, metrics)]`` of the checkpoints kept for this trial."""
+        """``[(Checkpoint, metrics)]`` of the checkpoints CheckpointConfig keeps: with a
+        ``checkpoint_score_attribute``, the best ``num_to_keep``, worst first; else the
+        newest, oldest first. ``checkpoint`` (the latest) is kept as well."""
         history = self._trial.__dict__.get("_checkpoints", [])
         return [(Checkpoint(c["path"]), m) for c, m in history if os.path.exists(c["path"])]
+
+    def get_best_checkpoint(self, metric, mode):
+        """The kept checkpoint with the best ``metric`` (``mode`` "min" or "max").
+
+        Example::
+
+            result.get_best_checkpoint("loss", "min")
+        """
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
+        scored = [(m[metric], c) for c, m in self.best_checkpoints
+                  if isinstance(m.get(metric), (int, float)) and m[metric] == m[metric]]
+        if not scored:
+            raise RuntimeError(f"No checkpoint of this trial has a value of {metric!r}; the "
+                               f"kept checkpoints report {sorted({k for _, m in self.best_checkpoints for k in m})}.")
+        pick = max if mode == "max" else min
+        return pick(scored, key=lambda vc: vc[0])[1]
 
     @property
     def filesystem(self):

@@ -11,6 +11,7 @@ Every state change goes to the experiment journal (experiment_state.py) as it
 happens, so a killed driver can be resumed with ``Tuner.restore``.
 """
 
+import logging
 import os
 import shutil
 import time
@@ -20,9 +21,10 @@ import uuid
 import minray
 
 from . import experiment_state
-from .logger import TrialFiles
+from .logger import TrialFiles, flatten_dict
 from .progress import ProgressReporter
 from .schedulers.trial_scheduler import TrialScheduler
+from .search.basic_variant import BasicVariantGenerator
 from .search.searcher import FINISHED
 from .trial import Trial
 from .trial_worker import TrialWorker
@@ -32,6 +34,8 @@ from .trial_worker import TrialWorker
 MAX_PENDING_RESULTS = int(os.environ.get("MINRAY_TUNE_MAX_PENDING_RESULTS", "64"))
 STOP_GRACE_S = 2.0  # a stopped function trainable gets this long to reach tune.report()
 RESULT_SAVE_PERIOD_S = 1.0
+TEARDOWN_TIMEOUT_S = 30.0  # how long Trainable.cleanup() may take when a trial stops
+logger = logging.getLogger(__name__)
 
 _WorkerActor = None
 
@@ -116,6 +120,8 @@ class TrialRunner:
 
     def pause_trial(self, trial):
         if trial in self._live:
+            if self.spec.kind == "class" and trial not in self._exploit:
+                self.ensure_checkpoint(trial)
             self._release(trial)
         self._set_status(trial, Trial.PAUSED)
 
@@ -130,12 +136,17 @@ class TrialRunner:
     def ensure_checkpoint(self, trial):
         """The trial's latest checkpoint; class trainables save one now if running."""
         live = self._live.get(trial)
+        saved = (trial.checkpoint or {}).get("iteration")
+        if saved is not None and saved == trial.__dict__.get("_at_iteration"):
+            return trial.checkpoint   # already saved at the result being handled
         if live is not None and self.spec.kind == "class" and live.kind != "setup":
             # A lockstep worker: its last train() call has returned (we are processing it).
             if live.ref is not None:
                 minray.wait([live.ref])
             ckpt = minray.get(live.worker.save.remote(trial.path))
             self._on_checkpoint(trial, ckpt)
+            for cb in self.callbacks:   # a save the runner asked for, as Ray's on_trial_save
+                cb.on_trial_save(self._iteration, self.trials, trial)
         return trial.checkpoint
 
     # ---- the loop
@@ -197,6 +208,7 @@ class TrialRunner:
 
     # ---- starting trials
     def _fill(self):
+        self._add_pending()
         while self.max_concurrent is None or len(self._live) < self.max_concurrent:
             trial = self.scheduler.choose_trial_to_run(self)
             if trial is None:
@@ -206,6 +218,24 @@ class TrialRunner:
             if not self._make_room(trial):
                 return
             self._start(trial)
+
+    def _add_pending(self):
+        """Create trials ahead of the resources, as Ray does for grid and random search
+        (up to TUNE_MAX_PENDING_TRIALS_PG, default 200, PENDING at once): schedulers
+        then see the whole population (PBT ranks and round-robins it).  Other
+        searchers suggest one trial at a time, when one can start, so each suggestion
+        sees the results before it."""
+        if self._search_done or not isinstance(self.search_alg, BasicVariantGenerator):
+            return
+        limit = _max_pending_trials(self._total.get("CPU", 1))
+        while True:
+            pending = sum(1 for t in self.trials if t.status == Trial.PENDING)
+            unfinished = sum(1 for t in self.trials if not t.is_finished())
+            if pending >= limit or (self.max_concurrent is not None and
+                                    unfinished >= self.max_concurrent):
+                return
+            if not self._create_trial():
+                return
 
     def _create_trial(self):
         if self._search_done:
@@ -355,10 +385,12 @@ class TrialRunner:
             decision = self._on_result(trial, value, None)
             if trial not in self._live:
                 return
-            if decision == TrialScheduler.CONTINUE:
+            if decision != TrialScheduler.PAUSE:   # a pause saves anyway (Ray: the same)
                 self._maybe_save(trial, value)
-                if trial in self._live:
-                    self._submit(trial, live, "train")
+            if trial not in self._live:
+                return
+            if decision == TrialScheduler.CONTINUE:
+                self._submit(trial, live, "train")
             else:
                 self._act(trial, decision, None)
 
@@ -373,6 +405,8 @@ class TrialRunner:
             return
         if decision == TrialScheduler.PAUSE:
             exploit = trial in self._exploit
+            if not exploit and self.spec.kind == "class":
+                self.ensure_checkpoint(trial)   # resume where it paused, as Ray does
             self._release(trial, finished)
             self._set_status(trial, Trial.PENDING if exploit else Trial.PAUSED)
         else:  # STOP
@@ -382,24 +416,35 @@ class TrialRunner:
             self._complete(trial)
 
     def _on_result(self, trial, result, ckpt):
-        """One result: bookkeeping, then the decision (CONTINUE, PAUSE or STOP)."""
+        """One result: bookkeeping, then the decision (CONTINUE, PAUSE or STOP).
+
+        As in Ray, the stopper and callbacks see the result as reported (nested dicts
+        kept); stop criteria, the scheduler, the searcher and the metric statistics see
+        it flattened (``{"a": {"b": 1}}`` -> ``"a/b"``).  Every result is one step of
+        ``iteration`` (Ray handles one event per step), and ``Stopper.stop_all()`` is
+        asked after every result.
+        """
+        self._iteration += 1
+        trial._at_iteration = result.get("training_iteration")
         result["config"] = trial.config
+        flat = flat_result(result)
         if ckpt is not None:
-            self._on_checkpoint(trial, ckpt)
+            self._on_checkpoint(trial, ckpt, result)
         if trial.results_seen == 0:
-            self._check_metric(trial, result)
+            self._check_metric(trial, flat)
         trial.results_seen += 1
         decision = TrialScheduler.CONTINUE
         if result.get("done") or (self.stopper is not None and
                                   self.stopper(trial.trial_id, result)):
             decision = TrialScheduler.STOP
         else:
-            decision = self.scheduler.on_trial_result(self, trial, result)
+            decision = self.scheduler.on_trial_result(self, trial, flat)
         if decision == TrialScheduler.STOP:
             result["done"] = True
-        self.search_alg.on_trial_result(trial.trial_id, result)
+            flat["done"] = True
+        self.search_alg.on_trial_result(trial.trial_id, flat)
         trial.last_result = result
-        trial.update_metric_analysis(result)
+        trial.update_metric_analysis(flat)
         live = self._live.get(trial)
         if live is not None:
             live.files.write(result)
@@ -409,6 +454,8 @@ class TrialRunner:
                                result=result)
         if decision == TrialScheduler.NOOP:
             decision = TrialScheduler.CONTINUE
+        if not self._stopping and self.stopper is not None and self.stopper.stop_all():
+            self._stop_all()   # ends every trial, this one too: no more results are used
         return decision
 
     def _check_metric(self, trial, result):
@@ -422,25 +469,23 @@ class TrialRunner:
                     f"{sorted(k for k in result if k != 'config')}. Report it with "
                     f"tune.report({{{metric!r}: ...}}) or fix the metric name.")
 
-    def _on_checkpoint(self, trial, ckpt):
+    def _on_checkpoint(self, trial, ckpt, result=None):
+        """A new checkpoint with the result it came with: it becomes the latest, and
+        CheckpointConfig decides which older ones stay on disk."""
+        previous = trial.checkpoint
         trial.checkpoint = ckpt
-        cfg = self.checkpoint_config
-        keep = getattr(cfg, "num_to_keep", None) if cfg is not None else None
+        metrics = dict(result if result is not None else trial.last_result)
+        metrics.pop("config", None)
         history = trial.__dict__.setdefault("_checkpoints", [])
-        history.append((ckpt, dict(trial.last_result)))
-        if keep:
-            attr = getattr(cfg, "checkpoint_score_attribute", None)
-            if attr:
-                order = getattr(cfg, "checkpoint_score_order", "max")
-                ranked = sorted(history[:-1], key=lambda c: c[1].get(attr, float("nan")),
-                                reverse=order == "max")
-                drop = ranked[keep - 1:] if keep >= 1 else []
-            else:
-                drop = history[:-keep]
-            for old in drop:
-                if old[0]["path"] != ckpt["path"]:
-                    shutil.rmtree(old[0]["path"], ignore_errors=True)
-                history.remove(old)
+        history.append((ckpt, metrics))
+        kept = kept_checkpoints(history, self.checkpoint_config)
+        keep_paths = {c["path"] for c, _ in kept} | {ckpt["path"]}
+        for old, _ in history:
+            if old["path"] not in keep_paths:
+                shutil.rmtree(old["path"], ignore_errors=True)
+        if previous and previous["path"] not in keep_paths:
+            shutil.rmtree(previous["path"], ignore_errors=True)
+        history[:] = kept
         self._dirty.add(trial)
         for cb in self.callbacks:
             cb.on_checkpoint(self._iteration, self.trials, trial, ckpt)
@@ -452,7 +497,7 @@ class TrialRunner:
     def _maybe_save(self, trial, result):
         cfg = self.checkpoint_config
         freq = getattr(cfg, "checkpoint_frequency", 0) if cfg is not None else 0
-        if freq and result["training_iteration"] % freq == 0:
+        if (freq and result["training_iteration"] % freq == 0) or result.get("should_checkpoint"):
             self.ensure_checkpoint(trial)
 
     # ---- ending trials
@@ -499,9 +544,16 @@ class TrialRunner:
             self._stop_all()
 
     def _stop_all(self):
+        """End the experiment (stop_all, time budget, fail_fast): as Ray, every trial not
+        yet finished is stopped (TERMINATED), running, paused or pending alike, and the
+        search makes no more."""
         self._stopping = True
+        self._search_done = True
         for trial in list(self._live):
             self.stop_trial(trial)
+        for trial in list(self.trials):
+            if not trial.is_finished():
+                self.stop_trial(trial)
 
     def _set_status(self, trial, status):
         trial.status = status
@@ -537,10 +589,21 @@ class TrialRunner:
         if live.ref is not None:
             self._owner.pop(live.ref, None)
         live.files.close()
+        if self.spec.kind == "class" and not dead:
+            self._teardown(live.worker)
         if reusable and self.reuse_actors and not self._stopping:
             self._idle.setdefault(live.key, []).append(live.worker)
         else:
             self._kill_worker(live.worker, dead)
+
+    def _teardown(self, worker):
+        """Trainable.stop() -> cleanup() before a class trainable's actor goes (Ray calls
+        it on stop, pause and the end of the experiment); a hung or raising cleanup
+        does not hold the experiment up past TEARDOWN_TIMEOUT_S."""
+        try:
+            minray.get(worker.teardown.remote(), timeout=TEARDOWN_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - the trial's outcome is already decided
+            logger.warning("Trainable.cleanup() did not finish: %s", exc)
 
     def _handle_drain(self, ref, drain):
         worker, key, deadline, run_id = drain
@@ -596,6 +659,65 @@ class TrialRunner:
             self.state.update_trial(trial)
         self._dirty.clear()
         self.state.compact(self.trials)
+
+
+def _max_pending_trials(cluster_cpus):
+    value = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG", "auto")
+    if value != "auto":
+        return max(1, int(value))
+    return max(200, int(cluster_cpus * 1.1))
+
+
+def flat_result(result):
+    """``result`` with nested metric dicts flattened to "a/b/c" keys (``config`` kept as
+    is); the result itself when nothing in it is nested."""
+    if not any(isinstance(v, dict) and v and k != "config" for k, v in result.items()):
+        return result
+    flat = flatten_dict({k: v for k, v in result.items() if k != "config"})
+    if "config" in result:
+        flat["config"] = result["config"]
+    return flat
+
+
+def kept_checkpoints(history, config):
+    """Which of a trial's checkpoints ``[(checkpoint, metrics)]`` (oldest first) to keep,
+    as Ray's checkpoint manager does: with ``num_to_keep`` and a
+    ``checkpoint_score_attribute``, the best ``num_to_keep`` by that metric (a checkpoint
+    without it ranks last); with ``num_to_keep`` alone, the newest ones; else all.  The
+    result is ordered worst to best (by time without a score).  The runner also keeps the
+    latest checkpoint on disk, kept here or not, so a trial can always resume.
+
+    Example::
+
+        scores 1, 5, 2, 4, 3 with num_to_keep=2, attribute "score", order "max"
+        -> keeps the checkpoints of 4 and 5 (and 3 on disk, the latest)
+    """
+    keep = getattr(config, "num_to_keep", None) if config is not None else None
+    attr = getattr(config, "checkpoint_score_attribute", None) if config is not None else None
+    if attr:
+        sign = -1.0 if getattr(config, "checkpoint_score_order", "max") == "min" else 1.0
+
+        def priority(indexed):
+            index, (_, metrics) = indexed
+            value = _lookup(metrics, attr)
+            if not isinstance(value, (int, float)) or value != value:
+                return (0, 0.0, index)
+            return (1, sign * value, index)
+        ranked = [entry for _, entry in sorted(enumerate(history), key=priority)]
+        return ranked[-keep:] if keep else ranked
+    return list(history[-keep:]) if keep else list(history)
+
+
+def _lookup(metrics, key):
+    """``metrics[key]``, where ``"a/b"`` also finds ``metrics["a"]["b"]``."""
+    if key in metrics:
+        return metrics[key]
+    value = metrics
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 def _key(opts, kind):

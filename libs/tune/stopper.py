@@ -45,20 +45,38 @@ class FunctionStopper(Stopper):
 
 
 class DictStopper(Stopper):
-    """Stop a trial once ``result[key] >= value`` for any ``key: value``."""
+    """Stop a trial once ``result[key] >= value`` for any ``key: value``; a key
+    ``"a/b/c"`` reaches into nested results (``result["a"]["b"]["c"]``), as in Ray::
+
+        RunConfig(stop={"training_iteration": 10, "eval/accuracy": 0.95})
+    """
+
+    _MISSING = object()
 
     def __init__(self, criteria):
         self.criteria = dict(criteria)
 
     def __call__(self, trial_id, result):
         for key, value in self.criteria.items():
-            if key not in result:
+            found = _nested(result, key, self._MISSING)
+            if found is self._MISSING:
                 raise ValueError(f"stop criterion {key!r} is not in the trial's results; the "
                                  f"results have: {sorted(result)}. Fix the key in "
                                  "RunConfig(stop=...) or report it from the trainable.")
-            if result[key] >= value:
+            if found >= value:
                 return True
         return False
+
+
+def _nested(result, key, default):
+    if key in result:
+        return result[key]
+    value = result
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return default
+        value = value[part]
+    return value
 
 
 class MaximumIterationStopper(Stopper):

@@ -22,7 +22,7 @@ def auto_fields(result, iteration, iter_start, time_total, info, restore_iters, 
     now = time.time()
     result.setdefault("done", False)
     result["training_iteration"] = iteration
-    result["trial_id"] = info["trial_id"]
+    result["trial_id"] = info.get("trial_id", "default")
     result["date"] = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
     result["timestamp"] = int(now)
     result["time_this_iter_s"] = now - iter_start

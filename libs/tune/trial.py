@@ -100,6 +100,7 @@ class Trial:
             "checkpoint": self.checkpoint, "num_failures": self.num_failures,
             "error_msg": self.error_msg, "resources": self.resources,
             "dir_name": self.dir_name, "custom_name": self.custom_name,
+            "kept_checkpoints": [[c, m] for c, m in self.__dict__.get("_checkpoints", [])],
         }
 
     @classmethod
@@ -114,6 +115,9 @@ class Trial:
         for key in ("status", "last_result", "metric_analysis", "checkpoint", "num_failures",
                     "error_msg", "custom_name"):
             setattr(trial, key, state.get(key, getattr(trial, key)))
+        # the checkpoints CheckpointConfig kept: Result.best_checkpoints after a restore,
+        # and the ranking a resumed trial goes on with
+        trial._checkpoints = [(c, m) for c, m in state.get("kept_checkpoints") or []]
         return trial
 
     def __repr__(self):

@@ -30,6 +30,37 @@ def _storage_path(run_config):
     return os.path.abspath(os.path.expanduser(run_config.storage_path or DEFAULT_STORAGE_PATH))
 
 
+class ParamSpaceTypeError(TypeError, ValueError):
+    """A param space that is not a dict.  Ray raises ValueError here and minray raised
+    TypeError before, so this is both: ``except`` clauses written for either still work."""
+
+
+def check_param_space(param_space, what="`param_space` passed to the `Tuner`"):
+    """The param space as a dict (None: {}), or ParamSpaceTypeError in Ray's words."""
+    if param_space is None:
+        return {}
+    if not isinstance(param_space, dict):
+        raise ParamSpaceTypeError(f"The {what} must be a dict. Got '{type(param_space)}' "
+                                  f"instead.")
+    return dict(param_space)
+
+
+def check_serializable(trainable):
+    """TypeError, before anything starts, if the trainable cannot be pickled: each trial's
+    actor receives it by value."""
+    import cloudpickle
+    try:
+        cloudpickle.dumps(trainable)
+    except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing
+        name = getattr(trainable, "__qualname__", type(trainable).__name__)
+        raise TypeError(
+            f"The provided trainable is not serializable, which is a requirement since the "
+            f"trainable is serialized and deserialized when transferred to remote workers. "
+            f"{name!r} failed with {type(exc).__name__}: {exc}. Fix: create locks, sockets, "
+            f"files and clients inside the trainable instead of capturing them, or pass "
+            f"large objects with tune.with_parameters().") from exc
+
+
 def make_search_alg(search_alg, metric, mode, param_space, num_samples):
     if search_alg is None:
         search_alg = BasicVariantGenerator()
@@ -64,8 +95,9 @@ class Tuner:
         if trainable is None:
             raise TypeError("Tuner needs a trainable: a function train(config) or a "
                             "tune.Trainable subclass.")
+        check_serializable(trainable)
         self._trainable = trainable
-        self._param_space = dict(param_space or {})
+        self._param_space = check_param_space(param_space)
         self._tune_config = tune_config or TuneConfig()
         self._run_config = run_config or RunConfig()
         if not isinstance(self._tune_config, TuneConfig):

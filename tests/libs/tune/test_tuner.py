@@ -157,8 +157,8 @@ def test_checkpoint_num_to_keep(ray_module, tmp_path):
         num_to_keep=2, checkpoint_score_attribute="loss", checkpoint_score_order="min"))
     (r,) = list(results)
     kept = sorted(d for d in os.listdir(r.path) if d.startswith("checkpoint_"))
-    assert len(kept) == 2
-    assert len(r.best_checkpoints) == 2
+    assert len(kept) == 3     # the best two (losses 0 and 1) and the latest (5), as in Ray
+    assert [m["loss"] for _, m in r.best_checkpoints] == [1, 0]
 
 
 class Quadratic(tune.Trainable):
