@@ -67,7 +67,8 @@ class RemoteTraceback(Exception):
         self.tb = tb
 
     def __str__(self):
-        return self.tb
+        # As CPython's multiprocessing shows it: the worker's traceback, quoted.
+        return f'\n"""\n{self.tb}"""'
 
 
 class _Outcome(NamedTuple):
@@ -96,7 +97,7 @@ def _portable(exc):
 def _with_traceback(exc, tb):
     """The exception a caller sees: the original, its remote traceback as its cause."""
     if tb:
-        exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+        exc.__cause__ = RemoteTraceback(tb)
     return exc
 
 
