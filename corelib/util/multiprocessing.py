@@ -40,7 +40,7 @@ import time
 import traceback
 import warnings
 from multiprocessing import JoinableQueue, TimeoutError
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from .. import api as _api
 from .. import exceptions as _exceptions
