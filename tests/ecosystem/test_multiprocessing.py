@@ -36,6 +36,12 @@ def write_pid(dirname, tag):
         f.write(tag)
 
 
+def raises_unpicklable(_):
+    error = ValueError("carries a lock")
+    error.lock = threading.Lock()         # an exception that cannot travel as it is
+    raise error
+
+
 def wait_then(args):
     """Block on the Signal actor when asked to, then return the value."""
     value, signal, blocked = args
@@ -138,6 +144,9 @@ def test_errors_propagate_with_the_remote_traceback(pool4, stdlib_pool):
     assert results[:3] == [0, 1, 2] and results[4:] == [4, 5]
     assert isinstance(results[3], ZeroDivisionError)
     assert isinstance(results[3].__cause__, RemoteTraceback)
+    # An exception that cannot be pickled still reaches the caller, named.
+    with pytest.raises(RuntimeError, match="ValueError: carries a lock .*could not be pickled"):
+        pool4.apply(raises_unpicklable, (1,))
     # The pool survives its tasks' failures.
     assert pool4.map(square, [3]) == [9]
 
