@@ -131,11 +131,17 @@ def _backend_class():
     return MinrayBackend
 
 
+def _backend():
+    """The backend class, built (and joblib imported) on first use."""
+    cls = globals().get("MinrayBackend")
+    if cls is None:
+        cls = globals()["MinrayBackend"] = _backend_class()
+    return cls
+
+
 def __getattr__(name):
     if name == "MinrayBackend":
-        cls = _backend_class()
-        globals()["MinrayBackend"] = cls
-        return cls
+        return _backend()
     raise AttributeError(f"module 'minray.util.joblib' has no attribute {name!r}")
 
 
@@ -155,7 +161,6 @@ def register_ray():
         from joblib.parallel import register_parallel_backend
     except ImportError as exc:
         raise ImportError("minray.util.joblib needs joblib: pip install joblib") from exc
-    import sys
-    backend = getattr(sys.modules[__name__], "MinrayBackend")
+    backend = _backend()
     register_parallel_backend("ray", backend)
     register_parallel_backend("minray", backend)

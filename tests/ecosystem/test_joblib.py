@@ -105,3 +105,28 @@ def test_errors_reach_the_caller(ray_module):
     with joblib.parallel_backend("ray"):
         with pytest.raises(ValueError, match="n_jobs == 0"):
             joblib.Parallel(n_jobs=0)(joblib.delayed(abs)(1) for _ in range(2))
+
+
+def double(i):
+    return 2 * i
+
+
+def nested_sum(i):
+    # Inside a pool actor, joblib's nested backend (threads) runs the inner loop.
+    return sum(joblib.Parallel(n_jobs=2)(joblib.delayed(double)(j) for j in range(i)))
+
+
+def test_generators_nesting_and_one_job(ray_module):
+    register_ray()
+    with joblib.parallel_backend("ray"):
+        gen = joblib.Parallel(n_jobs=2, return_as="generator")(
+            joblib.delayed(double)(i) for i in range(6))
+        assert list(gen) == [0, 2, 4, 6, 8, 10]
+        unordered = joblib.Parallel(n_jobs=2, return_as="generator_unordered")(
+            joblib.delayed(double)(i) for i in range(6))
+        assert sorted(unordered) == [0, 2, 4, 6, 8, 10]
+        assert joblib.Parallel(n_jobs=2)(joblib.delayed(nested_sum)(i) for i in range(4)) == \
+            [0, 0, 2, 6]
+        # n_jobs=1 runs in the caller, as joblib's process backends do.
+        assert joblib.Parallel(n_jobs=1)(joblib.delayed(os.getpid)() for _ in range(2)) == \
+            [os.getpid()] * 2
