@@ -425,6 +425,15 @@ class Pool:
             _, self._stopping = _api.wait(self._stopping, num_returns=len(self._stopping),
                                           timeout=0)
 
+    def _submit_one(self, func, args, kwds):
+        """One call, to the next actor in turn."""
+        self._check_running()
+        with self._lock:
+            self._round_robin += 1
+            chunk_number = self._round_robin
+        return self._submit(chunk_number, func, [tuple(args or ())],
+                            [dict(kwds)] if kwds else None)
+
     def _map_chunks(self, fn, iterable, chunksize, star):
         if not hasattr(iterable, "__len__"):
             iterable = list(iterable)
@@ -449,7 +458,12 @@ class Pool:
 
             assert pool.apply(pow, (2, 10)) == 1024
         """
-        return self.apply_async(func, args, kwds).get()
+        # No callbacks to run: wait here rather than on a collector thread.
+        chunk = _fetch_chunk(self._submit_one(func, args, kwds), 1)
+        failure = chunk.first_failure()
+        if failure is not None:
+            raise _with_traceback(*failure)
+        return chunk.values[0]
 
     def apply_async(self, func, args=(), kwds=None, callback=None, error_callback=None):
         """Like ``apply``, returning an ``AsyncResult``.
@@ -459,12 +473,7 @@ class Pool:
             res = pool.apply_async(pow, (2, 10), callback=print)
             assert res.get(timeout=10) == 1024
         """
-        self._check_running()
-        with self._lock:
-            self._round_robin += 1
-            chunk_number = self._round_robin
-        ref = self._submit(chunk_number, func, [tuple(args or ())],
-                           [dict(kwds)] if kwds else None)
+        ref = self._submit_one(func, args, kwds)
         return AsyncResult([(ref, 1)], True, callback, error_callback)
 
     def map(self, func, iterable, chunksize=None):
