@@ -1,6 +1,6 @@
 """The ``minray`` command: demo, start, stop, status.
 
-    minray demo                      run tasks, an actor and a large array through a local runtime
+    minray demo                      a guided tour: tasks, objects, wait, actors, errors, Data, Pool
     minray start --head [--block]    start a node that outlives drivers (init(address="auto") joins it)
     minray status                    nodes, resources used/total, actors, objects
     minray stop                      stop every node started with ``minray start`` on this machine
@@ -14,7 +14,6 @@ import pickle
 import signal
 import socket
 import sys
-import time
 
 from ._private import node as _node
 from ._private import protocol as P
@@ -22,71 +21,9 @@ from ._private import transport
 
 
 def cmd_demo(args):
-    import numpy as np
-
-    import minray as ray
-
-    t0 = time.perf_counter()
-    ray.init(num_cpus=args.num_cpus)
-    t_init = time.perf_counter() - t0
-    print(f"minray {ray.__version__}: started a local runtime in {t_init * 1000:.0f} ms "
-          f"with {ray.cluster_resources().get('CPU', 0):g} CPUs")
-
-    @ray.remote
-    def square(x):
-        return x * x
-
-    t0 = time.perf_counter()
-    squares = ray.get([square.remote(i) for i in range(100)])
-    print(f"tasks:   100 tasks squared 0..99 -> sum {sum(squares)} "
-          f"in {(time.perf_counter() - t0) * 1000:.0f} ms")
-
-    @ray.remote
-    class Counter:
-        def __init__(self):
-            self.count = 0
-
-        def add(self, n):
-            self.count += n
-            return self.count
-
-    counter = Counter.remote()
-    for i in range(10):
-        counter.add.remote(i)
-    print(f"actors:  a Counter actor summed 0..9 in call order -> "
-          f"{ray.get(counter.add.remote(0))}")
-
-    @ray.remote
-    def column_means(matrix):
-        return matrix.mean(axis=0)
-
-    big = np.arange(4096 * 4096, dtype=np.float64).reshape(4096, 4096)
-    t0 = time.perf_counter()
-    ref = ray.put(big)
-    t_put = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    view = ray.get(ref)
-    t_get = time.perf_counter() - t0
-    means = ray.get(column_means.remote(ref))
-    ok = bool(np.allclose(means, big.mean(axis=0)))
-    print(f"objects: put a {big.nbytes / 2**20:.0f} MiB array in {t_put * 1000:.0f} ms; get "
-          f"returned a zero-copy read-only view in {t_get * 1000:.2f} ms "
-          f"(writeable={view.flags.writeable}); a task computed its column means "
-          f"from shared memory: {'correct' if ok else 'WRONG'}")
-
-    @ray.remote
-    def fails():
-        raise ValueError("raised inside a worker")
-
-    try:
-        ray.get(fails.remote())
-    except ValueError as exc:
-        lines = str(exc).splitlines()
-        print(f"errors:  get() re-raised the task's error as {type(exc).__name__}, with its "
-              f"remote traceback ({len(lines)} lines) ending in: {lines[-1]}")
-    ray.shutdown()
-    print("done: the runtime shut down and removed its processes and shared memory")
-    return 0 if ok else 1
+    # The guided tour lives in _tour.py (public API only, as a user's script).
+    from ._tour import run_tour
+    return run_tour(num_cpus=args.num_cpus)
 
 
 def cmd_start(args):
@@ -296,7 +233,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="minray", description="minray: Ray's API on one "
                                      "machine first.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run tasks, actors and a large object through a local runtime")
+    p = sub.add_parser("demo", help="a guided tour of the core (a few seconds)")
     p.add_argument("--num-cpus", type=int, default=None)
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("start", help="start a node")

@@ -3,6 +3,9 @@
     from minray.util import ActorPool, placement_group, remove_placement_group
     from minray.util.queue import Queue, Empty, Full
     from minray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    from minray.util.multiprocessing import Pool        # multiprocessing.Pool on actors
+    from minray.util.joblib import register_ray         # joblib's "ray" backend
+    from minray.util.dask import enable_dask_on_ray     # dask graphs as minray tasks
 
 ``import minray`` does not load this package; ``minray.util`` loads it on first
 use.  Its placement-group functions are plain calls into the node manager's
@@ -20,7 +23,8 @@ from .placement_group import (get_current_placement_group, get_placement_group,
                               placement_group, placement_group_table,
                               remove_placement_group)
 
-_LAZY_SUBMODULES = {"queue", "scheduling_strategies", "actor_pool", "state", "metrics"}
+_LAZY_SUBMODULES = {"queue", "scheduling_strategies", "actor_pool", "multiprocessing",
+                    "joblib", "dask", "state", "metrics"}
 
 __all__ = [
     "ActorPool", "get_current_placement_group", "get_node_ip_address",

@@ -34,6 +34,7 @@ from .iterator import DataIterator
 
 DatasetContext = DataContext        # older name, still exported by Ray
 DatasetIterator = DataIterator
+from .read_api import from_dask  # noqa: E402
 from .read_api import (from_arrow, from_arrow_refs, from_items, from_numpy, from_numpy_refs,
                        from_pandas, from_pandas_refs, from_torch, range, range_tensor,
                        read_binary_files, read_csv, read_images, read_json, read_numpy,
@@ -45,7 +46,7 @@ __all__ = [
     "ActorPoolStrategy", "AggregateFn", "DataContext", "DataIterator", "Dataset",
     "DatasetContext", "DatasetIterator",
     "ExecutionOptions", "GroupedData", "MaterializedDataset", "Schema", "TaskPoolStrategy",
-    "aggregate", "from_arrow", "from_arrow_refs", "from_items", "from_numpy",
+    "aggregate", "from_arrow", "from_arrow_refs", "from_dask", "from_items", "from_numpy",
     "from_numpy_refs", "from_pandas", "from_pandas_refs", "from_torch", "range",
     "range_tensor", "read_binary_files", "read_csv", "read_images", "read_json", "read_numpy",
     "read_parquet", "read_text",

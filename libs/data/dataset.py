@@ -534,6 +534,11 @@ class Dataset:
         """ObjectRefs of each block as a pandas DataFrame."""
         return [_to_pandas_remote.remote(ref) for ref, _ in self._bundles()]
 
+    def to_dask(self, meta=None, verify_meta=True):
+        """A dask DataFrame with one partition per block (needs dask; see dask_io.py)."""
+        from .dask_io import to_dask
+        return to_dask(self, meta=meta, verify_meta=verify_meta)
+
     def materialize(self):
         """Execute now and keep the blocks in the object store.
 

@@ -157,6 +157,12 @@ def from_pandas_refs(dfs):
     return from_pandas(ray.get(refs))
 
 
+def from_dask(df):
+    """A dataset from a dask DataFrame, one block per partition (see dask_io.py)."""
+    from .dask_io import from_dask as _from_dask
+    return _from_dask(df)
+
+
 def from_arrow(tables):
     """A dataset from pyarrow Tables (needs pyarrow).
 

@@ -12,13 +12,21 @@ def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=120, **kw)
 
 
-def test_demo_runs_tasks_actors_and_a_large_object():
+def test_demo_is_a_guided_tour_of_tasks_objects_actors_errors_and_libraries():
     out = run([sys.executable, "-m", "minray.scripts", "demo"])
     assert out.returncode == 0, out.stderr
-    assert "sum 328350" in out.stdout                      # 100 squared tasks
-    assert "-> 45" in out.stdout                           # the actor's ordered calls
-    assert "writeable=False" in out.stdout and "correct" in out.stdout
-    assert "ValueError: raised inside a worker" in out.stdout
+    text = " ".join(out.stdout.split())                    # undo the tour's line wrapping
+    steps = [line for line in out.stdout.splitlines() if line.startswith("[")]
+    assert [s.split("]")[0] for s in steps] == [f"[{i}/8" for i in range(1, 9)]
+    assert all(": " in s for s in steps)                   # each step says what it shows
+    assert "sum 328350" in text                            # 100 squared tasks
+    assert "in call order -> 45" in text                   # the actor's ordered calls
+    assert "writeable=False" in text and "correct" in text
+    assert "ValueError: raised inside a worker" in text
+    assert "handed them back as they finished: [" in text
+    assert "sum over 8 blocks = 99990000" in text          # minray.data
+    assert "-> [5, 4, 3, 2, 1, 0, 1, 2, 3, 4]" in text    # the Pool
+    assert "the runtime shut down" in text
 
 
 @pytest.fixture
