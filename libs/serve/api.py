@@ -19,7 +19,7 @@ import minray as ray
 from .config import HTTPOptions
 from .controller import CONTROLLER_NAME, NAMESPACE, PROXY_NAME, ServeController
 from .deployment import build_app
-from .handle import DeploymentHandle, _reset_routers
+from .handle import DeploymentHandle, _invalidate, _reset_routers
 from .proxy import ProxyActor
 from .replica import current_context
 
@@ -121,6 +121,7 @@ def run(target, *, name="default", route_prefix="/", blocking=False, _local_test
     spec = build_app(target, name, route_prefix, lambda a, d: DeploymentHandle(d, a))
     ray.get(controller.deploy_app.remote(spec))
     ray.get(controller.wait_for_app.remote(name, DEPLOY_TIMEOUT_S))
+    _invalidate(name)
     handle = DeploymentHandle(spec.ingress, name)
     if blocking:
         try:

@@ -226,7 +226,8 @@ class ServeController:
             if ds is None:
                 continue
             st, states = deployment_status(ds.target, ds.spec.code_version,
-                                           list(ds.replicas.values()), ds.failure_message)
+                                           list(ds.replicas.values()), ds.failure_message,
+                                           ds.config_version)
             statuses.append(st)
             failure = failure or ds.failure_message
             deps[dname] = {"status": st, "replica_states": states,

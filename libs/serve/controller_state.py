@@ -83,7 +83,8 @@ def reconcile(target, code_version, config_version, replicas):
     return actions
 
 
-def deployment_status(target, code_version, replicas, failure_message=None):
+def deployment_status(target, code_version, replicas, failure_message=None,
+                      config_version=None):
     """(status, replica_states) of one deployment, in Ray's words."""
     states = {}
     for r in replicas:
@@ -92,7 +93,9 @@ def deployment_status(target, code_version, replicas, failure_message=None):
         return "UNHEALTHY", states
     live = [r for r in replicas if r.state != STOPPING]
     running_new = sum(1 for r in live if r.state == RUNNING and r.code_version == code_version)
-    if running_new == target and len(live) == target:
+    configured = all(r.config_version == config_version for r in live
+                     if config_version is not None)
+    if running_new == target and len(live) == target and configured:
         return "HEALTHY", states
     if running_new > target or len(live) > target:
         return "DOWNSCALING" if all(r.code_version == code_version for r in live) \

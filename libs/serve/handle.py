@@ -131,6 +131,15 @@ def _router(app_name, deployment_name):
         return router
 
 
+def _invalidate(app_name):
+    """Forget cached replicas of an app (after a redeploy) so the next call asks again."""
+    with _routers_lock:
+        for key, router in _routers.items():
+            if key[0] == app_name:
+                with router.lock:
+                    router.replicas = []
+
+
 def _reset_routers():
     with _routers_lock:
         _routers.clear()
