@@ -312,6 +312,8 @@ def main(argv=None):
     p.set_defaults(fn=cmd_status)
     from .job_submission import cli as job_cli
     job_cli.add_parser(sub)
+    from .serve import cli as serve_cli    # minray.serve is loaded only here, lazily
+    serve_cli.add_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -13,19 +13,34 @@
 See docs/tutorials/serve.md.
 """
 
-from .api import (ApplicationStatusOverview, DeploymentStatusOverview, ServeStatus, delete,
-                  get_app_handle, get_deployment_handle, get_multiplexed_model_id,
-                  get_replica_context, run, shutdown, start, status)
-from .batching import batch
-from .config import AutoscalingConfig, DeploymentConfig, HTTPOptions
-from .deployment import Application, Deployment, deployment
-from .handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
-from .ingress import ingress
+import importlib as _importlib
 
-__all__ = [
-    "Application", "ApplicationStatusOverview", "AutoscalingConfig", "Deployment",
-    "DeploymentConfig", "DeploymentHandle", "DeploymentResponse", "DeploymentResponseGenerator",
-    "DeploymentStatusOverview", "HTTPOptions", "ServeStatus", "batch", "delete", "deployment",
-    "get_app_handle", "get_deployment_handle", "get_multiplexed_model_id", "get_replica_context",
-    "ingress", "run", "shutdown", "start", "status",
-]
+# Every public name and the submodule that defines it; loaded on first use, so the
+# `minray` command (which hooks in serve's CLI) does not import aiohttp or starlette.
+_EXPORTS = {
+    "ApplicationStatusOverview": "api", "DeploymentStatusOverview": "api", "ServeStatus": "api",
+    "delete": "api", "get_app_handle": "api", "get_deployment_handle": "api",
+    "get_multiplexed_model_id": "api", "get_replica_context": "api", "run": "api",
+    "shutdown": "api", "start": "api", "status": "api",
+    "batch": "batching",
+    "AutoscalingConfig": "config", "DeploymentConfig": "config", "HTTPOptions": "config",
+    "Application": "application", "Deployment": "application", "deployment": "application",
+    "DeploymentHandle": "handle", "DeploymentResponse": "handle",
+    "DeploymentResponseGenerator": "handle",
+    "ingress": "asgi",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'minray.serve' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

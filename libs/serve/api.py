@@ -18,9 +18,8 @@ import minray as ray
 
 from .config import HTTPOptions
 from .controller import CONTROLLER_NAME, NAMESPACE, PROXY_NAME, ServeController
-from .deployment import build_app
+from .application import build_app
 from .handle import DeploymentHandle, _invalidate, _reset_routers
-from .proxy import ProxyActor
 from .replica import current_context
 
 logger = logging.getLogger("minray.serve")
@@ -91,6 +90,7 @@ def start(http_options=None, **_ignored):
     controller = ray.remote(ServeController).options(
         name=CONTROLLER_NAME, namespace=NAMESPACE, lifetime="detached", num_cpus=0,
         max_concurrency=100000, get_if_exists=True).remote()
+    from .proxy import ProxyActor     # aiohttp: loaded only where Serve starts
     proxy = ray.remote(ProxyActor).options(
         name=PROXY_NAME, namespace=NAMESPACE, lifetime="detached", num_cpus=0,
         max_concurrency=100000).remote(opts.host, opts.port, controller)

@@ -74,7 +74,7 @@ class Replica:
         global _context
         self._app, self._name, self._id = app_name, deployment_name, replica_id
         self._config = config
-        from .deployment import load_definition
+        from .application import load_definition
         obj, args, kwargs = load_definition(serialized_def)
         self._is_function = is_function
         _context = ReplicaContext(app_name, deployment_name, replica_id)
@@ -85,7 +85,7 @@ class Replica:
             self._callable = obj(*args, **kwargs)
             self._asgi = None
             if getattr(obj, "__serve_asgi_app__", None) is not None:
-                from .ingress import bind_asgi_app
+                from .asgi import bind_asgi_app
                 self._asgi = bind_asgi_app(obj, self._callable)
         _context.servable_object = self._callable
         self._ongoing = 0

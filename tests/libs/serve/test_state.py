@@ -99,7 +99,7 @@ def test_bad_options_are_refused_where_written():
     with pytest.raises(ValueError, match="Unknown autoscaling_config field"):
         DeploymentConfig.from_options({"autoscaling_config": {"min_replica": 3}})
     with pytest.raises(TypeError, match="call Model.bind"):
-        from minray.serve.deployment import build_app
+        from minray.serve.application import build_app
 
         @serve.deployment
         class Model:

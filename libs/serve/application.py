@@ -157,6 +157,14 @@ class _ModuleRef:
         return obj.func_or_class if isinstance(obj, Deployment) else obj
 
 
+_BY_VALUE = set()
+
+
+def register_by_value(module_name):
+    """Ship this module's deployments by value (the CLI: replicas need not import it)."""
+    _BY_VALUE.add(module_name)
+
+
 def _by_reference(dep):
     """Pickle the user's class by reference when its module can be imported.
 
@@ -167,7 +175,7 @@ def _by_reference(dep):
     import sys
     obj = dep.func_or_class
     module = getattr(obj, "__module__", None)
-    if module in (None, "__main__") or module not in sys.modules:
+    if module in (None, "__main__") or module not in sys.modules or module in _BY_VALUE:
         return obj
     found = sys.modules[module]
     for part in getattr(obj, "__qualname__", "").split("."):
