@@ -4,7 +4,7 @@
                      -> pick a replica (power of two choices on ongoing requests,
                         at most max_ongoing_requests each; beyond: a queue of at
                         most max_queued_requests, then 503)
-                     --wire.py frame over a pooled Unix socket--> Replica
+                     --wire.py frame, multiplexed on one Unix socket per replica--> Replica
                      <-- "full" frame, or "start" + "body" frames (streaming)
     routes and replicas: a long poll on the controller (listen_for_routes)
 
@@ -36,12 +36,81 @@ class _ReplicaGone(Exception):
     """The replica's socket failed before a response began: safe to retry."""
 
 
+class _Pending:
+    """The frames of one request's answer, as the connection's reader delivers them."""
+    __slots__ = ("frames", "waiter")
+
+    def __init__(self):
+        self.frames = deque()
+        self.waiter = None
+
+    def push(self, frame):            # None: the connection was lost
+        self.frames.append(frame)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def next(self):
+        while not self.frames:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return self.frames.popleft()
+
+
+class _Conn:
+    """One Unix socket to a replica, every request of the proxy multiplexed on it."""
+
+    def __init__(self, reader, writer):
+        loop = asyncio.get_running_loop()
+        self.out = wire.FrameWriter(writer, loop)
+        self.pending = {}
+        self.next_id = 0
+        self.closed = False
+        self.close_when_idle = False      # the replica left the routing table
+        self.reader_task = loop.create_task(self._read(reader))
+
+    def request(self, scope, body):
+        rid = self.next_id
+        self.next_id += 1
+        pending = self.pending[rid] = _Pending()
+        self.out.send((rid, scope, body))
+        return rid, pending
+
+    def done(self, rid):
+        self.pending.pop(rid, None)
+        if self.close_when_idle and not self.pending:
+            self.close()
+
+    async def _read(self, reader):
+        try:
+            while True:
+                frame = await wire.read_frame(reader)
+                pending = self.pending.get(frame[0])
+                if pending is not None:
+                    pending.push(frame)
+        except (asyncio.IncompleteReadError, OSError):
+            pass
+        finally:
+            self.close()
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for pending in self.pending.values():
+            pending.push(None)
+        self.pending.clear()
+        self.out.close()
+        if self.reader_task is not asyncio.current_task():
+            self.reader_task.cancel()
+
+
 @dataclass
 class _Slot:
     replica_id: str
     address: str
     ongoing: int = 0
-    idle: List[Any] = field(default_factory=list)   # pooled (reader, writer) pairs
+    conn: Optional[_Conn] = None
+    connecting: Any = None            # a Future while the socket is being opened
     dead: bool = False
 
 
@@ -133,7 +202,7 @@ class ProxyActor:
                 if not slot.dead:
                     t.slots.append(slot)
             for slot in old_slots.values():
-                _close_pool(slot)
+                _retire(slot)
             targets[key] = t
             self._wake(t, all_=True)
         self._targets = targets
@@ -196,7 +265,7 @@ class ProxyActor:
 
     def _drop(self, key, slot):
         slot.dead = True
-        _close_pool(slot)
+        _retire(slot)
         target = self._targets.get(key)
         if target is not None and slot in target.slots:
             target.slots.remove(slot)
@@ -255,42 +324,63 @@ class ProxyActor:
         return _text(503, f"Deployment '{ingress}' of application '{app}': {MAX_ATTEMPTS} "
                           f"replicas failed in a row while handling this request.")
 
-    async def _forward(self, slot, scope, body, request):
-        try:
-            if slot.idle:
-                reader, writer = slot.idle.pop()
-            else:
+    async def _connection(self, slot):
+        conn = slot.conn
+        if conn is not None and not conn.closed:
+            return conn
+        if slot.connecting is None:
+            slot.connecting = asyncio.get_running_loop().create_future()
+            try:
                 reader, writer = await asyncio.open_unix_connection(slot.address)
-            writer.write(wire.pack((scope, body)))
-            frame = await wire.read_frame(reader)
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            raise _ReplicaGone() from exc
-        if frame[0] == "full":
-            _, status, headers, out = frame
-            slot.idle.append((reader, writer))
-            return web.Response(status=status, body=out,
-                                headers=_headers(headers, ("content-length",
-                                                           "transfer-encoding")))
-        _, status, headers = frame
-        response = web.StreamResponse(status=status,
-                                      headers=_headers(headers, ("transfer-encoding",)))
-        await response.prepare(request)
+                slot.conn = _Conn(reader, writer)
+                slot.connecting.set_result(slot.conn)
+            except OSError as exc:
+                slot.connecting.set_exception(_ReplicaGone())
+                slot.connecting.exception()      # retrieved: no "never retrieved" warning
+                raise _ReplicaGone() from exc
+            finally:
+                slot.connecting = None
+            return slot.conn
+        return await asyncio.shield(slot.connecting)
+
+    async def _forward(self, slot, scope, body, request):
+        conn = await self._connection(slot)
+        rid, pending = conn.request(scope, body)
         try:
+            frame = await pending.next()
+            if frame is None:
+                raise _ReplicaGone()
+            if frame[1] == "full":
+                _, _, status, headers, out = frame
+                return web.Response(status=status, body=out,
+                                    headers=_headers(headers, ("content-length",
+                                                               "transfer-encoding")))
+            _, _, status, headers = frame
+            response = web.StreamResponse(status=status,
+                                          headers=_headers(headers, ("transfer-encoding",)))
+            await response.prepare(request)
             while True:
-                kind, chunk, more = await wire.read_frame(reader)
+                frame = await pending.next()
+                if frame is None:
+                    raise ConnectionResetError(f"replica {slot.replica_id} died while "
+                                               f"streaming its answer")
+                _, _, chunk, more = frame
                 if chunk:
                     await response.write(chunk)
                 if not more:
                     break
-        except BaseException:
-            writer.close()
-            raise
-        slot.idle.append((reader, writer))
-        await response.write_eof()
-        return response
+            await response.write_eof()
+            return response
+        finally:
+            conn.done(rid)
 
 
-def _close_pool(slot):
-    while slot.idle:
-        _, writer = slot.idle.pop()
-        writer.close()
+def _retire(slot):
+    """No new requests for this replica; its answers in flight still come back."""
+    conn = slot.conn
+    if conn is None:
+        return
+    if conn.pending:
+        conn.close_when_idle = True
+    else:
+        conn.close()

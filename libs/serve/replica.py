@@ -192,17 +192,21 @@ class Replica:
 
     # ------------------------------------------------------------- HTTP
     async def _serve_connection(self, reader, writer):
+        out = wire.FrameWriter(writer, asyncio.get_running_loop())
+        tasks = set()
         try:
             while True:
                 try:
-                    scope, body = await wire.read_frame(reader)
+                    rid, scope, body = await wire.read_frame(reader)
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                await self._handle_http(scope, body, writer)
+                task = asyncio.ensure_future(self._handle_http(rid, scope, body, out))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
         finally:
-            writer.close()
+            out.close()
 
-    async def _handle_http(self, scope, body, writer):
+    async def _handle_http(self, rid, scope, body, out):
         self._ongoing += 1
         started = False
         done = asyncio.Event()
@@ -211,12 +215,12 @@ class Replica:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                writer.write(wire.pack(("start", message["status"],
-                                        list(message.get("headers", ())))))
+                out.send((rid, "start", message["status"], list(message.get("headers", ()))))
             elif message["type"] == "http.response.body":
-                writer.write(wire.pack(("body", message.get("body", b""),
-                                        message.get("more_body", False))))
-                await writer.drain()
+                more = message.get("more_body", False)
+                out.send((rid, "body", message.get("body", b""), more))
+                if more:
+                    await out.drain()
         try:
             async with self._sem:
                 receive = make_receive(body, done)
@@ -224,30 +228,28 @@ class Replica:
                     await self._asgi(scope, receive, send)
                     return
                 request = Request(scope, receive)
-                fn = self._method("__call__")
-                result = fn(request)
+                result = self._method("__call__")(request)
                 if inspect.isawaitable(result):
                     result = await result
                 if is_response(result):
                     await result(scope, receive, send)
                 else:
-                    status, headers, out = encode_result(result)
-                    writer.write(wire.pack(("full", status, headers, out)))
+                    status, headers, payload = encode_result(result)
+                    out.send((rid, "full", status, headers, payload))
         except MalformedJSONError as exc:
             if not started:
-                writer.write(wire.pack(text_response(400, f"{exc.msg} (at character "
-                                                          f"{exc.pos}).")))
+                out.send((rid,) + text_response(400, f"{exc.msg} (at character {exc.pos})."))
         except Exception as exc:
             tb = traceback.format_exc()
             logger.error("HTTP request to %s (%s %s) failed:\n%s", self._name,
                          scope.get("method"), scope.get("path"), tb)
             if not started:
-                writer.write(wire.pack(text_response(
+                out.send((rid,) + text_response(
                     500, f"Internal Server Error: {type(exc).__name__}: {exc}\n\n"
                          f"Traceback (in replica {self._id} of deployment {self._name!r}):\n"
-                         f"{tb}")))
+                         f"{tb}"))
             else:
-                writer.write(wire.pack(("body", b"", False)))
+                out.send((rid, "body", b"", False))
         finally:
             done.set()
             self._ongoing -= 1
