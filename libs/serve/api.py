@@ -120,7 +120,7 @@ def run(target, *, name="default", route_prefix="/", blocking=False, _local_test
     controller = _get_controller()
     spec = build_app(target, name, route_prefix, lambda a, d: DeploymentHandle(d, a))
     ray.get(controller.deploy_app.remote(spec))
-    ray.get(controller.wait_for_app.remote(name, DEPLOY_TIMEOUT_S))
+    _wait_running(controller, name)
     _invalidate(name)
     handle = DeploymentHandle(spec.ingress, name)
     if blocking:
@@ -133,6 +133,26 @@ def run(target, *, name="default", route_prefix="/", blocking=False, _local_test
     return handle
 
 
+def _wait_running(controller, name):
+    """Until the app is RUNNING; says why once when it takes long (e.g. no free CPU)."""
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    warned = False
+    while True:
+        try:
+            return ray.get(controller.wait_for_app.remote(name, 10.0))
+        except TimeoutError as exc:  # the controller's "not RUNNING yet", as a task error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Application {name!r} did not become RUNNING within "
+                                   f"{DEPLOY_TIMEOUT_S:.0f}s: {exc}") from None
+            if not warned:
+                warned = True
+                logger.warning(
+                    "Application %r is not RUNNING after 10s. If its replicas cannot be "
+                    "scheduled, free resources (serve.delete other apps) or lower their "
+                    "ray_actor_options; available now: %s. Still waiting: %s", name,
+                    ray.available_resources(), str(exc).splitlines()[-1])
+
+
 def _deploy_specs(specs):
     """Deploy several prepared AppSpecs (the CLI's ``serve deploy``)."""
     start()
@@ -140,7 +160,7 @@ def _deploy_specs(specs):
     for spec in specs:
         ray.get(controller.deploy_app.remote(spec))
     for spec in specs:
-        ray.get(controller.wait_for_app.remote(spec.name, DEPLOY_TIMEOUT_S))
+        _wait_running(controller, spec.name)
 
 
 def status():
