@@ -3,6 +3,7 @@ import asyncio
 import json
 import os
 
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -107,6 +108,31 @@ def test_bad_input_and_errors(serve_client):
     assert serve_client.post("/echo2", json=[1]).json()["json"] == [1]
     serve.delete("echo2")
     serve.delete("faulty")
+
+
+@serve.deployment
+class Predictor:
+    """Book ch. 10's serving half: JSON records in, numpy-valued records out."""
+
+    def __init__(self, weights):
+        self.weights = np.asarray(weights)
+
+    async def __call__(self, request):
+        records = await request.json()
+        x = np.array([[r["a"], r["b"]] for r in records], dtype=np.float32)
+        scores = x @ self.weights
+        return [{"id": r["id"], "prediction": np.int64(s > 0), "score": s}
+                for r, s in zip(records, scores)]
+
+
+def test_json_records_with_numpy_values(serve_client):
+    serve.run(Predictor.bind([1.0, -1.0]), name="predict", route_prefix="/predict")
+    r = serve_client.post("/predict", json=[{"id": 1, "a": 2.0, "b": 0.5},
+                                            {"id": 2, "a": 0.0, "b": 3.0}])
+    assert r.status_code == 200
+    assert r.json() == [{"id": 1, "prediction": 1, "score": 1.5},
+                        {"id": 2, "prediction": 0, "score": -3.0}]
+    serve.delete("predict")
 
 
 # ----------------------------------------------------------------- composition
