@@ -9,7 +9,8 @@ dependency of minray), and an aiohttp load client keeps ``--clients``
 keep-alive connections busy for ``--duration`` seconds after a 1 s warm-up.
 Backends alternate within each repeat, so a busy machine hurts them alike.
 The table gives requests/s, p50 and p99 latency, minray/Ray throughput, and the
-p50 the proxy adds over plain aiohttp.
+p50 the proxy adds over plain aiohttp; a last row per backend sends the no-op
+from a single client, where p50 is the bare cost of one request's path.
 """
 
 import argparse
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKLOADS = ("noop", "sleep1ms")
+SINGLE = "noop, 1 client"
 
 
 @dataclass
@@ -129,14 +131,16 @@ def main(argv=None):
     ray_python, ray_version = find_ray_python(args.ray_python)
     backends = [("minray", sys.executable), ("ray", ray_python), ("plain", sys.executable)]
     runs = []
+    configs = [(w, w, args.clients) for w in WORKLOADS] + [(SINGLE, "noop", 1)]
     for _ in range(args.repeat):
-        for workload in WORKLOADS:
+        for label, workload, clients in configs:
             for backend, python in backends:
                 if python is None:
                     continue
-                print(f"  {workload}: {backend} ...", file=sys.stderr, flush=True)
-                result = run_one(python, backend, workload, args.clients, args.duration)
+                print(f"  {label}: {backend} ...", file=sys.stderr, flush=True)
+                result = run_one(python, backend, workload, clients, args.duration)
                 if result is not None:
+                    result.workload = label
                     runs.append(result)
                     print(f"    {result.requests_per_s:,.0f} req/s  p50 {result.p50_ms:.2f} ms"
                           f"  p99 {result.p99_ms:.2f} ms  errors {result.errors}",
@@ -147,7 +151,7 @@ def main(argv=None):
     print(f"| workload | backend | requests/s | p50 ms | p99 ms | errors |")
     print(f"|---|---|---|---|---|---|")
     med = {}
-    for workload in WORKLOADS:
+    for workload in WORKLOADS + (SINGLE,):
         for backend, _ in backends:
             rs = [r for r in runs if r.backend == backend and r.workload == workload]
             if not rs:
@@ -158,7 +162,7 @@ def main(argv=None):
             med[(workload, backend)] = m
             print(f"| {workload} | {backend} | {m[0]:,.0f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]} |")
     print()
-    for workload in WORKLOADS:
+    for workload in WORKLOADS + (SINGLE,):
         mine, ray_, plain = (med.get((workload, b)) for b in ("minray", "ray", "plain"))
         if mine and ray_:
             print(f"{workload}: minray/Ray throughput {mine[0] / ray_[0]:.2f}x (target >= 2x)")

@@ -20,7 +20,7 @@ import importlib as _importlib
 _EXPORTS = {
     "ApplicationStatusOverview": "api", "DeploymentStatusOverview": "api", "ServeStatus": "api",
     "delete": "api", "get_app_handle": "api", "get_deployment_handle": "api",
-    "get_multiplexed_model_id": "api", "get_replica_context": "api", "run": "api",
+    "get_multiplexed_model_id": "multiplex", "get_replica_context": "api", "run": "api",
     "shutdown": "api", "start": "api", "status": "api",
     "batch": "batching",
     "AutoscalingConfig": "config", "DeploymentConfig": "config", "HTTPOptions": "config",
@@ -28,6 +28,7 @@ _EXPORTS = {
     "DeploymentHandle": "handle", "DeploymentResponse": "handle",
     "DeploymentResponseGenerator": "handle",
     "ingress": "asgi",
+    "multiplexed": "multiplex",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -261,6 +261,3 @@ def get_replica_context():
                            "Serve replica.")
     return ctx
 
-
-def get_multiplexed_model_id():
-    return ""

@@ -42,6 +42,7 @@ class ReplicaEntry:
     replica_id: str
     address: str
     actor: Any
+    node_id: str = ""
 
 
 @dataclass
@@ -212,7 +213,7 @@ class ServeController:
             cfg = ds.spec.config
             deployments[key] = DeploymentRoute(
                 cfg.max_ongoing_requests, cfg.max_queued_requests,
-                [ReplicaEntry(r.replica_id, r.address, r.actor)
+                [ReplicaEntry(r.replica_id, r.address, r.actor, r.node_id)
                  for r in ds.replicas.values() if r.state == RUNNING])
         return RoutingTable(self._version, routes, deployments)
 
@@ -331,6 +332,7 @@ class ServeController:
             return
         if rec.state == STARTING and rec.replica_id in ds.replicas:
             rec.state, rec.pid, rec.address = RUNNING, info.pid, info.address
+            rec.node_id = info.node_id
             ds.failures = 0
             self._bump()
 

@@ -27,6 +27,7 @@ class ReplicaRecord:
     started_at: float = 0.0
     pid: Optional[int] = None
     address: Optional[str] = None
+    node_id: str = ""
     actor: Any = None               # the ActorHandle (opaque here)
     ongoing: int = 0                # last reported ongoing requests
     last_ping: float = 0.0

@@ -112,6 +112,7 @@ class _Slot:
     conn: Optional[_Conn] = None
     connecting: Any = None            # a Future while the socket is being opened
     dead: bool = False
+    remote_actor: Any = None          # set when the replica runs on another node
 
 
 @dataclass
@@ -149,6 +150,8 @@ class ProxyActor:
         self._targets = {}         # (app, deployment) -> _Target
         self._version = -1
         self._routes_ready = asyncio.Event()
+        import minray as ray
+        self._node_id = ray.get_runtime_context().get_node_id()
         loop = asyncio.get_running_loop()
         self._start_task = loop.create_task(self._start())
         self._poll_task = loop.create_task(self._poll_routes())
@@ -199,6 +202,8 @@ class ProxyActor:
                 slot = old_slots.pop(entry.replica_id, None)
                 if slot is None:
                     slot = _Slot(entry.replica_id, entry.address)
+                    if entry.node_id and entry.node_id != self._node_id:
+                        slot.remote_actor = entry.actor
                 if not slot.dead:
                     t.slots.append(slot)
             for slot in old_slots.values():
@@ -343,7 +348,24 @@ class ProxyActor:
             return slot.conn
         return await asyncio.shield(slot.connecting)
 
+    async def _forward_by_call(self, slot, scope, body):
+        """A replica on another node: one actor call, the whole answer at once."""
+        try:
+            frames = await slot.remote_actor.handle_http_frames.remote(scope, body)
+        except Exception as exc:          # ActorDiedError and kin: try another replica
+            raise _ReplicaGone() from exc
+        first = frames[0]
+        if first[1] == "full":
+            _, _, status, headers, out = first
+        else:
+            _, _, status, headers = first
+            out = b"".join(f[2] for f in frames[1:])
+        return web.Response(status=status, body=out,
+                            headers=_headers(headers, ("content-length", "transfer-encoding")))
+
     async def _forward(self, slot, scope, body, request):
+        if slot.remote_actor is not None:
+            return await self._forward_by_call(slot, scope, body)
         conn = await self._connection(slot)
         rid, pending = conn.request(scope, body)
         try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import wire
+from .multiplex import MODEL_ID_HEADER, set_model_id
 from .http_util import (MalformedJSONError, Request, encode_result, is_response,
                         make_receive, text_response)
 
@@ -42,7 +43,8 @@ class ReplicaContext:
 @dataclass
 class ReplicaInfo:
     pid: int
-    address: str
+    address: str          # the replica's Unix socket (reachable from its own node only)
+    node_id: str = ""
 
 
 @dataclass
@@ -53,6 +55,7 @@ class RequestMeta:
 
 
 _context: Optional[ReplicaContext] = None
+_MODEL_ID_HEADER = MODEL_ID_HEADER.encode()
 
 
 def current_context():
@@ -106,7 +109,8 @@ class Replica:
 
     async def ready(self):
         await self._server_task
-        return ReplicaInfo(os.getpid(), self._address)
+        import minray as ray
+        return ReplicaInfo(os.getpid(), self._address, ray.get_runtime_context().get_node_id())
 
     # ------------------------------------------------------------- control
     async def ping(self, run_health_check):
@@ -160,6 +164,7 @@ class Replica:
         return fn
 
     async def handle_request(self, meta, *args, **kwargs):
+        set_model_id(meta.multiplexed_model_id)
         self._ongoing += 1
         try:
             async with self._sem:
@@ -175,6 +180,7 @@ class Replica:
             self._ongoing -= 1
 
     async def handle_request_streaming(self, meta, *args, **kwargs):
+        set_model_id(meta.multiplexed_model_id)
         self._ongoing += 1
         try:
             async with self._sem:
@@ -206,7 +212,16 @@ class Replica:
         finally:
             out.close()
 
+    async def handle_http_frames(self, scope, body):
+        """The HTTP path as an actor call, for a proxy on another node: all frames."""
+        out = _FrameList()
+        await self._handle_http(0, scope, body, out)
+        return out.frames
+
     async def _handle_http(self, rid, scope, body, out):
+        for key, value in scope["headers"]:
+            if key == _MODEL_ID_HEADER:
+                set_model_id(value.decode("latin-1"))
         self._ongoing += 1
         started = False
         done = asyncio.Event()
@@ -253,6 +268,19 @@ class Replica:
         finally:
             done.set()
             self._ongoing -= 1
+
+
+class _FrameList:
+    """FrameWriter's interface, collecting the frames instead of sending them."""
+
+    def __init__(self):
+        self.frames = []
+
+    def send(self, obj):
+        self.frames.append(obj)
+
+    async def drain(self):
+        pass
 
 
 def new_replica_id():

@@ -310,3 +310,48 @@ def test_user_config_in_place_and_rolling_code_update(serve_client):
     assert wait_until(lambda: serve.status().applications["cfg"].deployments["Scaled"]
                       .replica_states == {"RUNNING": 1}, timeout=30)
     serve.delete("cfg")
+
+
+def test_http_as_an_actor_call_for_proxies_on_other_nodes(serve_client):
+    """A proxy reaches a replica on another node by actor call instead of its socket."""
+    serve.run(Responses.bind(), name="frames", route_prefix="/frames")
+    controller = minray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+    _, route = minray.get(controller.get_replicas.remote("frames", "Responses"))
+    (entry,) = route.replicas
+    assert entry.node_id == minray.get_runtime_context().get_node_id()
+    scope = {"type": "http", "method": "GET", "path": "/frames", "raw_path": b"/frames",
+             "query_string": b"kind=json", "root_path": "/frames", "headers": [],
+             "scheme": "http", "server": ("127.0.0.1", 80), "client": None,
+             "http_version": "1.1", "asgi": {"version": "3.0"}}
+    frames = minray.get(entry.actor.handle_http_frames.remote(scope, b""))
+    assert frames[0][1:3] == ("start", 201)
+    assert b"".join(f[2] for f in frames[1:]) == b'{"ok":true}'
+    serve.delete("frames")
+
+
+@serve.deployment
+class Models:
+    def __init__(self):
+        self.loads = []
+
+    @serve.multiplexed(max_num_models_per_replica=2)
+    async def get_model(self, model_id):
+        self.loads.append(model_id)
+        return f"model-{model_id}"
+
+    async def __call__(self, request=None):
+        model = await self.get_model(serve.get_multiplexed_model_id())
+        return {"model": model, "loads": list(self.loads)}
+
+
+def test_multiplexed_models_are_cached_per_replica(serve_client):
+    handle = serve.run(Models.bind(), name="models", route_prefix="/models")
+    answers = [handle.options(multiplexed_model_id=m).remote().result(timeout_s=30)
+               for m in ("a", "b", "a", "c", "a", "b")]
+    assert [a["model"] for a in answers] == ["model-a", "model-b", "model-a", "model-c",
+                                             "model-a", "model-b"]
+    # LRU of two: "c" evicts "b" (a was used more recently), so "b" loads again.
+    assert answers[-1]["loads"] == ["a", "b", "c", "b"]
+    r = serve_client.get("/models", headers={"serve_multiplexed_model_id": "b"})
+    assert r.json() == {"model": "model-b", "loads": ["a", "b", "c", "b"]}
+    serve.delete("models")
