@@ -355,3 +355,20 @@ def test_multiplexed_models_are_cached_per_replica(serve_client):
     r = serve_client.get("/models", headers={"serve_multiplexed_model_id": "b"})
     assert r.json() == {"model": "model-b", "loads": ["a", "b", "c", "b"]}
     serve.delete("models")
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class Broken:
+    def __init__(self):
+        raise RuntimeError("weights file is missing")
+
+
+def test_constructor_failure_fails_the_deploy_with_the_cause(serve_client):
+    with pytest.raises(RuntimeError, match="weights file is missing") as info:
+        serve.run(Broken.bind(), name="broken", route_prefix="/broken")
+    assert "DEPLOY_FAILED" in str(info.value) or "failed 3 times" in str(info.value)
+    app = serve.status().applications["broken"]
+    assert app.status == "DEPLOY_FAILED"
+    assert "weights file is missing" in app.message
+    serve.delete("broken")
+    assert "broken" not in serve.status().applications
