@@ -210,10 +210,10 @@ def build_app(app, name, route_prefix, make_handle):
         if id(node) in seen:
             return seen[id(node)]
         dep = node.deployment
-        if dep.name in specs and seen.get(("name", dep.name)) is not dep.func_or_class:
-            raise ValueError(f"Two different deployments in application {name!r} are named "
-                             f"{dep.name!r}: give one another name with "
-                             f".options(name=...).")
+        if dep.name in specs:
+            raise ValueError(f"Application {name!r} binds two deployments named {dep.name!r}: "
+                             f"give one another name, e.g. "
+                             f"{dep.name}.options(name=\"{dep.name}2\").bind(...).")
         args = tuple(_replace(a, visit) for a in node._args)
         kwargs = {k: _replace(v, visit) for k, v in node._kwargs.items()}
         blob = cloudpickle.dumps((_by_reference(dep), args, kwargs))
@@ -224,7 +224,6 @@ def build_app(app, name, route_prefix, make_handle):
             name=dep.name, serialized_def=blob, config=dep._config, code_version=version,
             is_function=not inspect.isclass(obj),
             is_asgi=getattr(obj, "__serve_asgi_app__", None) is not None)
-        seen[("name", dep.name)] = dep.func_or_class
         handle = make_handle(name, dep.name)
         seen[id(node)] = handle
         return handle

@@ -107,3 +107,13 @@ def test_bad_options_are_refused_where_written():
         build_app(Model, "x", "/", lambda a, d: None)
     with pytest.raises(ValueError, match="route_prefix must start with '/'"):
         build_app(Model.bind(), "x", "oops", lambda a, d: None)
+
+    @serve.deployment
+    class Parent:
+        def __init__(self, a, b):
+            pass
+    with pytest.raises(ValueError, match="two deployments named 'Model'.*options"):
+        build_app(Parent.bind(Model.bind(), Model.bind()), "x", "/", lambda a, d: None)
+    shared = Model.bind()                       # one node used twice is one deployment
+    spec = build_app(Parent.bind(shared, shared), "x", "/", lambda a, d: (a, d))
+    assert sorted(spec.deployments) == ["Model", "Parent"]
