@@ -30,6 +30,32 @@ def _decode_json(body):
                                  exc.doc, exc.pos) from None
 
 
+class PlainRequest:
+    """The parts of Starlette's Request a deployment usually reads (no starlette)."""
+
+    def __init__(self, scope, receive):
+        from urllib.parse import parse_qsl
+        self.scope = scope
+        self._receive = receive
+        self._body = None
+        self.method = scope["method"]
+        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        qs = scope["query_string"].decode("latin-1")
+        self.query_params = dict(parse_qsl(qs, keep_blank_values=True))
+        self.path_params = {}
+        self.url = (f"{scope['scheme']}://{self.headers.get('host', '')}{scope['path']}"
+                    + (f"?{qs}" if qs else ""))
+
+    async def body(self):
+        if self._body is None:
+            message = await self._receive()
+            self._body = message.get("body", b"")
+        return self._body
+
+    async def json(self):
+        return _decode_json(await self.body())
+
+
 if _StarletteRequest is not None:
     class Request(_StarletteRequest):
         """starlette.requests.Request whose json() fails with MalformedJSONError."""
@@ -38,28 +64,8 @@ if _StarletteRequest is not None:
             if not hasattr(self, "_json"):
                 self._json = _decode_json(await self.body())
             return self._json
-else:  # pragma: no cover
-    class Request:
-        """The parts of Starlette's Request a deployment usually reads."""
-
-        def __init__(self, scope, receive=None):
-            from urllib.parse import parse_qsl
-            self.scope = scope
-            self._body = scope.get("_body", b"")
-            self.method = scope["method"]
-            self.headers = {k.decode("latin-1"): v.decode("latin-1")
-                            for k, v in scope["headers"]}
-            self.query_params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
-            self.path_params = {}
-            qs = scope["query_string"].decode("latin-1")
-            self.url = f"{scope['scheme']}://{self.headers.get('host', '')}{scope['path']}" + (
-                f"?{qs}" if qs else "")
-
-        async def body(self):
-            return self._body
-
-        async def json(self):
-            return _decode_json(self._body)
+else:  # pragma: no cover - exercised only without starlette
+    Request = PlainRequest
 
 
 def make_receive(body, done):

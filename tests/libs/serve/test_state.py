@@ -117,3 +117,21 @@ def test_bad_options_are_refused_where_written():
     shared = Model.bind()                       # one node used twice is one deployment
     spec = build_app(Parent.bind(shared, shared), "x", "/", lambda a, d: (a, d))
     assert sorted(spec.deployments) == ["Model", "Parent"]
+
+
+def test_plain_request_without_starlette():
+    import asyncio
+
+    from minray.serve.http_util import MalformedJSONError, PlainRequest, make_receive
+    scope = {"method": "POST", "headers": [(b"host", b"h:1"), (b"x-a", b"b")],
+             "query_string": b"q=1&e=", "scheme": "http", "path": "/p"}
+
+    async def read(body):
+        req = PlainRequest(scope, make_receive(body, asyncio.Event()))
+        return req, await req.json()
+    req, value = asyncio.run(read(b'{"k": [1]}'))
+    assert value == {"k": [1]}
+    assert req.query_params == {"q": "1", "e": ""} and req.headers["x-a"] == "b"
+    assert req.url == "http://h:1/p?q=1&e="
+    with pytest.raises(MalformedJSONError, match="Malformed JSON"):
+        asyncio.run(read(b"{nope"))
