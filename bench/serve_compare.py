@@ -148,8 +148,8 @@ def main(argv=None):
     print(f"\nServe at {args.clients} concurrent clients, {args.duration:g} s per run "
           f"(median of {args.repeat}); {platform.node()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, Ray {ray_version or 'not found'}\n")
-    print(f"| workload | backend | requests/s | p50 ms | p99 ms | errors |")
-    print(f"|---|---|---|---|---|---|")
+    print("| workload | backend | requests/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|")
     med = {}
     for workload in WORKLOADS + (SINGLE,):
         for backend, _ in backends:

@@ -7,7 +7,6 @@ ingress, replicas, batching, composition and an NLP pipeline, with tiny
 deterministic stand-ins for the book's Hugging Face models.  Runs in seconds and
 shuts Serve and the runtime down at the end.
 """
-import asyncio
 import os
 import socket
 from typing import List, Optional

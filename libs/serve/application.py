@@ -15,7 +15,7 @@ replaces every nested Application by a DeploymentHandle to it.
 import hashlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import cloudpickle
 

@@ -14,7 +14,6 @@ until the controller's next routing table.
 """
 
 import asyncio
-import json
 import logging
 import random
 from collections import deque

@@ -1,5 +1,5 @@
 """`minray serve deploy | run | status | shutdown` against a head started from the shell."""
-import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -7,8 +7,13 @@ import textwrap
 import pytest
 import requests
 
-from conftest import free_port
 from helpers import wait_until
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 APP = textwrap.dedent("""
     from minray import serve

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import List
 
-import pytest
 import requests
 
 from minray import serve

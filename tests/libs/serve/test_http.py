@@ -1,6 +1,5 @@
 """Requests over real HTTP on loopback, and the same deployments through handles."""
 import asyncio
-import json
 import os
 
 import numpy as np
