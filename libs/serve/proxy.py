@@ -171,6 +171,9 @@ class ProxyActor:
             pass
         return addr
 
+    async def node_id(self):
+        return self._node_id
+
     async def shutdown(self):
         self._listener.close()
         await self._server.shutdown(1.0)
