@@ -178,9 +178,13 @@ def status():
                                                st["last_deployed_time_s"], deps,
                                                st["route_prefix"])
     proxies = {}
-    if _http["options"] is not None:
-        o = _http["options"]
-        proxies["head"] = ProxyStatusOverview("HEALTHY", o.host, o.port)
+    try:
+        proxy = ray.get_actor(PROXY_NAME, namespace=NAMESPACE)
+        host, port = ray.get(proxy.address.remote(), timeout=10)
+        node = ray.get(proxy.node_id.remote(), timeout=10)
+        proxies[node] = ProxyStatusOverview("HEALTHY", host, port)
+    except Exception as exc:     # gone, or not answering: say so rather than fail
+        proxies["unknown"] = ProxyStatusOverview(f"UNHEALTHY: {exc}", "", 0)
     return ServeStatus(proxies=proxies, applications=apps)
 
 

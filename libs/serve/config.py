@@ -78,6 +78,12 @@ DEPLOYMENT_OPTIONS = {
 }
 
 
+# What a replica's actor may be given through ray_actor_options (as Ray Serve).
+RAY_ACTOR_OPTIONS = {"num_cpus", "num_gpus", "memory", "object_store_memory", "resources",
+                     "accelerator_type", "runtime_env", "scheduling_strategy",
+                     "label_selector"}
+
+
 @dataclass
 class DeploymentConfig:
     """The per-deployment settings (Ray's defaults)."""
@@ -134,6 +140,10 @@ class DeploymentConfig:
         if not isinstance(self.ray_actor_options, dict):
             raise TypeError(f"ray_actor_options must be a dict, got "
                             f"{type(self.ray_actor_options).__name__}.")
+        bad = set(self.ray_actor_options) - RAY_ACTOR_OPTIONS
+        if bad:
+            raise ValueError(f"Unknown ray_actor_options {sorted(bad)}; valid keys are "
+                             f"{sorted(RAY_ACTOR_OPTIONS)}.")
         for key in ("health_check_period_s", "health_check_timeout_s",
                     "graceful_shutdown_timeout_s"):
             value = getattr(self, key)

@@ -308,8 +308,14 @@ class ServeController:
         opts.setdefault("num_cpus", 1)
         opts["max_concurrency"] = 100000
         rid = new_replica_id()
-        actor = self._replica_cls.options(**opts).remote(
-            ds.app, ds.spec.name, rid, ds.spec.serialized_def, cfg, ds.spec.is_function)
+        try:
+            actor = self._replica_cls.options(**opts).remote(
+                ds.app, ds.spec.name, rid, ds.spec.serialized_def, cfg, ds.spec.is_function)
+        except Exception as exc:      # e.g. ray_actor_options the runtime refuses
+            ds.failure_message = (f"Deployment {ds.spec.name!r}: its replicas cannot be "
+                                  f"created: {type(exc).__name__}: {exc}")
+            self._bump()
+            return
         rec = ReplicaRecord(rid, ds.spec.code_version, ds.config_version, STARTING, now,
                             actor=actor, last_ping=now, last_health_check=now)
         ds.replicas[rid] = rec

@@ -171,6 +171,9 @@ class ProxyActor:
             pass
         return addr
 
+    async def address(self):
+        return self._host, self._port
+
     async def node_id(self):
         return self._node_id
 

@@ -73,6 +73,8 @@ def test_routes_and_return_types(serve_client):
     r = serve_client.get("/resp", params={"kind": "text"})
     assert (r.status_code, r.text) == (418, "teapot")
 
+    (proxy,) = serve.status().proxies.values()
+    assert (proxy.status, proxy.port) == ("HEALTHY", serve_client.port)
     routes = serve_client.get("/-/routes").json()
     assert routes["/echo"] == "echo" and routes["/text"] == "text"
     for name in ("echo", "text", "bytes", "resp"):

@@ -96,6 +96,8 @@ def test_bad_options_are_refused_where_written():
     with pytest.raises(ValueError, match="max_replicas must be >="):
         DeploymentConfig.from_options({"autoscaling_config": {"min_replicas": 3,
                                                               "max_replicas": 2}})
+    with pytest.raises(ValueError, match=r"Unknown ray_actor_options \['num_cpu'\]"):
+        serve.deployment(ray_actor_options={"num_cpu": 1})(lambda r: r)
     with pytest.raises(ValueError, match="Unknown autoscaling_config field"):
         DeploymentConfig.from_options({"autoscaling_config": {"min_replica": 3}})
     with pytest.raises(TypeError, match="call Model.bind"):
