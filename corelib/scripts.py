@@ -265,6 +265,8 @@ def main(argv=None):
     job_cli.add_parser(sub)
     for name, text in STATE_COMMANDS.items():   # listed here; parsed by util/state/cli.py
         sub.add_parser(name, help=text)
+    from .serve import cli as serve_cli    # minray.serve is loaded only here, lazily
+    serve_cli.add_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 
