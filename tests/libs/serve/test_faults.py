@@ -112,32 +112,43 @@ def test_failed_health_check_replaces_the_replica(serve_client):
 
 @serve.deployment(max_ongoing_requests=1, max_queued_requests=1,
                   ray_actor_options={"num_cpus": 0.5})
-class Slow:
+class Gated:
+    """Answers only once the test creates the gate file: nothing completes before then."""
+
+    def __init__(self, gate):
+        self.gate = gate
+
     async def __call__(self, request):
-        await asyncio.sleep(1.0)
+        while not os.path.exists(self.gate):
+            await asyncio.sleep(0.01)
         return "done"
 
 
-def test_backpressure_answers_503_at_once(serve_client):
-    serve.run(Slow.bind(), name="slow", route_prefix="/slow")
+def test_backpressure_answers_503_at_once(serve_client, tmp_path):
+    gate = str(tmp_path / "gate")
+    serve.run(Gated.bind(gate), name="slow", route_prefix="/slow")
     answers = []
+    lock = threading.Lock()
 
     def one():
-        t0 = time.monotonic()
-        r = requests.get(serve_client.url + "/slow", timeout=30)
-        answers.append((r.status_code, r.text, time.monotonic() - t0))
+        r = requests.get(serve_client.url + "/slow", timeout=60)
+        with lock:
+            answers.append((r.status_code, r.text, os.path.exists(gate)))
     threads = [threading.Thread(target=one) for _ in range(6)]
     for t in threads:
         t.start()
+    # One request runs and one waits in the queue; the other four are refused while the
+    # running one is still blocked on the gate: refused at once, not after capacity frees.
+    assert wait_until(lambda: len(answers) >= 4, timeout=60, interval=0.02)
+    open(gate, "w").close()
     for t in threads:
         t.join(timeout=60)
     ok = [a for a in answers if a[0] == 200]
     busy = [a for a in answers if a[0] == 503]
-    assert len(ok) + len(busy) == 6
-    assert 2 <= len(ok) <= 3 and len(busy) >= 3
-    for _, text, elapsed in busy:
+    assert len(ok) == 2 and len(busy) == 4, answers
+    for _, text, gate_was_open in busy:
         assert "max_queued_requests=1" in text and "at capacity" in text
-        assert elapsed < 0.9           # refused at once, not after waiting for capacity
+        assert not gate_was_open
     serve.delete("slow")
 
 
