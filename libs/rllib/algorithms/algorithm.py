@@ -313,7 +313,7 @@ class Algorithm(Trainable):
             enough_steps = self._iter_stats["env_steps"] >= config.min_sample_timesteps_per_iteration
             enough_time = not config.min_time_s_per_iteration or \
                 time.time() - t0 >= config.min_time_s_per_iteration
-            if (enough_steps and enough_time) or self._offline_reader is not None:
+            if enough_steps and enough_time:
                 break
         result = self._result(calls)
         if eval_due:
