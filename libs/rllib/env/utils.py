@@ -6,6 +6,7 @@ and returns a picklable ``EnvCreator`` that env-runner actors call.
 """
 
 import dataclasses
+import inspect
 
 import gymnasium as gym
 
@@ -28,7 +29,18 @@ class EnvCreator:
     def __call__(self, env_context):
         if self.kind == "gym_id":
             return gym.make(self.target, **dict(env_context))
+        if self.kind == "class" and not _takes_arguments(self.target):
+            return self.target()  # an env class whose __init__ takes no env_config
         return self.target(env_context)
+
+
+def _takes_arguments(cls):
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+               for p in params)
 
 
 def resolve_env_creator(env):
