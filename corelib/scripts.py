@@ -312,6 +312,8 @@ def main(argv=None):
     p.set_defaults(fn=cmd_status)
     from .job_submission import cli as job_cli
     job_cli.add_parser(sub)
+    from .rllib import cli as rllib_cli  # light: torch loads only when a command runs
+    rllib_cli.add_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -13,11 +13,25 @@ Layout: algorithms/ (AlgorithmConfig, Algorithm = a Tune Trainable, PPO, DQN,
 SAC) drive env/ (EnvRunnerGroup: env-runner actors that step gymnasium or
 MultiAgentEnv environments) and core/ (RLModule networks, the Learner that
 updates them); utils/ has replay buffers and schedules, offline/ JSON-lines
-experience IO, cli.py the ``minray rllib`` commands.
+experience IO, cli.py the ``minray rllib`` commands.  Names load on first use
+(torch is heavy), so ``minray rllib --help`` stays quick.
 """
 
-from .algorithms import Algorithm, AlgorithmConfig
-from .env.multi_agent_env import MultiAgentEnv
-from .policy.policy import PolicySpec
+import importlib as _importlib
 
-__all__ = ["Algorithm", "AlgorithmConfig", "MultiAgentEnv", "PolicySpec"]
+_EXPORTS = {"Algorithm": "algorithms.algorithm", "AlgorithmConfig": "algorithms.algorithm_config",
+            "MultiAgentEnv": "env.multi_agent_env", "PolicySpec": "policy.policy"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(_importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'minray.rllib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
