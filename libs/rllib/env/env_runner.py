@@ -92,7 +92,11 @@ def _to_env_action(space, action):
     if isinstance(space, gym.spaces.Discrete):
         return int(action)
     if isinstance(space, gym.spaces.Box):
-        return np.clip(action, space.low, space.high).astype(space.dtype)
+        if np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
+            # normalize_actions (RLlib's default): the module acts in [-1, 1]
+            unit = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+            action = space.low + (unit + 1.0) * 0.5 * (space.high - space.low)
+        return np.clip(action, space.low, space.high).astype(space.dtype).reshape(space.shape)
     return action
 
 

@@ -90,7 +90,7 @@ class RLModule(nn.Module):
         return {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
 
     def set_state(self, state):
-        self.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+        self.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in state.items()})
 
     def compute_actions(self, obs, explore, rng, epsilon=0.0):
         """numpy obs batch -> (actions, extra columns to record)."""
