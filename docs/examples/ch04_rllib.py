@@ -131,7 +131,8 @@ class TwoSeekers(MultiAgentEnv):
         for agent, action in action_dict.items():
             self.cells[agent] = walk(self.cells[agent], action)
             done = self.cells[agent] == (SIZE - 1, SIZE - 1)
-            obs[agent], rewards[agent], terminateds[agent] = one_hot(self.cells[agent]), float(done), done
+            obs[agent] = one_hot(self.cells[agent])
+            rewards[agent], terminateds[agent] = float(done), done
         self.agents = [a for a in self.agents if not terminateds[a]]
         terminateds["__all__"] = not self.agents
         truncateds = {"__all__": self.steps >= MAX_STEPS and bool(self.agents)}

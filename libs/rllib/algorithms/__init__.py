@@ -6,4 +6,5 @@ from .dqn import DQN, DQNConfig
 from .ppo import PPO, PPOConfig
 from .sac import SAC, SACConfig
 
-__all__ = ["Algorithm", "AlgorithmConfig", "DQN", "DQNConfig", "PPO", "PPOConfig", "SAC", "SACConfig"]
+__all__ = ["Algorithm", "AlgorithmConfig", "DQN", "DQNConfig", "PPO", "PPOConfig", "SAC",
+           "SACConfig"]

@@ -310,7 +310,8 @@ class Algorithm(Trainable):
         while True:
             self.training_step()
             calls += 1
-            enough_steps = self._iter_stats["env_steps"] >= config.min_sample_timesteps_per_iteration
+            sampled = self._iter_stats["env_steps"]
+            enough_steps = sampled >= config.min_sample_timesteps_per_iteration
             enough_time = not config.min_time_s_per_iteration or \
                 time.time() - t0 >= config.min_time_s_per_iteration
             if enough_steps and enough_time:

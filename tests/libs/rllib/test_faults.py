@@ -11,6 +11,7 @@ from minray.rllib.algorithms.ppo import PPOConfig
 from minray.rllib.examples.envs import MazeEnv
 
 
+@pytest.mark.slow
 def test_killed_env_runner_is_replaced_and_training_continues():
     algo = (PPOConfig().environment(MazeEnv)
             .env_runners(num_env_runners=2)

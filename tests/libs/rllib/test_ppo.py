@@ -125,6 +125,7 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path):
         restored.stop()
 
 
+@pytest.mark.slow
 def test_tuner_and_tune_run_resolve_algorithm_names(tmp_path):
     config = (PPOConfig().environment(MazeEnv)
               .training(train_batch_size_per_learner=200, minibatch_size=100, num_epochs=1,

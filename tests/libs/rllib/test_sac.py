@@ -8,7 +8,8 @@ from minray.rllib.examples.envs import MazeEnv, greedy_steps_to_goal
 
 
 class PointAtTarget(gym.Env):
-    """One-step episodes: observe a target in [-1, 1], act in [-3, 3]; reward -|action - 2*target|."""
+    """One-step episodes: observe a target in [-1, 1], act in [-3, 3];
+    reward -|action - 2 * target|."""
     observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     action_space = gym.spaces.Box(-3.0, 3.0, (1,), np.float32)
 

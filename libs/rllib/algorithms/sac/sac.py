@@ -165,7 +165,8 @@ class SACLearner(Learner):
             q1, q2 = module.q(module.qf, obs, actions), module.q(module.qf_twin, obs, actions)
         critic_loss = (t["weights"] * F.huber_loss(q1, y, reduction="none")).mean()
         if twin:
-            critic_loss = critic_loss + (t["weights"] * F.huber_loss(q2, y, reduction="none")).mean()
+            twin_loss = F.huber_loss(q2, y, reduction="none")
+            critic_loss = critic_loss + (t["weights"] * twin_loss).mean()
         self._step(self.opts[mid]["critic"], critic_loss)
         # policy: high Q and high entropy
         if module.discrete:
