@@ -13,7 +13,7 @@ runner failure and reaches the caller.
 import logging
 
 import minray
-from minray.exceptions import RayActorError
+from minray.exceptions import GetTimeoutError, RayActorError
 
 from .env_runner import SingleAgentEnvRunner
 from .multi_agent_env_runner import MultiAgentEnvRunner
@@ -29,7 +29,8 @@ class EnvRunnerGroup:
     """A local runner (when needed) and remote runner actors built from one spec."""
 
     def __init__(self, make_spec, num_env_runners, local=True, num_cpus_per_env_runner=1,
-                 restart_failed=True, max_restarts=1000, multi_agent=False):
+                 restart_failed=True, max_restarts=1000, multi_agent=False,
+                 start_timeout_s=180.0):
         self._make_spec = make_spec  # worker_index -> RunnerSpec
         self._cls = runner_class(multi_agent)
         self._num_cpus = num_cpus_per_env_runner
@@ -44,7 +45,20 @@ class EnvRunnerGroup:
         for index in range(1, num_env_runners + 1):
             self._remote[index] = self._start(index)
         if self._remote:  # fail fast (a bad env raises here, not on the first sample)
-            minray.get([r.ping.remote() for r in self._remote.values()])
+            self._wait_started(start_timeout_s)
+
+    def _wait_started(self, timeout_s):
+        refs = [r.ping.remote() for r in self._remote.values()]
+        try:
+            minray.get(refs, timeout=timeout_s)
+        except GetTimeoutError:
+            self.stop()
+            raise GetTimeoutError(
+                f"{len(refs)} env-runner actors did not start within {timeout_s:.0f}s. Each "
+                f"needs {self._num_cpus} CPU(s) (num_cpus_per_env_runner); the cluster has "
+                f"{minray.available_resources().get('CPU', 0)} free now. Lower "
+                "num_env_runners, set num_cpus_per_env_runner=0, or give minray.init() more "
+                "CPUs.") from None
 
     def _start(self, index):
         if self._actor_cls is None:
