@@ -145,3 +145,21 @@ def test_tuner_and_tune_run_resolve_algorithm_names(tmp_path):
                         stop={"training_iteration": 1}, storage_path=str(tmp_path))
     trial = analysis.trials[0]
     assert trial.last_result["learners"]["default_policy"]["num_module_steps_trained"] > 0
+
+
+def test_ppo_gaussian_policy_on_box_actions():
+    from test_sac import PointAtTarget  # asserts every action lies inside the env's bounds
+    algo = (PPOConfig().environment(PointAtTarget)
+            .training(lr=3e-3, gamma=0.0, train_batch_size_per_learner=512, minibatch_size=128,
+                      num_epochs=4, model={"fcnet_hiddens": [32]})
+            .debugging(seed=0).build_algo())
+    try:
+        first = algo.train()["env_runners"]["episode_return_mean"]
+        for _ in range(7):
+            result = algo.train()
+        assert math.isfinite(result["learners"]["default_policy"]["entropy"])
+        assert result["env_runners"]["episode_return_mean"] > first  # it learns to point
+        action = algo.compute_single_action(np.array([0.5], np.float32))
+        assert action.shape == (1,)  # the mean; env runners rescale [-1, 1] to the bounds
+    finally:
+        algo.stop()
