@@ -147,7 +147,10 @@ def main():
     args = parser.parse_args()
     import torch
     torch.set_num_threads(1)
-    fn = {"minray": run_minray, "ray": run_ray, "sb3": run_sb3}[args.backend]
+    # Run from the importable module, not __main__: Ray pickles the env creator, and a
+    # creator from __main__ would travel by value with its own copy of RETURNS.
+    from bench import rllib_workloads as mod
+    fn = {"minray": mod.run_minray, "ray": mod.run_ray, "sb3": mod.run_sb3}[args.backend]
     seconds, ret, steps, iters = fn(args.seed)
     print(json.dumps({"backend": args.backend, "seed": args.seed, "seconds": round(seconds, 2),
                       "episode_return_mean": round(float(ret), 1), "env_steps": int(steps),
