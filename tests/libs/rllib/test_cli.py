@@ -45,3 +45,12 @@ def test_bad_stop_json_is_a_clear_error():
     out = minray_cli("rllib", "train", "--algo", "PPO", "--env", "CartPole-v1",
                      "--stop", "{not json")
     assert out.returncode != 0 and "--stop must be JSON" in out.stderr
+
+
+def test_cli_parser_does_not_import_torch():
+    code = ("import sys, argparse, minray.scripts\n"
+            "from minray.rllib import cli\n"
+            "p = argparse.ArgumentParser(); cli.add_parser(p.add_subparsers())\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
