@@ -267,6 +267,8 @@ def main(argv=None):
         sub.add_parser(name, help=text)
     from .serve import cli as serve_cli    # minray.serve is loaded only here, lazily
     serve_cli.add_parser(sub)
+    from .rllib import cli as rllib_cli  # light: torch loads only when a command runs
+    rllib_cli.add_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 

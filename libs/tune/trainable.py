@@ -251,9 +251,9 @@ class TrainableSpec:
     """The runner's view of a trainable: its kind, name and per-trial resources."""
 
     def __init__(self, trainable, resources_per_trial=None):
-        if isinstance(trainable, str):
-            raise TypeError(f"registered trainable names ({trainable!r}) are not supported; "
-                            "pass the function or Trainable class itself.")
+        if isinstance(trainable, str):  # a registered name ("PPO", register_trainable(...))
+            from .registry import get_trainable_cls
+            trainable = get_trainable_cls(trainable)
         if not callable(trainable):
             raise TypeError(f"trainable must be a function or tune.Trainable subclass, got "
                             f"{type(trainable).__name__}.")

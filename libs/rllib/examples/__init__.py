@@ -1,0 +1,1 @@
+"""Small example environments used by the tutorial, tests and benchmarks."""

@@ -1,0 +1,3 @@
+from .json_io import JsonReader, JsonWriter
+
+__all__ = ["JsonReader", "JsonWriter"]

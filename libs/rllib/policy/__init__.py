@@ -1,0 +1,3 @@
+from .policy import PolicySpec
+
+__all__ = ["PolicySpec"]

@@ -1,0 +1,1 @@
+"""Utilities: replay buffers, schedules."""
