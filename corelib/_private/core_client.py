@@ -1312,7 +1312,16 @@ class CoreClient:
             blob = self.objects[ref._id].blob
             if blob[0] == TAG_ERROR:
                 # An argument failed: this task fails with the same error, unrun.
+                aq = self.actor_queues.get(rec.actor_id) if rec.actor_id else None
+                if aq is not None:
+                    # An ordered actor call: take it out of the queue, or the
+                    # calls behind it would wait for its arguments forever.
+                    with self.lock:
+                        if rec in aq.pending:
+                            aq.pending.remove(rec)
                 self._finish_with_error(rec, blob)
+                if aq is not None:
+                    self._pump_actor(aq)
                 return
             values.append((pos, ref._id, blob))
         rec.arg_values = values
