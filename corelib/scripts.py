@@ -119,9 +119,12 @@ def cmd_start(args):
     try:
         session_dir, proc = _node.start_node(total, store, head=True, session_dir=session_dir,
                                              node_ip=args.node_ip_address, port=port,
-                                             head_address=head_address, token=token)
+                                             head_address=head_address, token=token,
+                                             owner_pid=os.getpid() if args.block else None)
     except RuntimeError as exc:
-        print(f"minray start: {exc}", file=sys.stderr)
+        import shutil
+        shutil.rmtree(session_dir, ignore_errors=True)   # a failed start leaves nothing
+        print(f"minray start: {_start_failure(exc, args)}", file=sys.stderr)
         return 1
     with open(os.path.join(session_dir, "cluster.json")) as f:
         info = json.load(f)
@@ -153,6 +156,20 @@ def cmd_start(args):
         from ._private import job_server
         job_server.stop(session_dir)
     return 0
+
+
+def _start_failure(exc, args):
+    """One line that says why a node did not start and what to change."""
+    text = str(exc)
+    if "Address already in use" in text:
+        return (f"port {args.port} on {args.node_ip_address} is in use (another head?): "
+                f"pick a free one with --port, or stop that node with 'minray stop'.")
+    if "exited during start-up" in text:
+        # The node manager's log ends with its error: "module.Error: message".
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last and "Error" in last.split(": ")[0] \
+            else last
+    return " ".join(text.split())
 
 
 def _bool_arg(value):

@@ -81,8 +81,17 @@ def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_
             cmd += ["--head-address", head_address]
         env = dict(os.environ, MINRAY_CLUSTER_TOKEN=token or "")
     log = open(os.path.join(session_dir, "logs", "node_manager.log"), "ab")
+    # A head started by `minray start` outlives its shell: a session of its own.
+    # With an owner (init()'s driver, or `minray start --block`) it lives exactly as
+    # long as that process: it asks Linux for SIGTERM when its parent dies (see
+    # node_manager.main) and polls the owner. A --block node also leaves the
+    # owner's process group, so that a SIGKILL of that group reaches it as the
+    # SIGTERM that makes it clean up (workers, zygote, /dev/shm, ports).
+    detached = head and not owner_pid
+    own_group = head and bool(owner_pid)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            start_new_session=head, close_fds=True, env=env)
+                            start_new_session=detached, close_fds=True, env=env,
+                            process_group=0 if own_group else None)
     log.close()
     if while_starting is not None:
         try:
