@@ -376,3 +376,51 @@ def test_runtime_context_has_rays_full_set(ray_module):
     aid = a._actor_id.hex()
     assert ray.get(a.ctx.remote(), timeout=30) == (aid, "ctx-probe", driver.namespace,
                                                    False, aid)
+
+
+@pytest.mark.parametrize("bundles", [
+    [{"CPU": 1, "bundle": 1}], [{"_node_id:abc": 1}], [{}], [{"CPU": 0}], [{"CPU": -1}],
+    [{"CPU": "1"}], [{1: 1}], ["CPU"], {"CPU": 1}, [],
+])
+def test_reserved_or_malformed_bundles_are_refused(ray_module, bundles):
+    from minray.util.placement_group import placement_group
+    with pytest.raises(ValueError):
+        placement_group(bundles)
+
+
+# ---------------------------------------------------- serializers, store
+class _Unpicklable:
+    def __init__(self, value):
+        import threading
+        self.value = value
+        self.lock = threading.Lock()
+
+
+def test_register_and_deregister_a_serializer(ray_module):
+    with pytest.raises(TypeError):
+        ray.put(_Unpicklable(1))
+    ray.util.register_serializer(_Unpicklable, serializer=lambda o: o.value,
+                                 deserializer=lambda v: _Unpicklable(v * 10))
+    try:
+        assert ray.get(ray.put(_Unpicklable(2))).value == 20
+
+        @ray.remote
+        def read(obj):
+            return obj.value
+        assert ray.get(read.remote(_Unpicklable(3)), timeout=30) == 30
+    finally:
+        ray.util.deregister_serializer(_Unpicklable)
+    ray.util.deregister_serializer(_Unpicklable)          # a second time: a no-op
+    with pytest.raises(TypeError):
+        ray.put(_Unpicklable(1))
+
+
+def test_object_store_memory_drops_while_objects_are_held(ray_module):
+    import numpy as np
+    free = ray.available_resources()["object_store_memory"]
+    ref = ray.put(np.ones(8 << 20, dtype=np.uint8))
+    assert wait_until(lambda: ray.available_resources()["object_store_memory"]
+                      <= free - (8 << 20)), ray.available_resources()
+    del ref
+    assert wait_until(lambda: ray.available_resources()["object_store_memory"] >= free), \
+        ray.available_resources()
