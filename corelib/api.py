@@ -226,7 +226,7 @@ def _resolve_address(address, temp_dir):
     if address == "auto":
         # As Ray: "auto" means RAY_ADDRESS when it is set (a job's driver gets it).
         env = os.environ.get("RAY_ADDRESS") or os.environ.get("MINRAY_ADDRESS")
-        if env and env != "auto" and not env.startswith("http"):
+        if env and env not in ("auto", "local") and not env.startswith("http"):
             return _resolve_address(env, temp_dir)
         found = _node.find_running_session(temp_dir)
         if found is None:

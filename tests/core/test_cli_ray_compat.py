@@ -120,7 +120,9 @@ def test_a_head_on_the_lan_address_joined_by_init_without_address(tmp_path):
         assert _driver(temp, dict(env, RAY_ADDRESS=f"{lan}:{port}")) == [info["node_id"], 3.0]
         private = _driver(temp, dict(env, RAY_ADDRESS="local"))
         assert private[0] != info["node_id"]
-        assert _driver(temp, env, num_cpus=1) [1] == 1.0
+        assert _driver(temp, env, num_cpus=1)[1] == 1.0
+        assert _driver(temp, dict(env, RAY_ADDRESS="local"), address="auto") == \
+            [info["node_id"], 3.0]
     finally:
         nm_pid = int(open(os.path.join(session, "nm.ready")).read())
         tree = [psutil.Process(nm_pid)] + psutil.Process(nm_pid).children(recursive=True)
