@@ -5,7 +5,6 @@ Ray's cluster summary, `minray stop` counts what it stopped (`--force` too), eve
 flag shows its default, and `init()` without an address joins the newest node
 started with `minray start` on this machine unless told otherwise (RAY_ADDRESS).
 """
-import argparse
 import json
 import os
 import socket
@@ -16,7 +15,6 @@ import textwrap
 import psutil
 import pytest
 
-from minray import scripts
 from minray._private import node as _node
 
 
@@ -31,39 +29,58 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _options(parser):
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                yield from _options(sub)
-        elif action.option_strings and not isinstance(action, argparse._HelpAction):
-            yield parser, action
+# The parser checks run in a child: importing minray.scripts here would add
+# "scripts" to the minray namespace (tests/unit/test_namespace.py checks it stays out).
+PARSER_CHECKS = textwrap.dedent("""
+    import argparse, json
+    from minray import scripts
 
+    def options(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from options(sub)
+            elif action.option_strings and not isinstance(action, argparse._HelpAction):
+                yield parser, action
 
-def test_every_flag_has_help_text_that_shows_its_default():
-    seen = 0
-    for parser, action in _options(scripts.build_parser()):
+    missing, seen = [], 0
+    for parser, action in options(scripts.build_parser()):
         seen += 1
-        assert action.help, f"{parser.prog} {action.option_strings} has no help text"
-        shown = parser._get_formatter()._get_help_string(action)
-        assert "(default:" in shown, (parser.prog, action.option_strings, shown)
-    assert seen > 25
-
-
-def test_stop_and_status_accept_rays_flags():
-    args = scripts.build_parser().parse_args(["stop", "--force"])
-    assert args.force is True
-    args = scripts.build_parser().parse_args(["status", "--address", "127.0.0.1:6379"])
-    assert args.address == "127.0.0.1:6379"
-    args = scripts.build_parser().parse_args(["start", "--head", "--disable-usage-stats"])
-    assert args.disable_usage_stats is True
-
-
-def test_cluster_summary_layout():
-    text = scripts.format_cluster_status(
+        shown = parser._get_formatter()._get_help_string(action) if action.help else ""
+        if "(default:" not in shown:
+            missing.append([parser.prog, action.option_strings])
+    p = scripts.build_parser()
+    parsed = [p.parse_args(["stop", "--force"]).force,
+              p.parse_args(["status", "--address", "127.0.0.1:6379"]).address,
+              p.parse_args(["start", "--head", "--disable-usage-stats"]).disable_usage_stats]
+    status = scripts.format_cluster_status(
         [{"NodeID": "aa", "Alive": True}, {"NodeID": "bb", "Alive": False}],
         {"CPU": 4.0, "object_store_memory": 2.0 * 2**30, "node:1.2.3.4": 1.0},
-        {"CPU": 3.0, "object_store_memory": 2.0 * 2**30}, "2026-01-01 00:00:00").splitlines()
+        {"CPU": 3.0, "object_store_memory": 2.0 * 2**30}, "2026-01-01 00:00:00")
+    print(json.dumps({"missing": missing, "seen": seen, "parsed": parsed,
+                      "status": status.splitlines()}))
+""")
+
+
+@pytest.fixture(scope="module")
+def parser_checks():
+    out = subprocess.run([sys.executable, "-c", PARSER_CHECKS], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_every_flag_has_help_text_that_shows_its_default(parser_checks):
+    assert parser_checks["missing"] == []
+    assert parser_checks["seen"] > 25
+
+
+def test_stop_and_status_accept_rays_flags(parser_checks):
+    assert parser_checks["parsed"] == [True, "127.0.0.1:6379", True]
+
+
+def test_cluster_summary_layout(parser_checks):
+    text = parser_checks["status"]
     assert text[0] == "======== Cluster status: 2026-01-01 00:00:00 ========"
     assert text[1:4] == ["Node status", "-" * 63, "Active:"]
     assert " 1 node_aa" in text and " node_bb (dead)" in text
