@@ -20,7 +20,8 @@ _DEFAULT = object()
 
 
 class ArgSpec:
-    __slots__ = ("params", "name", "lo", "hi", "plain", "_sig")
+    __slots__ = ("params", "name", "lo", "hi", "plain", "_sig", "pos_names", "posonly",
+                 "kw_names", "required_pos", "required_kw", "var_kw")
 
     def __init__(self, params, name):
         self.params = tuple(params)          # (name, kind, has_default)
@@ -31,6 +32,35 @@ class ArgSpec:
         # Positional calls that need no keyword: counting is enough.
         self.plain = not any(p[1] == _P.KEYWORD_ONLY and not p[2] for p in self.params)
         self._sig = None
+        # For calls with keywords: the same rules as Signature.bind, as set lookups.
+        self.pos_names = tuple(p[0] for p in pos)
+        self.posonly = frozenset(p[0] for p in pos if p[1] == _P.POSITIONAL_ONLY)
+        self.kw_names = frozenset(p[0] for p in self.params
+                                  if p[1] in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY))
+        self.required_pos = tuple((i, p[0]) for i, p in enumerate(pos) if not p[2])
+        self.required_kw = tuple(p[0] for p in self.params
+                                 if p[1] == _P.KEYWORD_ONLY and not p[2])
+        self.var_kw = any(p[1] == _P.VAR_KEYWORD for p in self.params)
+
+    def _fits(self, args, kwargs):
+        n = len(args)
+        if self.hi is not None and n > self.hi:
+            return False
+        for k in kwargs:
+            if k in self.posonly and not self.var_kw:
+                return False
+            if k in self.kw_names:
+                if k in self.pos_names[:n]:
+                    return False            # given twice
+            elif not self.var_kw:
+                return False
+        for i, k in self.required_pos:
+            if i >= n and (k not in kwargs or k in self.posonly):
+                return False
+        for k in self.required_kw:
+            if k not in kwargs:
+                return False
+        return True
 
     @classmethod
     def of(cls, fn, drop_first=False, name=None):
@@ -51,6 +81,8 @@ class ArgSpec:
         """Raise TypeError (naming the function) if the call does not fit."""
         if not kwargs and self.plain and self.lo <= len(args) and \
                 (self.hi is None or len(args) <= self.hi):
+            return
+        if self._fits(args, kwargs):
             return
         sig = self._sig
         if sig is None:
