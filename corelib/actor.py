@@ -10,7 +10,9 @@ like an object lives while a ref to it exists; then it exits.  Detached actors
 ignore tokens and live until killed.
 """
 
+import functools
 import inspect
+import types
 
 from . import options as _options
 from ._private import ids, state
@@ -61,6 +63,13 @@ def _method_table(cls):
         table[name] = opts
     table["__ray_terminate__"] = {}
     return table
+
+
+def _proxy(fn):
+    @functools.wraps(fn)
+    def proxy(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return proxy
 
 
 def _signatures(cls):
@@ -119,10 +128,16 @@ class ActorClass:
         if cls is None or (name.startswith("__") and name.endswith("__")):
             raise AttributeError(name)
         try:
-            return getattr(cls, name)
+            value = getattr(cls, name)
         except AttributeError:
             raise AttributeError(f"'{self.__dict__.get('_name')}' actor class has no "
                                  f"attribute {name!r}") from None
+        if isinstance(value, types.FunctionType):
+            # A stand-in, never the function itself: cloudpickle pickles a function by
+            # reference when ``module.Class.method`` leads back to it, and every actor
+            # process would then import the driver's module to run the class.
+            return _proxy(value)
+        return value
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
