@@ -45,9 +45,13 @@ def _alive(procs):
 
 
 def _port_free(ip, port):
+    """Nobody listens on ip:port (SO_REUSEADDR: connections the dead node closed may
+    linger in TIME_WAIT, which is the kernel's, not a leak)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((ip, port))
+            s.listen()
             return True
         except OSError:
             return False
@@ -83,7 +87,7 @@ def test_sigkill_of_a_blocking_nodes_process_group_leaves_nothing(tmp_path):
         assert wait_until(lambda: not _alive(procs), timeout=15), _alive(procs)
         assert wait_until(lambda: not any(n.startswith(prefix)
                                           for n in os.listdir("/dev/shm")), timeout=10)
-        assert _port_free("127.0.0.2", port)
+        assert wait_until(lambda: _port_free("127.0.0.2", port), timeout=5)
         assert wait_until(lambda: [n["Alive"] for n in ray.nodes()
                                    if n["NodeID"] == victim_id] == [False], timeout=15), \
             ray.nodes()
