@@ -10,10 +10,13 @@ like an object lives while a ref to it exists; then it exits.  Detached actors
 ignore tokens and live until killed.
 """
 
+import functools
 import inspect
+import types
 
 from . import options as _options
 from ._private import ids, state
+from ._private.signature import ArgSpec
 from .remote_function import FunctionInfo
 
 
@@ -50,12 +53,42 @@ def _method_table(cls):
         elif not inspect.isfunction(member):
             continue
         opts = dict(getattr(fn, "__ray_method_options__", {}))
+        if isinstance(opts.get("retry_exceptions"), (list, tuple)):
+            # By value now: the table travels with the actor's metadata, and a class
+            # defined inside a function only pickles with cloudpickle.
+            opts["retry_exceptions"] = _options._dumps_classes(tuple(opts["retry_exceptions"]))
         if "num_returns" not in opts and (inspect.isgeneratorfunction(fn) or
                                           inspect.isasyncgenfunction(fn)):
             opts["num_returns"] = "streaming"
         table[name] = opts
     table["__ray_terminate__"] = {}
     return table
+
+
+def _proxy(fn):
+    @functools.wraps(fn)
+    def proxy(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return proxy
+
+
+def _signatures(cls):
+    """{method: ArgSpec} for the constructor ("__init__") and every method: the
+    shapes ``.remote()`` checks its arguments against."""
+    specs = {}
+    for name, member in inspect.getmembers(cls):
+        if name.startswith("__") and name != "__init__":
+            continue
+        static = inspect.getattr_static(cls, name, None)
+        if isinstance(static, (staticmethod, classmethod)):
+            spec = ArgSpec.of(member, name=f"{cls.__name__}.{name}")   # no self
+        elif inspect.isfunction(member):
+            spec = ArgSpec.of(member, drop_first=True, name=f"{cls.__name__}.{name}")
+        else:
+            continue
+        if spec is not None:
+            specs[name] = spec
+    return specs
 
 
 class ActorClass:
@@ -81,10 +114,30 @@ class ActorClass:
         self._name = cls.__name__
         self._info = None
         self._methods = _method_table(cls)
+        self._signatures = _signatures(cls)
         self.__doc__ = cls.__doc__
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__module__ = cls.__module__
+
+    def __getattr__(self, name):
+        # Class attributes and static methods stay reachable through the decorated
+        # class (as Ray): ``Cls.LIMIT``, ``Cls.helper()``, from the driver and from
+        # the actor's own methods. Dunder names are not forwarded (pickle asks).
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        try:
+            value = getattr(cls, name)
+        except AttributeError:
+            raise AttributeError(f"'{self.__dict__.get('_name')}' actor class has no "
+                                 f"attribute {name!r}") from None
+        if isinstance(value, types.FunctionType):
+            # A stand-in, never the function itself: cloudpickle pickles a function by
+            # reference when ``module.Class.method`` leads back to it, and every actor
+            # process would then import the driver's module to run the class.
+            return _proxy(value)
+        return value
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
@@ -105,6 +158,9 @@ class ActorClass:
 
     def _create(self, raw, args, kwargs):
         client = state.require_client()
+        init = self._signatures.get("__init__")
+        if init is not None:
+            init.check(args, kwargs)      # TypeError at .remote(), as Ray
         if self._info is None:
             self._info = FunctionInfo(self._cls, self._name)
         resolved = _options.Resolved(raw, "actor", self._name)
@@ -113,7 +169,8 @@ class ActorClass:
                 "method_groups": {m: o.get("concurrency_group")
                                   for m, o in self._methods.items()
                                   if o.get("concurrency_group")},
-                "max_task_retries": raw.get("max_task_retries", 0)}
+                "max_task_retries": raw.get("max_task_retries", 0),
+                "signatures": {k: v for k, v in self._signatures.items() if k != "__init__"}}
         actor_id = ids.new_task_id()
         status, actor_id, meta, token = client.create_actor(
             actor_id, self._info, args, kwargs, resolved, meta)
@@ -216,8 +273,11 @@ class ActorMethod:
                 cache[name] = resolved
         self._raw = resolved.raw
         self._resolved = resolved
+        self._spec = (handle._meta.get("signatures") or {}).get(name)
 
     def remote(self, *args, **kwargs):
+        if self._spec is not None:
+            self._spec.check(args, kwargs)      # TypeError at .remote(), as Ray
         return state.require_client().submit_actor_task(
             self._actor_id, self._name, args, kwargs, self._resolved, self._token)
 
@@ -226,7 +286,7 @@ class ActorMethod:
         raw.update(_options.validate(method_options, "method"))
         m = ActorMethod.__new__(ActorMethod)
         m._actor_id, m._token, m._class_name = self._actor_id, self._token, self._class_name
-        m._name, m._raw = self._name, raw
+        m._name, m._raw, m._spec = self._name, raw, self._spec
         m._resolved = _resolve_method(raw, f"{self._class_name}.{self._name}")
         return m
 
@@ -244,7 +304,7 @@ def _resolve_method(raw, name):
     r = _options.Resolved(task_raw, "method", name)
     r.raw = dict(raw)
     r.max_task_retries = raw.get("max_task_retries", 0)
-    r.wire = (r.name, {}, r.wire[2], raw.get("concurrency_group"), 0, None)
+    r.wire = (r.name, {}, r.wire[2], raw.get("concurrency_group"), 0, None, False)
     return r
 
 

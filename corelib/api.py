@@ -119,6 +119,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             return RayContext(info)
         if address is None:
             address = os.environ.get("RAY_ADDRESS") or os.environ.get("MINRAY_ADDRESS")
+        if address is None:
+            address = _discover_cluster(_temp_dir, num_cpus, num_gpus, resources,
+                                        object_store_memory)
         if address in (None, "local"):
             total = _total_resources(num_cpus, num_gpus, resources)
             store = object_store_memory or _node.default_object_store_memory()
@@ -197,11 +200,33 @@ def _total_resources(num_cpus, num_gpus, resources):
     return total
 
 
+def _discover_cluster(temp_dir, num_cpus, num_gpus, resources, object_store_memory):
+    """init() with no address, as Ray: the newest node started with `minray start`
+    on this machine, if one runs; otherwise None (start a private runtime).
+
+    Ray refuses resource arguments when it joins a running cluster; here a call that
+    sizes its own runtime (num_cpus=..., ...) gets a private one instead, with a
+    warning, so a stray node never captures it. ``address="local"`` (or
+    RAY_ADDRESS=local) always starts a private runtime.
+    """
+    found = _node.find_running_session(temp_dir)
+    if found is None:
+        return None
+    if num_cpus is not None or num_gpus is not None or resources or object_store_memory:
+        import logging
+        logging.getLogger("minray").warning(
+            "A minray node runs on this machine (%s), but init() was given resources, so "
+            "it starts a private runtime. Pass address='auto' to join the node (without "
+            "resource arguments), or address='local' to silence this.", found)
+        return None
+    return found
+
+
 def _resolve_address(address, temp_dir):
     if address == "auto":
         # As Ray: "auto" means RAY_ADDRESS when it is set (a job's driver gets it).
         env = os.environ.get("RAY_ADDRESS") or os.environ.get("MINRAY_ADDRESS")
-        if env and env != "auto" and not env.startswith("http"):
+        if env and env not in ("auto", "local") and not env.startswith("http"):
             return _resolve_address(env, temp_dir)
         found = _node.find_running_session(temp_dir)
         if found is None:

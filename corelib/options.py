@@ -59,7 +59,7 @@ def validate(options, kind):
     res = options.get("resources")
     if res is not None:
         if not isinstance(res, dict):
-            raise ValueError(f"The option 'resources' must be a dict, got {res!r}.")
+            raise _type_error("resources", "dict", res)
         for k, v in res.items():
             if k in ("CPU", "GPU", "memory"):
                 raise ValueError(f"Use the '{k.lower() if k != 'memory' else 'memory'}' option "
@@ -92,11 +92,13 @@ def validate(options, kind):
                          f"got {lt!r}.")
     name = options.get("name")
     if name is not None and not isinstance(name, str):
-        raise ValueError(f"The option 'name' must be a string, got {name!r}.")
+        raise _type_error("name", "str", name)
     if kind == "actor" and name == "":
         raise ValueError("Actor name cannot be an empty string.")
     ns = options.get("namespace")
-    if ns is not None and (not isinstance(ns, str) or not ns):
+    if ns is not None and not isinstance(ns, str):
+        raise _type_error("namespace", "str", ns)
+    if ns is not None and not ns:
         raise ValueError(f"The option 'namespace' must be a non-empty string, got {ns!r}.")
     if options.get("get_if_exists") and not name:
         raise ValueError("get_if_exists=True requires a name: pass .options(name=..., "
@@ -110,7 +112,7 @@ def validate(options, kind):
     env = options.get("runtime_env")
     if env is not None:
         if not isinstance(env, dict):
-            raise ValueError(f"The option 'runtime_env' must be a dict, got {env!r}.")
+            raise _type_error("runtime_env", "dict", env)
         ev = env.get("env_vars")
         if ev is not None and (not isinstance(ev, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in ev.items())):
@@ -128,7 +130,7 @@ class Resolved:
 
     __slots__ = ("name", "num_returns", "max_retries", "retry_exceptions", "resources",
                  "pg", "env_vars", "env_key", "scheduling_key", "wire", "max_task_retries",
-                 "raw", "strategy")
+                 "raw", "strategy", "capture", "capturable", "_in_group")
 
     def __init__(self, raw, kind, default_name):
         self.raw = raw
@@ -138,15 +140,40 @@ class Resolved:
         self.max_task_retries = raw.get("max_task_retries", 0)
         re_ = raw.get("retry_exceptions", False)
         self.retry_exceptions = re_
-        wire_re = re_ if isinstance(re_, bool) else pickle.dumps(tuple(re_))
+        # By value (cloudpickle): a class defined inside a function travels too.
+        wire_re = re_ if isinstance(re_, (bool, bytes)) else _dumps_classes(tuple(re_))
         self.resources = _resources(raw, kind)
         self.pg, self.strategy = _placement(raw, self.resources)
         env = (raw.get("runtime_env") or {}).get("env_vars") or None
         self.env_vars = env
         self.env_key = tuple(sorted(env.items())) if env else None
         self.scheduling_key = (tuple(sorted(self.resources.items())), self.pg, self.env_key)
+        self.capture = _captures(raw)
+        # Work given no group of its own runs in its parent's group when the parent
+        # captures child tasks (placement_group_capture_child_tasks, as Ray).
+        self.capturable = self.pg is None and raw.get("placement_group") is None and \
+            raw.get("scheduling_strategy") in (None, "DEFAULT")
+        self._in_group = None
         self.wire = (self.name, self.resources, wire_re, raw.get("concurrency_group"),
-                     raw.get("max_calls") or 0, self.pg[0] if self.pg else None)
+                     raw.get("max_calls") or 0, self.pg[0] if self.pg else None,
+                     self.capture)
+
+    def in_group(self, pg_id):
+        """These options inside placement group ``pg_id`` (any bundle): a child of a
+        task that captures its child tasks. Computed once per group."""
+        cached = self._in_group
+        if cached is not None and cached.pg[0] == pg_id:
+            return cached
+        r = Resolved.__new__(Resolved)
+        for slot in Resolved.__slots__:
+            setattr(r, slot, getattr(self, slot))
+        r.pg = (pg_id, -1)
+        r.capture = r.capturable = True           # the grandchildren follow too
+        r._in_group = None
+        r.scheduling_key = (self.scheduling_key[0], r.pg, self.scheduling_key[2])
+        r.wire = self.wire[:5] + (pg_id, True)
+        self._in_group = r
+        return r
 
     def actor_wire(self):
         r = self.raw
@@ -155,7 +182,22 @@ class Resolved:
                 "max_restarts": r.get("max_restarts", 0),
                 "max_task_retries": r.get("max_task_retries", 0),
                 "max_concurrency": r.get("max_concurrency"),
+                "capture_child_tasks": self.capture,
                 "concurrency_groups": r.get("concurrency_groups")}
+
+
+def _captures(raw):
+    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    strategy = raw.get("scheduling_strategy")
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return bool(strategy.placement_group_capture_child_tasks)
+    return bool(raw.get("placement_group_capture_child_tasks")) and \
+        raw.get("placement_group") not in (None, "default")
+
+
+def _dumps_classes(classes):
+    import cloudpickle
+    return cloudpickle.dumps(classes)
 
 
 def _resources(raw, kind):

@@ -13,6 +13,7 @@ import inspect
 
 from . import options as _options
 from ._private import serialization, state
+from ._private.signature import ArgSpec
 
 
 # Tasks of a function measured as short (and never blocking in get) are
@@ -92,6 +93,7 @@ class RemoteFunction:
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
         self._info = None
         self._resolved = None
+        self._spec = ArgSpec.of(function, name=self._name)
         functools.update_wrapper(self, function, updated=())
 
     def __call__(self, *args, **kwargs):
@@ -113,6 +115,8 @@ class RemoteFunction:
     def remote(self, *args, **kwargs):
         """Submit the task; returns an ObjectRef (a list for num_returns > 1)."""
         client = state.require_client()
+        if self._spec is not None:
+            self._spec.check(args, kwargs)     # TypeError now, as Ray
         return client.submit_task(self._function_info(), args, kwargs,
                                   self._resolved_options())
 
@@ -141,6 +145,8 @@ class _BoundOptions:
 
     def remote(self, *args, **kwargs):
         client = state.require_client()
+        if self._rf._spec is not None:
+            self._rf._spec.check(args, kwargs)
         return client.submit_task(self._rf._function_info(), args, kwargs, self._resolved)
 
     def options(self, **more):

@@ -84,6 +84,43 @@ class RuntimeContext:
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
         return {"GPU": [g for g in gpus.split(",") if g] if gpus else []}
 
+    def get_namespace(self):
+        return self.namespace
+
+    def get_placement_group_id(self):
+        """The hex id of the placement group this task or actor runs in, or None."""
+        ctx = self._ctx()
+        pg = getattr(ctx, "placement_group_id", None)
+        return pg.hex() if pg else None
+
+    @property
+    def current_placement_group_id(self):
+        from .util.placement_group import PlacementGroupID
+        ctx = self._ctx()
+        pg = getattr(ctx, "placement_group_id", None)
+        return PlacementGroupID(pg) if pg else PlacementGroupID.nil()
+
+    @property
+    def should_capture_child_tasks_in_placement_group(self):
+        """True inside work started with placement_group_capture_child_tasks=True."""
+        return bool(getattr(self._ctx(), "capture", False))
+
+    def get_resource_ids(self):
+        """Accelerator ids assigned to this worker, as Ray's ``{"GPU": [...]}``."""
+        return self.get_accelerator_ids()
+
+    def get_task_function_name(self):
+        ctx = self._ctx()
+        return None if ctx is None or ctx.task_id is None else ctx.name
+
+    def get_node_labels(self):
+        return {"ray.io/node_id": self.get_node_id()}
+
+    @property
+    def runtime_env(self):
+        import json
+        return json.loads(self.get_runtime_env_string())
+
     @property
     def was_current_actor_reconstructed(self):
         return bool(getattr(self._client, "actor_restarts", 0))

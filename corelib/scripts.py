@@ -2,8 +2,8 @@
 
     minray demo                      a guided tour: tasks, objects, wait, actors, errors, Data, Pool
     minray start --head [--block]    start a node that outlives drivers (init(address="auto") joins it)
-    minray status                    nodes, resources used/total, actors, objects
-    minray stop                      stop every node started with ``minray start`` on this machine
+    minray status [--address A]      the cluster summary (ray status's layout), then this node
+    minray stop [--force]            stop every node started with ``minray start`` on this machine
     minray list|get|summary|logs|memory|timeline   the state CLI (util/state/cli.py)
 """
 
@@ -14,6 +14,7 @@ import pickle
 import signal
 import socket
 import sys
+import time
 
 from ._private import node as _node
 from ._private import protocol as P
@@ -31,6 +32,8 @@ def cmd_start(args):
         print("minray start: pass --head to start a cluster's first node, or "
               "--address HOST:PORT to join the head at that address.", file=sys.stderr)
         return 2
+    if args.node_ip_address is None:
+        args.node_ip_address = _node.lan_address()
     resources = json.loads(args.resources) if args.resources else {}
     total = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count())}
     if args.num_gpus:
@@ -57,9 +60,12 @@ def cmd_start(args):
     try:
         session_dir, proc = _node.start_node(total, store, head=True, session_dir=session_dir,
                                              node_ip=args.node_ip_address, port=port,
-                                             head_address=head_address, token=token)
+                                             head_address=head_address, token=token,
+                                             owner_pid=os.getpid() if args.block else None)
     except RuntimeError as exc:
-        print(f"minray start: {exc}", file=sys.stderr)
+        import shutil
+        shutil.rmtree(session_dir, ignore_errors=True)   # a failed start leaves nothing
+        print(f"minray start: {_start_failure(exc, args)}", file=sys.stderr)
         return 1
     with open(os.path.join(session_dir, "cluster.json")) as f:
         info = json.load(f)
@@ -80,7 +86,7 @@ def cmd_start(args):
         print(f"minray: started a node at {address} (pid {proc.pid}) that joined the head "
               f"at {head_address}.")
     if args.head and args.include_dashboard:
-        _start_job_server(session_dir, args.node_ip_address, args.dashboard_port)
+        _start_job_server(session_dir, args.dashboard_host, args.dashboard_port)
     print("  Stop it with: minray stop")
     if args.block:
         def stop(*_):
@@ -91,6 +97,29 @@ def cmd_start(args):
         from ._private import job_server
         job_server.stop(session_dir)
     return 0
+
+
+def _start_failure(exc, args):
+    """One line that says why a node did not start and what to change."""
+    text = str(exc)
+    if "Address already in use" in text:
+        return (f"port {args.port} on {args.node_ip_address} is in use (another head?): "
+                f"pick a free one with --port, or stop that node with 'minray stop'.")
+    if "exited during start-up" in text:
+        # The node manager's log ends with its error: "module.Error: message".
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last and "Error" in last.split(": ")[0] \
+            else last
+    return " ".join(text.split())
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag shows its default: argparse's, unless the help says it in words."""
+
+    def _get_help_string(self, action):
+        if "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _bool_arg(value):
@@ -135,25 +164,77 @@ def _heads(temp_dir=None):
 
 
 def cmd_stop(args):
+    """Stop every node started with ``minray start`` under the temp dir, and say how
+    many nodes and processes that was (as ``ray stop``). ``--force`` kills at once
+    (SIGKILL) and removes their shared memory itself."""
+    import shutil
+
     import psutil
-    stopped = 0
+    from ._private import job_server
+    nodes = processes = 0
     for head in _heads(args.temp_dir):
-        from ._private import job_server
-        job_server.stop(head["session_dir"])      # it stops the jobs still running
+        session_dir = head["session_dir"]
         pid = head.get("pid")
+        tree = []
         if pid and psutil.pid_exists(pid):
             try:
-                os.kill(pid, signal.SIGTERM)
-                psutil.Process(pid).wait(timeout=10)
-            except (ProcessLookupError, psutil.NoSuchProcess):
+                root = psutil.Process(pid)
+                tree = [root] + root.children(recursive=True)
+            except psutil.NoSuchProcess:
+                tree = []
+        server = _job_server_process(session_dir)
+        if not args.force:
+            job_server.stop(session_dir)      # it stops the jobs still running
+        elif server is not None:
+            tree.append(server)
+        if tree:
+            sig = signal.SIGKILL if args.force else signal.SIGTERM
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
                 pass
-            except psutil.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
-            stopped += 1
-        import shutil
-        shutil.rmtree(head["session_dir"], ignore_errors=True)
-    print(f"minray: stopped {stopped} node(s).")
+            if args.force:
+                for p in tree[1:]:
+                    try:
+                        p.kill()
+                    except psutil.NoSuchProcess:
+                        pass
+            gone, alive = psutil.wait_procs(tree, timeout=10)
+            for p in alive:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            nodes += 1
+            processes += len(tree) + (server is not None and not args.force)
+        if args.force:
+            _unlink_segments(session_dir)
+        shutil.rmtree(session_dir, ignore_errors=True)
+    if nodes:
+        print(f"minray: stopped {nodes} node(s), {processes} process(es) in all.")
+    else:
+        print("minray: stopped 0 node(s): none was running.")
     return 0
+
+
+def _job_server_process(session_dir):
+    import psutil
+    try:
+        with open(os.path.join(session_dir, "job_server.json")) as f:
+            p = psutil.Process(int(json.load(f)["pid"]))
+        if "minray._private.job_server" in " ".join(p.cmdline()):
+            return p
+    except (OSError, ValueError, KeyError, psutil.Error):
+        pass
+    return None
+
+
+def _unlink_segments(session_dir):
+    """What the node manager would have unlinked had it been asked to stop."""
+    from ._private import shm
+    prefix = "mr" + os.path.basename(session_dir)[-8:] + "_"
+    for name in shm.list_segments(prefix):
+        shm.unlink(name)
 
 
 def _query(session_dir, method, *args):
@@ -175,45 +256,70 @@ def _query(session_dir, method, *args):
 
 
 def cmd_status(args):
-    session = _node.find_running_session(args.temp_dir)
+    """The cluster summary in ``ray status``'s layout, then this node's details."""
+    if args.address:
+        from .api import _resolve_address
+        try:
+            session = _resolve_address(args.address, args.temp_dir)
+        except ConnectionError as exc:
+            print(f"minray status: {exc}", file=sys.stderr)
+            return 1
+    else:
+        session = _node.find_running_session(args.temp_dir)
     if session is None:
         print("minray: no running node found (start one with 'minray start --head').")
         return 1
+    nodes = _query(session, "nodes")
+    total = _query(session, "cluster_resources")
+    avail = _query(session, "available_resources")
     st = _query(session, "status")
-    total, avail = st["resources_total"], st["resources_available"]
-    print(f"Node {st['node_id']}  (session {session}, up {st['uptime_s']:.0f} s)")
-    print("Resources (used / total):")
+    print(format_cluster_status(nodes, total, avail, time.strftime("%Y-%m-%d %H:%M:%S")))
+    print()
+    print(f"This node: {st['node_id']}  (session {session}, up {st['uptime_s']:.0f} s)")
+    print(f"  Workers: {st['workers']}")
+    alive = [a for a in st["actors"] if a["state"] != "DEAD"]
+    print(f"  Actors: {len(alive)} alive")
+    for a in alive:
+        print(f"    {a['class_name']} {a['actor_id'][:12]} {a['state']} name={a['name']!r} "
+              f"pid={a['pid']}")
+    o = st["objects"]
+    print(f"  Objects: {o['num_objects']} shared, {o['shm_bytes'] / 2**20:.1f} MiB in shared "
+          f"memory, {o['spilled_bytes'] / 2**20:.1f} MiB spilled")
+    return 0
+
+
+def _format_bytes(n):
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}B"
+
+
+def format_cluster_status(nodes, total, avail, now):
+    """``ray status``'s summary: live and dead nodes, then resources used / total.
+
+    >>> print(format_cluster_status([{"NodeID": "ab", "Alive": True}], {"CPU": 2.0},
+    ...                             {"CPU": 1.0}, "2026-01-01 00:00:00").splitlines()[5])
+     1 node_ab
+    """
+    rule = "-" * 63
+    lines = [f"======== Cluster status: {now} ========", "Node status", rule, "Active:"]
+    alive = [n for n in nodes if n["Alive"]]
+    dead = [n for n in nodes if not n["Alive"]]
+    lines += [f" 1 node_{n['NodeID']}" for n in alive] or [" (no active nodes)"]
+    lines += ["Pending:", " (no pending nodes)", "Recent failures:"]
+    lines += [f" node_{n['NodeID']} (dead)" for n in dead] or [" (no failures)"]
+    lines += ["", "Resources", rule, "Usage:"]
     for key in sorted(total):
         if key.startswith("_") or key.startswith("node:"):
             continue
-        used = total[key] - avail.get(key, 0.0)
+        used = max(total[key] - avail.get(key, 0.0), 0.0)
         if key in ("memory", "object_store_memory"):
-            print(f"  {key}: {used / 2**30:.2f} / {total[key] / 2**30:.2f} GiB")
+            lines.append(f" {_format_bytes(used)}/{_format_bytes(total[key])} {key}")
         else:
-            print(f"  {key}: {used:g} / {total[key]:g}")
-    print(f"Workers: {st['workers']}")
-    alive = [a for a in st["actors"] if a["state"] != "DEAD"]
-    print(f"Actors: {len(alive)} alive")
-    for a in alive:
-        print(f"  {a['class_name']} {a['actor_id'][:12]} {a['state']} name={a['name']!r} "
-              f"pid={a['pid']}")
-    o = st["objects"]
-    print(f"Objects: {o['num_objects']} shared, {o['shm_bytes'] / 2**20:.1f} MiB in shared "
-          f"memory, {o['spilled_bytes'] / 2**20:.1f} MiB spilled")
-    nodes = _query(session, "nodes")
-    if len(nodes) > 1:
-        total = _query(session, "cluster_resources")
-        avail = _query(session, "available_resources")
-        alive = [n for n in nodes if n["Alive"]]
-        print(f"Cluster: {len(alive)} of {len(nodes)} nodes alive; CPU "
-              f"{total.get('CPU', 0) - avail.get('CPU', 0):g} / {total.get('CPU', 0):g} used")
-        for n in nodes:
-            res = {k: v for k, v in n["Resources"].items()
-                   if not k.startswith("node:") and k not in ("memory", "object_store_memory")}
-            state = "alive" if n["Alive"] else "DEAD"
-            print(f"  {n['NodeManagerAddress']}:{n.get('NodeManagerPort')}  "
-                  f"{n['NodeID'][:12]}  {state}  {res}")
-    return 0
+            lines.append(f" {used:.1f}/{total[key]:.1f} {key}")
+    lines += ["", "Demands:", " (no resource demands)"]
+    return "\n".join(lines)
 
 
 # The state CLI (util/state/cli.py) loads only when one of its commands runs.
@@ -225,41 +331,63 @@ STATE_COMMANDS = {
     "timeline": "write a Chrome trace of task execution"}
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in STATE_COMMANDS:
-        from .util.state import cli
-        return cli.main(argv)
+def build_parser():
+    """The ``minray`` command line: every flag has help text that shows its default."""
+    fmt = _HelpFormatter
     parser = argparse.ArgumentParser(prog="minray", description="minray: Ray's API on one "
-                                     "machine first.")
+                                     "machine first.", formatter_class=fmt)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="a guided tour of the core (a few seconds)")
-    p.add_argument("--num-cpus", type=int, default=None)
+    p = sub.add_parser("demo", help="a guided tour of the core (a few seconds)",
+                       formatter_class=fmt)
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs of the demo's runtime (default: all of this machine's)")
     p.set_defaults(fn=cmd_demo)
-    p = sub.add_parser("start", help="start a node")
-    p.add_argument("--head", action="store_true")
+    p = sub.add_parser("start", help="start a node", formatter_class=fmt)
+    p.add_argument("--head", action="store_true", help="start a cluster's first node")
     p.add_argument("--address", default=None, help="HOST:PORT of the head to join")
     p.add_argument("--token", default=None,
-                   help="the cluster token (default: $MINRAY_CLUSTER_TOKEN)")
-    p.add_argument("--port", type=int, default=6379)
-    p.add_argument("--node-ip-address", default="127.0.0.1",
-                   help="the address this node binds and advertises (default: loopback)")
+                   help="the cluster token to join with (default: $MINRAY_CLUSTER_TOKEN)")
+    p.add_argument("--port", type=int, default=6379,
+                   help="the head's TCP port for other nodes and remote drivers")
+    p.add_argument("--node-ip-address", default=None,
+                   help="the address this node binds and advertises (default: this machine's "
+                        "LAN address, as ray start; the cluster token protects it)")
+    p.add_argument("--dashboard-host", default="127.0.0.1",
+                   help="the address the head's HTTP job server binds")
     p.add_argument("--dashboard-port", type=int, default=8265,
                    help="the head's HTTP service (jobs, dashboard)")
-    p.add_argument("--num-cpus", type=int, default=None)
-    p.add_argument("--num-gpus", type=int, default=None)
-    p.add_argument("--resources", default=None, help='JSON, e.g. \'{"custom": 2}\'')
-    p.add_argument("--object-store-memory", type=int, default=None)
-    p.add_argument("--temp-dir", default=None)
-    p.add_argument("--block", action="store_true")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs this node offers (default: all of this machine's)")
+    p.add_argument("--num-gpus", type=int, default=None, help="GPUs this node offers")
+    p.add_argument("--resources", default=None,
+                   help='custom resources as JSON, e.g. \'{"custom": 2}\'')
+    p.add_argument("--object-store-memory", type=int, default=None,
+                   help="bytes of shared memory for objects (default: 30%% of RAM, "
+                        "capped by /dev/shm)")
+    p.add_argument("--temp-dir", default=None,
+                   help=f"where sessions live (default: {_node.DEFAULT_TEMP_DIR})")
+    p.add_argument("--block", action="store_true",
+                   help="stay in the foreground; the node lives exactly as long as this "
+                        "process")
     p.add_argument("--include-dashboard", type=_bool_arg, default=True, metavar="BOOL",
-                   help="run the head's HTTP job server on --dashboard-port (default: true)")
+                   help="run the head's HTTP job server on --dashboard-port")
+    p.add_argument("--disable-usage-stats", action="store_true",
+                   help="accepted for Ray compatibility (minray collects no usage stats)")
     p.set_defaults(fn=cmd_start)
-    p = sub.add_parser("stop", help="stop nodes started with 'minray start'")
-    p.add_argument("--temp-dir", default=None)
+    p = sub.add_parser("stop", help="stop nodes started with 'minray start'",
+                       formatter_class=fmt)
+    p.add_argument("--temp-dir", default=None,
+                   help=f"where sessions live (default: {_node.DEFAULT_TEMP_DIR})")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="kill at once (SIGKILL) instead of a clean shutdown")
     p.set_defaults(fn=cmd_stop)
-    p = sub.add_parser("status", help="show the running node")
-    p.add_argument("--temp-dir", default=None)
+    p = sub.add_parser("status", help="the cluster summary and this node's details",
+                       formatter_class=fmt)
+    p.add_argument("--address", default=None,
+                   help="HOST:PORT of the cluster, or a session directory (default: the "
+                        "newest node on this machine)")
+    p.add_argument("--temp-dir", default=None,
+                   help=f"where sessions live (default: {_node.DEFAULT_TEMP_DIR})")
     p.set_defaults(fn=cmd_status)
     from .job_submission import cli as job_cli
     job_cli.add_parser(sub)
@@ -269,7 +397,15 @@ def main(argv=None):
     serve_cli.add_parser(sub)
     from .rllib import cli as rllib_cli  # light: torch loads only when a command runs
     rllib_cli.add_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in STATE_COMMANDS:
+        from .util.state import cli
+        return cli.main(argv)
+    args = build_parser().parse_args(argv)
     return args.fn(args)
 
 

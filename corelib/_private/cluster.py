@@ -241,7 +241,7 @@ class Membership:
         nm = self.nm
         rec = self.view.nodes.get(nm.node_id)
         if rec is not None:
-            rec.total, rec.available = dict(nm.sched.total), dict(nm.sched.available)
+            rec.total, rec.available = dict(nm.sched.total), nm.reported_available()
 
     # -- the head's handlers ----------------------------------------------------
     def h_register_node(self, conn, node_id, ip, port, total, available, session_dir):
@@ -309,7 +309,7 @@ class Membership:
                     nm.loop.close_connection(conn)
             nm.respill_queued()
         elif self.head_conn is not None and not self.head_conn.closed:
-            self.request("heartbeat", (nm.node_id, dict(nm.sched.available)), self._on_view)
+            self.request("heartbeat", (nm.node_id, nm.reported_available()), self._on_view)
 
     # -- connections to other nodes' managers (actors hosted there) ---------------
     def peer(self, address, job_id, job_config):

@@ -93,6 +93,21 @@ class Waiter:
                 except OSError:
                     pass
 
+    def finish(self):
+        """Wake the thread now, however many objects are still missing (a get()
+        of several objects raises as soon as one of them is an error)."""
+        with self.mutex:
+            if self.count <= 0:
+                return
+            self.count = 0
+        self.lock.release()
+        fd = self.wake_fd
+        if fd is not None and _get_ident() != self.reader:
+            try:
+                os.write(fd, b"\1")
+            except OSError:
+                pass
+
     def wait(self, timeout):
         if timeout is None:
             return self.lock.acquire()
@@ -880,7 +895,9 @@ class CoreClient:
                 self._wait_ready((refs,), 1, timeout, for_get=True)
             return self._deserialize(refs)
         refs, single = validation.check_get_refs(refs)
-        self._wait_ready(refs, len(refs), timeout, for_get=True)
+        failed = self._wait_ready(refs, len(refs), timeout, for_get=True)
+        if type(failed) is ObjectRef:
+            self._deserialize(failed)     # raises its error; the rest may still run
         values = [self._deserialize(r) for r in refs]
         return values[0] if single else values
 
@@ -896,13 +913,30 @@ class CoreClient:
                     if not st.owned:
                         fetch.append(r._id)
                 else:
+                    if for_get and st.blob[0] == TAG_ERROR:
+                        return r      # get() raises as soon as one object is an error
                     ready += 1
             need = num - ready
             if need <= 0:
                 return True
             waiter = Waiter(need)
-            for st in pending:
-                st.waiters.append(waiter)
+            if for_get and need > 1:
+                # Several to go: the first error wakes the caller at once (as Ray).
+                waiter.mutex = waiter.mutex or threading.Lock()
+                objects = self.objects
+
+                def arrived(oid, _waiter=waiter):
+                    st = objects.get(oid)
+                    if st is not None and st.blob is not None and st.blob[0] == TAG_ERROR:
+                        _waiter.finish()
+                    else:
+                        _waiter.notify()
+                for st in pending:
+                    st.waiters.append(arrived)
+            else:
+                arrived = waiter
+                for st in pending:
+                    st.waiters.append(waiter)
             direct = None
             if need == 1 and len(pending) == 1 and pending[0].owned:
                 direct = self._reply_conn(pending[0])
@@ -925,7 +959,7 @@ class CoreClient:
             with self.lock:
                 for st in pending:
                     try:
-                        st.waiters.remove(waiter)
+                        st.waiters.remove(arrived)
                     except ValueError:
                         pass
             if for_get:
@@ -937,6 +971,12 @@ class CoreClient:
                         f"{why.replace('Warning: ', '', 1)}")
                 raise err
             return False
+        if for_get and need > 1:
+            with self.lock:
+                for r in refs:
+                    st = self.objects.get(r._id)
+                    if st is not None and st.blob is not None and st.blob[0] == TAG_ERROR:
+                        return r
         return True
 
     def _reply_conn(self, st):
@@ -1251,8 +1291,18 @@ class CoreClient:
             return (oid, blob), arg_refs, pins
         return sv.to_inline(), arg_refs, pins
 
+    def _captured(self, opts):
+        """``opts``, or the same inside the caller's placement group when the calling
+        task captures its child tasks (placement_group_capture_child_tasks)."""
+        ctx = getattr(self.current_task, "ctx", None)
+        if ctx is not None and ctx.capture and ctx.placement_group_id:
+            return opts.in_group(ctx.placement_group_id)
+        return opts
+
     def submit_task(self, fn, args, kwargs, opts):
         self.drain_releases()
+        if opts.capturable and self.kind == "worker":
+            opts = self._captured(opts)
         task_id = ids.new_task_id()
         args_blob, arg_refs, pins = self._prepare_args(args, kwargs)
         streaming = opts.num_returns == "streaming"
@@ -1316,7 +1366,16 @@ class CoreClient:
             blob = self.objects[ref._id].blob
             if blob[0] == TAG_ERROR:
                 # An argument failed: this task fails with the same error, unrun.
+                aq = self.actor_queues.get(rec.actor_id) if rec.actor_id else None
+                if aq is not None:
+                    # An ordered actor call: take it out of the queue, or the
+                    # calls behind it would wait for its arguments forever.
+                    with self.lock:
+                        if rec in aq.pending:
+                            aq.pending.remove(rec)
                 self._finish_with_error(rec, blob)
+                if aq is not None:
+                    self._pump_actor(aq)
                 return
             values.append((pos, ref._id, blob))
         rec.arg_values = values
@@ -1598,6 +1657,8 @@ class CoreClient:
             return
         self.tasks.pop(task_id, None)
         if rec.stream is not None:
+            if results:
+                rec.stream.error_blob = results[0]   # the error, after the items
             self._finish_stream(rec, results)
         else:
             rebuilt = rec.task_id in self.lineage
@@ -1878,6 +1939,8 @@ class CoreClient:
     # ================================================================= actors
     def create_actor(self, actor_id, cls_info, args, kwargs, opts, meta):
         self.drain_releases()
+        if opts.capturable and self.kind == "worker":
+            opts = self._captured(opts)
         args_blob, arg_refs, pins = self._prepare_args(args, kwargs)
         rec = TaskRecord(actor_id, cls_info, args_blob, arg_refs, pins, opts, [])
         box = {}
@@ -2083,10 +2146,25 @@ class CoreClient:
             task_id, results, contained, retryable, _ = msg
             with self.lock:
                 rec = aq.inflight.pop(task_id, None)
+                if rec is not None and retryable and rec.retries_left != 0 and \
+                        not rec.cancelled:
+                    # retry_exceptions matched and max_task_retries allows: run it again.
+                    if rec.retries_left > 0:
+                        rec.retries_left -= 1
+                    aq.pending.appendleft(rec)
+                    rec = None
+                    again = True
+                else:
+                    again = False
+            if again:
+                self._pump_actor(aq)
+                return
             if rec is None:
                 return
             self.tasks.pop(task_id, None)
             if rec.stream is not None:
+                if results:
+                    rec.stream.error_blob = results[0]   # the error, after the items
                 self._finish_stream(rec, results)
             else:
                 for oid, blob, c in zip(rec.return_ids, results, contained):
@@ -2161,10 +2239,17 @@ class CoreClient:
             queued = rec in aq.pending
             if queued:
                 aq.pending.remove(rec)
+            conn = aq.conn if rec.task_id in aq.inflight else None
         rec.cancelled = True
         if queued:
             self._finish_with_error(rec, serialization.error_blob(
                 exceptions.TaskCancelledError(rec.task_id.hex())))
+        elif conn is not None:
+            # Running: an async actor cancels its asyncio task; the reply follows.
+            try:
+                conn.send(P.CANCEL, (rec.task_id, recursive))
+            except transport.ConnectionClosed:
+                pass
 
     def kill_actor(self, actor_id, no_restart):
         return self.call("kill_actor", actor_id, no_restart)

@@ -1364,6 +1364,9 @@ def _with_gpus(env_vars, charge):
 def _retryable(exc, retry_exceptions):
     if not retry_exceptions:
         return False
+    if isinstance(retry_exceptions, bytes):     # an actor method's list, by value
+        import pickle
+        retry_exceptions = pickle.loads(retry_exceptions)
     if retry_exceptions is True:
         return True
     return isinstance(exc, tuple(retry_exceptions))

@@ -31,6 +31,19 @@ def default_object_store_memory():
     return max(cap, 64 * 1024 * 1024)
 
 
+def lan_address():
+    """This machine's address on its LAN (the one its default route leaves by), as
+    ``ray start`` binds by default; 127.0.0.1 when there is no network.
+    Connecting a UDP socket sends nothing: it only picks the route."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.254.254.254", 9))   # any routed address: nothing is sent
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
 def make_session_dir(temp_dir=None):
     root = temp_dir or DEFAULT_TEMP_DIR
     os.makedirs(root, mode=0o700, exist_ok=True)
@@ -81,8 +94,17 @@ def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_
             cmd += ["--head-address", head_address]
         env = dict(os.environ, MINRAY_CLUSTER_TOKEN=token or "")
     log = open(os.path.join(session_dir, "logs", "node_manager.log"), "ab")
+    # A head started by `minray start` outlives its shell: a session of its own.
+    # With an owner (init()'s driver, or `minray start --block`) it lives exactly as
+    # long as that process: it asks Linux for SIGTERM when its parent dies (see
+    # node_manager.main) and polls the owner. A --block node also leaves the
+    # owner's process group, so that a SIGKILL of that group reaches it as the
+    # SIGTERM that makes it clean up (workers, zygote, /dev/shm, ports).
+    detached = head and not owner_pid
+    own_group = head and bool(owner_pid)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            start_new_session=head, close_fds=True, env=env)
+                            start_new_session=detached, close_fds=True, env=env,
+                            process_group=0 if own_group else None)
     log.close()
     if while_starting is not None:
         try:
@@ -187,8 +209,11 @@ def find_cluster_session(head_address, temp_dir=None):
             except (OSError, ValueError):
                 continue
             own = f"{info.get('node_ip_address')}:{info.get('port')}"
-            if head_address not in (own, info.get("head_address")) or \
-                    not psutil.pid_exists(pid):
+            # The head of this machine answers to its loopback names too.
+            local = {own, f"127.0.0.1:{info.get('port')}", f"localhost:{info.get('port')}"} \
+                if info.get("head_address") is None else {own}
+            if (head_address not in local and head_address != info.get("head_address")) \
+                    or not psutil.pid_exists(pid):
                 continue
             is_head = info.get("head_address") is None
             rank = (is_head, os.path.getmtime(os.path.join(path, "nm.ready")))

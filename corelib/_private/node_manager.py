@@ -1662,8 +1662,17 @@ class NodeManager:
             self.cluster.nodes()   # refresh this node's own entry
             avail = self.cluster.view.total("available")
         else:
-            avail = self.sched.available
+            avail = self.reported_available()
         return {k: v for k, v in avail.items() if v > 1e-9 and not k.startswith("_")}
+
+    def reported_available(self):
+        """What this node reports free: the scheduler's resources, with
+        object_store_memory less the bytes objects hold in the store (as Ray)."""
+        avail = dict(self.sched.available)
+        total = self.sched.total.get("object_store_memory")
+        if total is not None:
+            avail["object_store_memory"] = float(max(total - self.objects.used, 0))
+        return avail
 
     def h_nodes(self, conn):
         if self.cluster is None:

@@ -67,6 +67,7 @@ GEN_ITEM = 13
 HELLO = 14   # submitter -> worker: (client_id,) first message on a task socket
 STOLEN = 15  # worker -> submitter: (task_ids,) queued tasks it gave back unrun
 VALUE = 16   # worker -> remote submitter: (oid, owner, blob|None, nm_address)
+CANCEL = 17  # submitter -> actor: (task_id, recursive) cancel one of its calls
 
 
 class LeaseCancelled(Exception):

@@ -40,14 +40,17 @@ class ActorExit(BaseException):
 class TaskContext:
     """What get_runtime_context() reports inside a task or actor call."""
 
-    __slots__ = ("task_id", "name", "resources", "actor_id", "attempt", "placement_group_id")
+    __slots__ = ("task_id", "name", "resources", "actor_id", "attempt", "placement_group_id",
+                 "capture")
 
-    def __init__(self, task_id, name, resources, actor_id=None, placement_group_id=None):
+    def __init__(self, task_id, name, resources, actor_id=None, placement_group_id=None,
+                 capture=False):
         self.task_id = task_id
         self.name = name
         self.resources = resources
         self.actor_id = actor_id
         self.placement_group_id = placement_group_id
+        self.capture = capture     # child tasks run in placement_group_id too
 
 
 class WorkerServer:
@@ -68,12 +71,14 @@ class WorkerServer:
         self.actor_mode = "sync"
         self.sync_contexts = {}   # method -> its TaskContext (see _call_context)
         self.actor_pg = None
+        self.actor_capture = False
         self.executors = {}
         self.async_loop = None
         self.async_sems = {}
         self.last_name = None
         self.running_task = None
         self.cancel_requested = set()
+        self.async_calls = {}     # task id -> the future of an async actor call
         self.exiting = False
         self.exit_called = False   # an async call ran exit_actor(); exit_actor() follows
         # Replies of short tasks that arrived together are written together.
@@ -107,6 +112,7 @@ class WorkerServer:
         self.client = CoreClient("worker", spec["nm_socket"], config,
                                  worker_id=self.worker_id, push_handlers=handlers)
         self.client.worker_server = self
+        self.client.namespace = spec.get("namespace")   # the job's, as in the driver
         self.client.nm_tcp = spec.get("nm_tcp")   # where other nodes find our objects
         self.client.inherited_env = spec.get("task_env_vars") or None
         state.set_client(self.client)
@@ -145,6 +151,8 @@ class WorkerServer:
             self.run_task(conn, msg)
         elif kind == P.ACTOR_CALL:
             self.dispatch_actor_call(conn, msg)
+        elif kind == P.CANCEL:
+            self.cancel_actor_call(*msg)
         elif kind == P.HELLO:
             conn.info["client_id"] = msg[0]
             self.conns_by_client[msg[0]] = conn
@@ -264,7 +272,8 @@ class WorkerServer:
             # The next task may be long: do not hold earlier results behind it.
             self.flush_all()
         self.set_name(name)
-        ctx = TaskContext(task_id, name, resources, placement_group_id=wire[5])
+        ctx = TaskContext(task_id, name, resources, placement_group_id=wire[5],
+                          capture=len(wire) > 6 and wire[6])
         _set_visible_gpus(gpu_ids)   # "" when none, as Ray does
         self.in_plain_task = True
         started = time.perf_counter()
@@ -280,7 +289,7 @@ class WorkerServer:
             args, kwargs = self.load_args(args_blob, arg_values)
             result = fn(*args, **kwargs)
             if num_returns == "streaming":
-                self.stream(conn, task_id, result, owner)
+                self.stream(conn, task_id, result, owner, retry_exc=retry_exc)
                 return
             if num_returns == "dynamic":
                 self.reply_dynamic(conn, task_id, name, result, owner)
@@ -348,9 +357,10 @@ class WorkerServer:
         blob = b"D" + pickle.dumps(items, 5)
         self.reply_done(conn, (task_id, [blob], [False], False, self.done_flags()))
 
-    def stream(self, conn, task_id, gen, owner, name=""):
+    def stream(self, conn, task_id, gen, owner, name="", retry_exc=False):
         self.flush(conn)
         i = 0
+        retryable, results = False, []
         try:
             for value in gen:
                 oid = task_id + (i + 1).to_bytes(4, "big")
@@ -362,14 +372,11 @@ class WorkerServer:
         except Exception as exc:
             err = exceptions.task_error_from_exception(name or self.last_name, exc,
                                                        pid=os.getpid())
-            oid = task_id + (i + 1).to_bytes(4, "big")
-            try:
-                conn.send(P.GEN_ITEM, (task_id, i, serialization.error_blob(err), False))
-            except transport.ConnectionClosed:
-                return
+            retryable, results = _stream_error(conn, task_id, i, err, exc, retry_exc)
         task_events.end(task_id)
         try:
-            conn.send(P.DONE, (task_id, [], [], False, self.done_flags()))
+            conn.send(P.DONE, (task_id, results, [False] * len(results), retryable,
+                               self.done_flags()))
         except transport.ConnectionClosed:
             pass
 
@@ -383,10 +390,11 @@ class WorkerServer:
     def reply_blob(self, conn, task_id, blob, num_returns, retryable):
         n = 1 if num_returns in ("streaming", "dynamic") else max(num_returns, 1)
         if num_returns == "streaming":
+            # A stream's error rides in DONE: the submitter shows it after the items
+            # that came before it (cancellation too).
             task_events.end(task_id)
             try:
-                conn.send(P.GEN_ITEM, (task_id, 0, blob, False))
-                conn.send(P.DONE, (task_id, [], [], False, self.done_flags()))
+                conn.send(P.DONE, (task_id, [blob], [False], retryable, self.done_flags()))
             except transport.ConnectionClosed:
                 pass
             return
@@ -417,7 +425,9 @@ class WorkerServer:
                           actor_id=actor_id)
         ctx.attempt = num_restarts
         self.actor_pg = (spec.get("pg") or (None,))[0]
+        self.actor_capture = bool(opts.get("capture_child_tasks"))
         ctx.placement_group_id = self.actor_pg
+        ctx.capture = self.actor_capture
         if spec.get("gpu_ids"):
             _set_visible_gpus(spec["gpu_ids"])
         self.client.current_task.task_id = None
@@ -495,8 +505,8 @@ class WorkerServer:
             ex.submit(self.run_actor_call, conn, msg)
         else:
             sem = self.async_sems.get(group) or self.async_sems[None]
-            asyncio.run_coroutine_threadsafe(self.run_async_call(conn, msg, sem),
-                                             self.async_loop)
+            self.async_calls[msg[0]] = asyncio.run_coroutine_threadsafe(
+                self.run_async_call(conn, msg, sem), self.async_loop)
 
     def _call_context(self, task_id, method, conn=None):
         # Methods see the actor's resources, as in Ray (get_assigned_resources()).
@@ -505,7 +515,7 @@ class WorkerServer:
         if ctx is None:
             ctx = TaskContext(task_id, f"{self.actor_name}.{method}", self.actor_resources,
                               actor_id=self.actor_id,
-                              placement_group_id=self.actor_pg)
+                              placement_group_id=self.actor_pg, capture=self.actor_capture)
             if self.actor_mode == "sync":
                 self.sync_contexts[method] = ctx
         else:
@@ -533,7 +543,7 @@ class WorkerServer:
             fn = getattr(self.actor, method)
             result = fn(*args, **kwargs)
             if num_returns == "streaming":
-                self.stream(conn, task_id, result, owner, name)
+                self.stream(conn, task_id, result, owner, name, retry_exc=wire[2])
                 return
             self.reply_results(conn, task_id, name, result, num_returns, owner)
         except ActorExit:
@@ -546,13 +556,34 @@ class WorkerServer:
             self.reply_blob(conn, task_id, serialization.error_blob(
                 exceptions.TaskCancelledError(task_id.hex())), num_returns, False)
         except Exception as exc:
-            self.reply_error(conn, task_id, name, exc, num_returns, False,
+            self.reply_error(conn, task_id, name, exc, num_returns, _retryable(exc, wire[2]),
                              actor_repr=self._actor_repr())
         finally:
             self.running_task = None
             self.client.current_task.task_id = None
 
     async def run_async_call(self, conn, msg, sem):
+        try:
+            await self._run_async_call(conn, msg, sem)
+        except asyncio.CancelledError:
+            # ray.cancel() of a call still waiting for its concurrency slot.
+            self.reply_blob(conn, msg[0], serialization.error_blob(
+                exceptions.TaskCancelledError(msg[0].hex())), msg[4], False)
+        finally:
+            self.async_calls.pop(msg[0], None)
+
+    def cancel_actor_call(self, task_id, recursive):
+        """A caller cancels one of its calls (``ray.cancel``; worker I/O thread). An
+        async actor's call has its asyncio task cancelled, as Ray does; a running
+        call of a sync actor is not interrupted. With ``recursive`` the tasks the
+        call submitted are cancelled too."""
+        if recursive:
+            self.client.cancel_children(task_id)
+        fut = self.async_calls.get(task_id)
+        if fut is not None:
+            fut.cancel()
+
+    async def _run_async_call(self, conn, msg, sem):
         task_id, method, args_blob, arg_values, num_returns, wire = msg
         owner = conn.info.get("client_id")
         name = f"{self.actor_name}.{method}"
@@ -571,13 +602,14 @@ class WorkerServer:
                 args, kwargs = self.load_args(args_blob, arg_values)
                 fn = getattr(self.actor, method)
                 if inspect.isasyncgenfunction(fn) and num_returns == "streaming":
-                    await self.stream_async(conn, task_id, fn(*args, **kwargs), owner, name)
+                    await self.stream_async(conn, task_id, fn(*args, **kwargs), owner, name,
+                                            wire[2])
                     return
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
                 if num_returns == "streaming":
-                    self.stream(conn, task_id, result, owner, name)
+                    self.stream(conn, task_id, result, owner, name, retry_exc=wire[2])
                     return
                 self.reply_results(conn, task_id, name, result, num_returns, owner)
             except (ActorExit, exceptions.AsyncioActorExit):
@@ -588,15 +620,13 @@ class WorkerServer:
                                               actor_id=self.actor_id.hex())),
                     num_returns, False)
                 self.loop.call_soon(self.exit_actor, "exit_actor() was called")
-            except asyncio.CancelledError:
-                self.reply_blob(conn, task_id, serialization.error_blob(
-                    exceptions.TaskCancelledError(task_id.hex())), num_returns, False)
             except Exception as exc:
-                self.reply_error(conn, task_id, name, exc, num_returns, False,
-                                 actor_repr=self._actor_repr())
+                self.reply_error(conn, task_id, name, exc, num_returns,
+                                 _retryable(exc, wire[2]), actor_repr=self._actor_repr())
 
-    async def stream_async(self, conn, task_id, agen, owner, name):
+    async def stream_async(self, conn, task_id, agen, owner, name, retry_exc=False):
         i = 0
+        retryable, results = False, []
         try:
             async for value in agen:
                 oid = task_id + (i + 1).to_bytes(4, "big")
@@ -605,9 +635,10 @@ class WorkerServer:
                 i += 1
         except Exception as exc:
             err = exceptions.task_error_from_exception(name, exc, pid=os.getpid())
-            conn.send(P.GEN_ITEM, (task_id, i, serialization.error_blob(err), False))
+            retryable, results = _stream_error(conn, task_id, i, err, exc, retry_exc)
         task_events.end(task_id)
-        conn.send(P.DONE, (task_id, [], [], False, self.done_flags()))
+        conn.send(P.DONE, (task_id, results, [False] * len(results), retryable,
+                           self.done_flags()))
 
     def _actor_repr(self):
         try:
@@ -650,6 +681,13 @@ def _set_visible_gpus(gpu_ids):
 
 async def _construct_async(cls, args, kwargs):
     return cls(*args, **kwargs)
+
+
+def _stream_error(conn, task_id, index, err, exc, retry_exc):
+    """A generator raised after ``index`` items: the error rides in DONE, and the
+    submitter retries (retry_exceptions) or shows it after those items. Returns
+    DONE's (retryable, results)."""
+    return _retryable(exc, retry_exc), [serialization.error_blob(err)]
 
 
 def _retryable(exc, retry_exc):

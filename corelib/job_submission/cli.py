@@ -195,7 +195,9 @@ def _run(fn):
 
 def add_parser(subparsers):
     """Add ``job`` and its subcommands to the minray CLI's subparsers."""
-    job = subparsers.add_parser("job", help="submit and manage jobs on a head node")
+    from ..scripts import _HelpFormatter as fmt
+    job = subparsers.add_parser("job", help="submit and manage jobs on a head node",
+                                formatter_class=fmt)
     sub = job.add_subparsers(dest="job_command", required=True)
 
     def common(p):
@@ -210,16 +212,21 @@ def add_parser(subparsers):
                        "CA bundle path")
         return p
 
-    p = common(sub.add_parser("submit", help="submit a job; wait for it and stream its logs"))
-    p.add_argument("--submission-id", "--job-id", dest="submission_id", default=None)
+    p = common(sub.add_parser("submit", help="submit a job; wait for it and stream its logs",
+                              formatter_class=fmt))
+    p.add_argument("--submission-id", "--job-id", dest="submission_id", default=None,
+                   help="the job's id (default: a new raysubmit_... id)")
     p.add_argument("--runtime-env", default=None, help="a runtime_env YAML or JSON file")
     p.add_argument("--runtime-env-json", default=None, help="the runtime_env as JSON")
-    p.add_argument("--metadata-json", default=None)
+    p.add_argument("--metadata-json", default=None, help="JSON metadata kept with the job")
     p.add_argument("--working-dir", default=None,
                    help="a local directory uploaded as the job's working directory")
-    p.add_argument("--entrypoint-num-cpus", type=float, default=None)
-    p.add_argument("--entrypoint-num-gpus", type=float, default=None)
-    p.add_argument("--entrypoint-memory", type=int, default=None)
+    p.add_argument("--entrypoint-num-cpus", type=float, default=None,
+                   help="CPUs reserved for the entrypoint")
+    p.add_argument("--entrypoint-num-gpus", type=float, default=None,
+                   help="GPUs reserved for the entrypoint")
+    p.add_argument("--entrypoint-memory", type=int, default=None,
+                   help="bytes of memory reserved for the entrypoint")
     p.add_argument("--entrypoint-resources", default=None, help="JSON resources dict")
     p.add_argument("--no-wait", action="store_true",
                    help="return once submitted instead of streaming the logs")
@@ -230,14 +237,15 @@ def add_parser(subparsers):
                             ("logs", cmd_logs, "a job's logs"),
                             ("stop", cmd_stop, "stop a job"),
                             ("delete", cmd_delete, "forget a finished job")):
-        p = common(sub.add_parser(name, help=help_))
-        p.add_argument("submission_id")
+        p = common(sub.add_parser(name, help=help_, formatter_class=fmt))
+        p.add_argument("submission_id", help="the job's id")
         if name == "logs":
             p.add_argument("-f", "--follow", action="store_true",
                            help="keep streaming until the job exits")
         if name == "stop":
-            p.add_argument("--no-wait", action="store_true")
+            p.add_argument("--no-wait", action="store_true",
+                           help="return once asked instead of waiting for it to stop")
         p.set_defaults(fn=_run(fn))
-    p = common(sub.add_parser("list", help="every job on the head"))
+    p = common(sub.add_parser("list", help="every job on the head", formatter_class=fmt))
     p.set_defaults(fn=_run(cmd_list))
     return job

@@ -22,14 +22,15 @@ from .actor_pool import ActorPool
 from .placement_group import (get_current_placement_group, get_placement_group,
                               placement_group, placement_group_table,
                               remove_placement_group)
+from .serialization import deregister_serializer, register_serializer
 
 _LAZY_SUBMODULES = {"queue", "scheduling_strategies", "actor_pool", "multiprocessing",
                     "joblib", "dask", "state", "metrics"}
 
 __all__ = [
-    "ActorPool", "get_current_placement_group", "get_node_ip_address",
+    "ActorPool", "deregister_serializer", "get_current_placement_group", "get_node_ip_address",
     "get_placement_group", "list_named_actors", "placement_group", "placement_group_table",
-    "remove_placement_group",
+    "register_serializer", "remove_placement_group",
 ]
 
 

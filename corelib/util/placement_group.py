@@ -20,6 +20,7 @@ from ..exceptions import GetTimeoutError as _GetTimeoutError
 VALID_PLACEMENT_GROUP_STRATEGIES = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"}
 
 _ID_SIZE = 18   # as Ray's PlacementGroupID
+BUNDLE_RESOURCE_NAME = "bundle"   # reserved, as in Ray
 
 
 class PlacementGroupID:
@@ -181,6 +182,13 @@ def validate_placement_group(bundles, strategy="PACK", lifetime=None):
         if len(bundle) == 0 or all(v == 0 for v in bundle.values()):
             raise ValueError("Bundles cannot be an empty dictionary or resources with only "
                              f"0 values. Bundles: {bundles}")
+        if BUNDLE_RESOURCE_NAME in bundle:
+            raise ValueError(f"'{BUNDLE_RESOURCE_NAME}' is a resource name the system "
+                             f"reserves (bundles: {bundles}); name yours otherwise.")
+        hidden = [k for k in bundle if k.startswith("_") or k.startswith("node:__")]
+        if hidden:
+            raise ValueError(f"Bundles cannot ask for the runtime's internal resources "
+                             f"{hidden}; use NodeAffinitySchedulingStrategy to pick a node.")
         negative = {k: v for k, v in bundle.items() if v < 0}
         if negative:
             raise ValueError(f"Bundle resource amounts must be non-negative, got {negative} "
