@@ -13,6 +13,11 @@ import minray
 
 faulthandler.enable()
 
+# A plain init() joins the newest `minray start` node on this machine, as Ray's does. Tests
+# start their own runtimes: never join a node some other run left on a shared machine.
+# (Tests of joining set RAY_ADDRESS or pass address= themselves; "auto" ignores "local".)
+os.environ.setdefault("RAY_ADDRESS", "local")
+
 
 def _children():
     return {p.pid for p in psutil.Process().children(recursive=True)}
