@@ -87,3 +87,18 @@ def test_checkpoint_dict_convenience(tmp_path):
     assert train.Checkpoint.from_directory(out).to_dict() == {"epoch": 3}
     with pytest.raises(ValueError, match="from_dict"):
         train.Checkpoint.from_directory(str(tmp_path)).to_dict()
+
+
+def test_torch_checkpoint_round_trips_a_model_and_preprocessor():
+    import torch
+    from minray.train.torch import TorchCheckpoint, get_device, prepare_model
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    ckpt = TorchCheckpoint.from_model(model, preprocessor={"scale": 2})
+    assert isinstance(ckpt, train.Checkpoint)
+    restored = TorchCheckpoint(ckpt.path).get_model(torch.nn.Linear(3, 2))
+    assert torch.equal(restored.weight, model.weight)
+    assert TorchCheckpoint(ckpt.path).get_preprocessor() == {"scale": 2}
+    # outside a worker group: the CPU, and no DDP wrapper for a single process
+    assert get_device().type == "cpu"
+    assert prepare_model(model) is model
