@@ -6,8 +6,12 @@ epochs, 2 workers each, measured in one run on one machine, alternating.
 Each measurement runs in a fresh interpreter (this file with ``--backend X``):
   ddp     torch.multiprocessing.spawn of 2 gloo processes (torchrun-style); the
           time covers spawning them, as a user running plain DDP pays it
-  minray  minray.init() first (not timed), then TorchTrainer(...).fit() timed
-  ray     ray.init() first (not timed), then Ray's TorchTrainer(...).fit() timed
+  minray  minray.init() first, then TorchTrainer(...).fit() timed
+  ray     ray.init() first, then Ray's TorchTrainer(...).fit() timed
+For both trainers the runtime gets ``--settle-s`` seconds (default 3) after
+init() before fit() starts, so that the runtime's own start-up work (which a
+session pays once, not per fit) does not land in the figure; ``--settle-s 0``
+measures a fit right after init().
 Every worker builds the same tensors (seeded), wraps them in a DataLoader with a
 DistributedSampler (prepare_data_loader for the trainers), trains an MLP and
 reports once per epoch.  Ray is never a dependency of minray: it runs in its
@@ -125,7 +129,7 @@ def _trainer_loop(config):
     train_epochs(model, loader, config["epochs"], report)
 
 
-def run_trainer(lib, epochs, storage):
+def run_trainer(lib, epochs, storage, settle_s=3.0):
     if lib == "ray":
         import ray
         from ray.train import RunConfig, ScalingConfig
@@ -136,6 +140,7 @@ def run_trainer(lib, epochs, storage):
         from minray.train import RunConfig, ScalingConfig
         from minray.train.torch import TorchTrainer
         ray.init(num_cpus=2, log_to_driver=False)
+    time.sleep(settle_s)
     trainer = TorchTrainer(_trainer_loop, train_loop_config={"lib": lib, "epochs": epochs},
                            scaling_config=ScalingConfig(num_workers=2),
                            run_config=RunConfig(storage_path=storage, name=f"bench_{lib}"))
@@ -146,19 +151,19 @@ def run_trainer(lib, epochs, storage):
     return elapsed, result.metrics["loss"]
 
 
-def measure(backend, epochs):
+def measure(backend, epochs, settle_s):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as storage:
         if backend == "ddp":
             elapsed, loss = run_ddp(epochs)
         else:
-            elapsed, loss = run_trainer(backend, epochs, storage)
+            elapsed, loss = run_trainer(backend, epochs, storage, settle_s)
     print(json.dumps({"backend": backend, "seconds": elapsed, "final_loss": loss}), flush=True)
 
 
-def run_backend(python, backend, epochs, timeout=900):
+def run_backend(python, backend, epochs, settle_s, timeout=900):
     cmd = [python, os.path.join(HERE, "train_compare.py"), "--backend", backend,
-           "--epochs", str(epochs)]
+           "--epochs", str(epochs), "--settle-s", str(settle_s)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, RAY_TRAIN_V2_ENABLED="1")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                          env=env)
@@ -180,7 +185,7 @@ def find_ray_python(arg):
     return None, None
 
 
-def compare(epochs, repeat, ray_python=None):
+def compare(epochs, repeat, ray_python=None, settle_s=3.0):
     """Alternate the backends ``repeat`` times; return every run and the medians."""
     ray_py, ray_version = find_ray_python(ray_python)
     pythons = {"ddp": sys.executable, "minray": sys.executable}
@@ -190,7 +195,7 @@ def compare(epochs, repeat, ray_python=None):
     order = list(pythons)
     for i in range(repeat):
         for backend in order[i % len(order):] + order[:i % len(order)]:
-            row = run_backend(pythons[backend], backend, epochs)
+            row = run_backend(pythons[backend], backend, epochs, settle_s)
             runs[backend].append(row)
             print(f"  run {i + 1} {backend:7s} " + (f"{row['seconds']:.2f} s (loss "
                   f"{row['final_loss']:.4f})" if "seconds" in row else row["error"]),
@@ -206,16 +211,18 @@ def main():
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ray-python")
+    parser.add_argument("--settle-s", type=float, default=3.0)
     args = parser.parse_args()
     if args.backend:
         sys.path.insert(0, ROOT)
-        measure(args.backend, args.epochs)
+        measure(args.backend, args.epochs, args.settle_s)
         return
-    out = compare(args.epochs, args.repeat, args.ray_python)
+    out = compare(args.epochs, args.repeat, args.ray_python, args.settle_s)
     med = out["medians"]
     print(f"2 workers, {ROWS} rows, MLP {FEATURES}-{HIDDEN}-{HIDDEN}-1, batch {BATCH}, "
-          f"{args.epochs} epochs; median of {args.repeat} alternating runs (os.cpu_count()="
-          f"{os.cpu_count()}; the machine may be shared)")
+          f"{args.epochs} epochs; median of {args.repeat} alternating runs; trainers' runtimes "
+          f"settle {args.settle_s:g} s after init (os.cpu_count()={os.cpu_count()}; the "
+          f"machine may be shared)")
     for backend, rows in out["runs"].items():
         shown = ", ".join(f"{r['seconds']:.2f}" if "seconds" in r else "error" for r in rows)
         print(f"  {backend:7s} median {med.get(backend, float('nan')):.2f} s   runs: {shown}")
