@@ -142,7 +142,7 @@ class DataIterator:
         """
         B.require("torch", "torch")
         if device == "auto":
-            device = "cpu"
+            device = _auto_device()
         convert = collate_fn or (lambda batch: _torch_batch(batch, dtypes, device))
         yield from self.iter_batches(prefetch_batches=prefetch_batches, batch_size=batch_size,
                                      batch_format="numpy", drop_last=drop_last,
@@ -231,6 +231,14 @@ class _SplitCoordinator:
             return [queue.popleft()]
         self._finish(split)
         return None
+
+
+def _auto_device():
+    """``device="auto"``: inside a minray.train worker its device (its GPU, if it has
+    one), as in Ray; elsewhere the CPU."""
+    import sys
+    train_torch = sys.modules.get("minray.train.torch")
+    return train_torch.get_device() if train_torch is not None else "cpu"
 
 
 class StreamSplitDataIterator(DataIterator):

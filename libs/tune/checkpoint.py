@@ -9,10 +9,12 @@ Kept free of Tune internals so a future ``minray.train`` can re-export it.
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 
 _METADATA_FILE = ".metadata.json"
+_DICT_FILE = "dict_checkpoint.pkl"
 
 
 class Checkpoint:
@@ -40,6 +42,29 @@ class Checkpoint:
             raise ValueError(f"Checkpoint.from_directory needs an existing directory, got "
                              f"{path!r}.")
         return cls(os.path.abspath(path))
+
+    @classmethod
+    def from_dict(cls, data):
+        """A checkpoint holding ``data`` (a picklable dict) in a new temp directory::
+
+            ckpt = Checkpoint.from_dict({"epoch": 3, "weights": w})
+            ckpt.to_dict()["epoch"]   # 3
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"Checkpoint.from_dict needs a dict, got {type(data).__name__}.")
+        path = tempfile.mkdtemp(prefix="checkpoint_")
+        with open(os.path.join(path, _DICT_FILE), "wb") as f:
+            pickle.dump(data, f)
+        return cls(path)
+
+    def to_dict(self):
+        """The dict a ``from_dict`` checkpoint holds."""
+        try:
+            with open(os.path.join(self.path, _DICT_FILE), "rb") as f:
+                return pickle.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"{self!r} was not made by Checkpoint.from_dict (it has no "
+                             f"{_DICT_FILE}); read its files with as_directory().") from None
 
     def to_directory(self, path=None):
         """Copy the checkpoint's files into ``path`` (a new temp dir if None); return it."""

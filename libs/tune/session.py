@@ -67,14 +67,15 @@ class TuneContext:
     def get_experiment_name(self):
         return self._info["experiment_name"]
 
+    # A Tune trial is one process; a minray.train worker's session fills these in.
     def get_world_size(self):
-        return 1
+        return self._info.get("world_size", 1)
 
     def get_world_rank(self):
-        return 0
+        return self._info.get("world_rank", 0)
 
     def get_local_rank(self):
-        return 0
+        return self._info.get("local_rank", 0)
 
 
 def get_context():

@@ -74,7 +74,13 @@ class _Session:
 
 
 class TrialWorker:
-    """One trial at a time; created by the runner as a minray actor."""
+    """One trial at a time; created by the runner as a minray actor.
+
+    ``session_class`` is what ``tune.report`` talks to inside ``run``; minray.train's
+    worker actors subclass this class and swap it for their own.
+    """
+
+    session_class = _Session
 
     def __init__(self):
         self.cond = threading.Condition()
@@ -102,7 +108,7 @@ class TrialWorker:
             self.max_pending = spec.get("max_pending", 1)
             self.run_id = spec["run_id"]
             self.cond.notify_all()
-        session = _Session(self, spec)
+        session = self.session_class(self, spec)
         session_mod._set_session(session)
         outcome = "done"
         try:

@@ -95,6 +95,10 @@ class Tuner:
         if trainable is None:
             raise TypeError("Tuner needs a trainable: a function train(config) or a "
                             "tune.Trainable subclass.")
+        if hasattr(trainable, "_as_tune_trainable"):  # a minray.train trainer
+            if run_config is None:
+                run_config = trainable._tune_run_config()
+            trainable = trainable._as_tune_trainable()
         check_serializable(trainable)
         self._trainable = trainable
         self._param_space = check_param_space(param_space)
