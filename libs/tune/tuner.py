@@ -39,6 +39,9 @@ def check_param_space(param_space, what="`param_space` passed to the `Tuner`"):
     """The param space as a dict (None: {}), or ParamSpaceTypeError in Ray's words."""
     if param_space is None:
         return {}
+    if not isinstance(param_space, dict) and callable(getattr(param_space, "to_dict", None)):
+        # A library's config object (RLlib's AlgorithmConfig), as Ray's Tuner takes it.
+        param_space = param_space.to_dict()
     if not isinstance(param_space, dict):
         raise ParamSpaceTypeError(f"The {what} must be a dict. Got '{type(param_space)}' "
                                   f"instead.")
