@@ -33,6 +33,8 @@ df = ds.to_pandas()                 # needs pandas (pip install "minray[data]")
 ray.data.range(10000).write_csv(os.path.join(WORKDIR, "local_dir"))      # one file per block
 ds = ray.data.read_csv(os.path.join(WORKDIR, "local_dir"))
 assert sorted(r["id"] for r in ds.take_all()) == list(range(10000))
+# fewer, bigger files: consecutive blocks join until a file has >= 4000 rows
+ray.data.range(10000).write_parquet(os.path.join(WORKDIR, "big_files"), min_rows_per_file=4000)
 
 ds1 = ray.data.range(10000)
 ds2 = ray.data.range(10000)
@@ -122,6 +124,19 @@ prep = Chain(StandardScaler(columns=["x", "y"]), OneHotEncoder(columns=["color"]
 train = prep.fit_transform(ds)
 print(prep.transform_batch({"x": np.array([5.5]), "y": np.array([11.0]),
                             "color": np.array(["g"])}))
+
+from minray.data.preprocessor import Preprocessor
+
+class Center(Preprocessor):
+    def _fit(self, ds):
+        self.stats_ = {"mean": ds.mean("x")}
+        return self
+
+    def _transform_pandas(self, df):
+        df["x"] = df["x"] - self.stats_["mean"]
+        return df
+
+print(Center().fit_transform(ds).take(1))    # [{'x': -5.5, ...}]
 
 ray.shutdown()
 shutil.rmtree(WORKDIR, ignore_errors=True)
