@@ -397,7 +397,17 @@ def build_parser():
     serve_cli.add_parser(sub)
     from .rllib import cli as rllib_cli  # light: torch loads only when a command runs
     rllib_cli.add_parser(sub)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser):
+    """Every (sub)command's help shows each flag's default, the libraries' too."""
+    parser.formatter_class = _HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
 
 
 def main(argv=None):

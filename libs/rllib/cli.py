@@ -25,15 +25,16 @@ def add_parser(sub):
     t.add_argument("--env", required=True, help="a gymnasium id such as CartPole-v1")
     t.add_argument("--stop", default=DEFAULT_STOP, help="JSON {metric: value}")
     t.add_argument("--config", default="{}", help="JSON of config settings (lr, gamma, ...)")
-    t.add_argument("--num-env-runners", type=int, default=None)
-    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--num-env-runners", type=int, default=None,
+                   help="env-runner actors (default: the algorithm's own)")
+    t.add_argument("--seed", type=int, default=None, help="seed for a reproducible run")
     t.add_argument("--checkpoint-dir", default=None, help="where to save (default: a temp dir)")
-    t.add_argument("--address", default=None)
+    t.add_argument("--address", default=None, help="a cluster to join (default: a local runtime)")
     t.set_defaults(fn=cmd_train)
     e = rsub.add_parser("evaluate", help="run episodes with a checkpoint; print mean return")
-    e.add_argument("checkpoint")
-    e.add_argument("--episodes", type=int, default=10)
-    e.add_argument("--address", default=None)
+    e.add_argument("checkpoint", help="a checkpoint folder written by `minray rllib train`")
+    e.add_argument("--episodes", type=int, default=10, help="episodes to run")
+    e.add_argument("--address", default=None, help="a cluster to join (default: a local runtime)")
     e.set_defaults(fn=cmd_evaluate)
     return p
 
