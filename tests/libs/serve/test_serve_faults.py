@@ -119,6 +119,8 @@ class Gated:
         self.gate = gate
 
     async def __call__(self, request):
+        if request.query_params.get("probe"):
+            return "ready"
         while not os.path.exists(self.gate):
             await asyncio.sleep(0.01)
         return "done"
@@ -127,6 +129,9 @@ class Gated:
 def test_backpressure_answers_503_at_once(serve_client, tmp_path):
     gate = str(tmp_path / "gate")
     serve.run(Gated.bind(gate), name="slow", route_prefix="/slow")
+    # The proxy has the replica in its routing table once a probe gets through; before
+    # that, requests would wait in the queue for a replica rather than run.
+    assert requests.get(serve_client.url + "/slow?probe=1", timeout=60).text == "ready"
     answers = []
     lock = threading.Lock()
 
