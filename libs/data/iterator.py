@@ -236,9 +236,12 @@ class _SplitCoordinator:
 def _auto_device():
     """``device="auto"``: inside a minray.train worker its device (its GPU, if it has
     one), as in Ray; elsewhere the CPU."""
+    import os
     import sys
     train_torch = sys.modules.get("minray.train.torch")
-    return train_torch.get_device() if train_torch is not None else "cpu"
+    if train_torch is None or "LOCAL_RANK" not in os.environ:   # set in training workers
+        return "cpu"
+    return train_torch.get_device()
 
 
 class StreamSplitDataIterator(DataIterator):

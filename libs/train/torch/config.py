@@ -3,6 +3,7 @@ on GPUs), and the per-process device that ``get_device`` returns."""
 
 import dataclasses
 import datetime
+import os
 from typing import Optional
 
 # Set on each worker by the backend's on_start: the torch device of this worker.
@@ -44,6 +45,11 @@ class _TorchBackend:
         global _device
         import torch
         import torch.distributed as dist
+        # torchrun's variables, as Ray Train sets them: code in the loop (and Data's
+        # device="auto") can tell it runs in a training worker.
+        os.environ.update(RANK=str(rank.world_rank), LOCAL_RANK=str(rank.local_rank),
+                          WORLD_SIZE=str(rank.world_size), NODE_RANK=str(rank.node_rank),
+                          LOCAL_WORLD_SIZE=str(rank.local_world_size))
         if self.use_gpu and torch.cuda.is_available():
             _device = torch.device("cuda", device_index)
             torch.cuda.set_device(_device)
