@@ -150,7 +150,7 @@ def test_backpressure_answers_503_at_once(serve_client, tmp_path):
         t.join(timeout=60)
     ok = [a for a in answers if a[0] == 200]
     busy = [a for a in answers if a[0] == 503]
-    assert len(ok) == 2 and len(busy) == 4, answers
+    assert len(ok) == 2 and len(busy) == 4, [(code, opened) for code, _, opened in answers]
     for _, text, gate_was_open in busy:
         assert "max_queued_requests=1" in text and "at capacity" in text
         assert not gate_was_open
