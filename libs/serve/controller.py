@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import minray as ray
+from minray.util.state import report_library_state
 
 from .controller_state import (RUNNING, STARTING, STOPPING, AutoscaleState, Reconfigure,
                                ReplicaRecord, StartReplicas, StopReplica, app_status, autoscale,
@@ -92,6 +93,7 @@ class ServeController:
         self._changed = asyncio.Event()
         self._tasks = set()
         self._replica_cls = None
+        self._published = None      # the dashboard's table, as last reported
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     # ------------------------------------------------------------------ API
@@ -278,6 +280,26 @@ class ServeController:
             if not any(a == name for a, _ in self._deps):
                 del self._apps[name]
                 self._bump()
+        self._publish()
+
+    def _publish(self):
+        """The dashboard's Serve table (one row per deployment), when it changes."""
+        rows = []
+        for name in list(self._apps):
+            st = self._app_status(name)
+            for dname, dep in st["deployments"].items():
+                rows.append({"application": name, "route_prefix": st["route_prefix"] or "",
+                             "status": st["status"], "deployment": dname,
+                             "deployment_status": dep["status"],
+                             "replicas": ", ".join(f"{n} {s}" for s, n in
+                                                   sorted(dep["replica_states"].items()))})
+        if rows == self._published:
+            return
+        self._published = rows
+        try:
+            report_library_state("serve", rows)
+        except Exception as exc:    # the dashboard is a view: never stop reconciling
+            logger.debug("could not publish Serve's state for the dashboard: %s", exc)
 
     def _reconcile(self, ds):
         return reconcile(ds.target, ds.spec.code_version, ds.config_version,

@@ -2,16 +2,24 @@
 
 Printed every ``max_report_frequency`` seconds when ``verbose >= 1`` and stdout
 is a terminal (or when a ``CLIReporter`` is passed explicitly); quiet otherwise,
-so logs and pipes are not flooded.  Example output::
+so logs and pipes are not flooded.  The same trials are published for the head's
+dashboard once a second (``minray.util.state.report_library_state("tune", rows)``).
+Example output::
 
     == Status == 12 trials: 4 RUNNING, 8 TERMINATED | AsyncHyperBand: 5 trials stopped early
     Trial name          status      weight    bias     iter  score
     objective_1a2b3_00000  TERMINATED  0.418   0.0112     10  1.33
 """
 
+import logging
 import sys
 import time
 from collections import Counter
+
+logger = logging.getLogger("minray.tune")
+
+PUBLISH_PERIOD_S = 1.0      # the dashboard polls every 2 s
+MAX_PUBLISHED_TRIALS = 200
 
 
 def _fmt(value):
@@ -75,7 +83,7 @@ class CLIReporter:
 class ProgressReporter:
     """The runner's hook: prints a CLIReporter table now and then, and at the end."""
 
-    def __init__(self, verbose, metric=None, mode=None, reporter=None):
+    def __init__(self, verbose, metric=None, mode=None, reporter=None, experiment=""):
         explicit = reporter is not None
         self.reporter = reporter or CLIReporter(metric=metric, mode=mode)
         if self.reporter.metric is None:
@@ -83,8 +91,11 @@ class ProgressReporter:
         tty = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
         self.enabled = bool(verbose) and (explicit or tty)
         self.last = time.monotonic()
+        self.experiment = experiment
+        self.last_published = float("-inf")
 
     def maybe_print(self, trials, scheduler):
+        self.publish(trials)
         if not self.enabled:
             return
         now = time.monotonic()
@@ -92,6 +103,24 @@ class ProgressReporter:
             self.last = now
             self.reporter.report(trials, scheduler)
 
+    def publish(self, trials, force=False):
+        """The dashboard's Tune table (one row per trial), at most once a second."""
+        now = time.monotonic()
+        if not force and now - self.last_published < PUBLISH_PERIOD_S:
+            return
+        self.last_published = now
+        metric = self.reporter.metric
+        rows = [{"experiment": self.experiment, "trial": t.trial_name, "status": t.status,
+                 "iterations": t.last_result.get("training_iteration", 0),
+                 **({metric: _fmt(t.last_result.get(metric, ""))} if metric else {})}
+                for t in trials[:MAX_PUBLISHED_TRIALS]]
+        try:
+            from minray.util.state import report_library_state
+            report_library_state("tune", rows)
+        except Exception as exc:    # the dashboard is a view: never fail the experiment
+            logger.debug("could not publish Tune's state for the dashboard: %s", exc)
+
     def final(self, trials, scheduler):
+        self.publish(trials, force=True)
         if self.enabled:
             self.reporter.report(trials, scheduler)

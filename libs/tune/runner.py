@@ -100,7 +100,8 @@ class TrialRunner:
         self._fail_fast_error = None
         self._name_creator = trial_name_creator
         self._dirname_creator = trial_dirname_creator
-        self._progress = ProgressReporter(verbose, metric, mode, progress_reporter)
+        self._progress = ProgressReporter(verbose, metric, mode, progress_reporter,
+                                          experiment=experiment_name)
         self._total = minray.cluster_resources()
 
     # ---- what schedulers and callbacks may call

@@ -16,6 +16,7 @@ import urllib.request
 import psutil
 import pytest
 
+from helpers import wait_until
 from obs_head import Head
 
 DOCS_IMAGES = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "images")
@@ -180,3 +181,39 @@ def test_on_a_lan_address_dashboard_reads_need_the_token(tmp_path):
             # ... but never job control.
             assert (await client.post("/api/jobs/", json={})).status == 401
     asyncio.run(go())
+
+
+def test_serve_and_tune_publish_their_state_to_the_dashboard(head):
+    """A real Tune run and a real Serve app, driven by a driver joined to the head: the
+    dashboard's libraries endpoint shows the trials and the deployment."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head.driver(f"""
+        from minray import serve, tune
+
+        def objective(config):
+            tune.report({{"loss": config["x"] * 2}})
+
+        tune.Tuner(objective, param_space={{"x": tune.grid_search([1, 2])}},
+                   tune_config=tune.TuneConfig(metric="loss", mode="min")).fit()
+
+        @serve.deployment
+        class Echo:
+            def __call__(self, request):
+                return "hi"
+
+        serve.start(http_options={{"host": "127.0.0.1", "port": {port}}})
+        serve.run(Echo.bind(), name="echo_app", route_prefix="/echo")
+    """, timeout=240)   # Serve's actors are detached: they run on until the head stops
+    libs = head.get_json("/api/v0/libraries")["data"]
+    trials = libs["tune"]
+    assert len(trials) == 2 and {t["status"] for t in trials} == {"TERMINATED"}
+    assert sorted(t["loss"] for t in trials) == ["2", "4"]
+
+    def serve_rows():   # the controller publishes on its next 50 ms step after a change
+        return [(r["application"], r["deployment"], r["status"], r["replicas"])
+                for r in head.get_json("/api/v0/libraries")["data"].get("serve", [])]
+    assert wait_until(lambda: serve_rows() == [("echo_app", "Echo", "RUNNING", "1 RUNNING")],
+                      timeout=30), serve_rows()
