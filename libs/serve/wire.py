@@ -40,7 +40,8 @@ class FrameProtocol(asyncio.Protocol):
 
     def __init__(self):
         self.transport = None
-        self._rest = b""          # an incomplete frame carried to the next read
+        self._rest = bytearray()  # an incomplete frame carried to the next read
+        self._need = 4            # bytes _rest must reach before a frame can be cut
         self._out = []
         self._paused = None       # a Future while the transport's buffer is full
         self.lost = False
@@ -58,13 +59,17 @@ class FrameProtocol(asyncio.Protocol):
 
     def data_received(self, data):
         if self._rest:
-            data = self._rest + data
+            rest = self._rest
+            rest += data                  # a bytearray: a big frame costs linear copying
+            if len(rest) < self._need:
+                return
+            data = rest
+            self._rest = bytearray()
         end = len(data)
         pos = 0
         view = None
         while end - pos >= 4:
-            size = _LEN.unpack_from(data, pos)[0]
-            stop = pos + 4 + size
+            stop = pos + 4 + _LEN.unpack_from(data, pos)[0]
             if stop > end:
                 break
             if view is None:
@@ -73,7 +78,9 @@ class FrameProtocol(asyncio.Protocol):
             pos = stop
         if view is not None:
             view.release()
-        self._rest = data[pos:] if pos < end else b""
+        if pos < end:
+            self._rest = bytearray(data[pos:])
+            self._need = (4 + _LEN.unpack_from(data, pos)[0]) if end - pos >= 4 else 4
 
     def connection_lost(self, exc):
         self.lost = True
