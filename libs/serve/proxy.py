@@ -270,7 +270,10 @@ class ProxyActor:
             except asyncio.TimeoutError:
                 pass
             finally:
-                target.queued -= 1
+                # A routing update while we waited made a new _Target that copied our
+                # count: give the place back on the one now in use, else it leaks and
+                # the next request is refused as if the queue were still full.
+                self._targets.get(key, target).queued -= 1
 
     def _release(self, key, slot):
         slot.ongoing -= 1
