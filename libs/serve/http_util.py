@@ -95,14 +95,23 @@ def _json_default(obj):
                     f"str, bytes, a dict/list of plain values or a starlette Response.")
 
 
+_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
+_OCTETS = [("Content-Type", "application/octet-stream")]
+_JSON = [("Content-Type", "application/json")]
+
+
 def encode_result(result):
-    """(status, headers, body) for a value returned by a deployment's __call__."""
+    """(status, headers, body) for a value returned by a deployment's __call__.
+
+    headers are str pairs, as the "full" frame carries them (wire.py); the
+    lists are shared constants, never to be mutated.
+    """
     if isinstance(result, str):
-        return 200, [(b"content-type", b"text/plain; charset=utf-8")], result.encode()
+        return 200, _TEXT, result.encode()
     if isinstance(result, (bytes, bytearray, memoryview)):
-        return 200, [(b"content-type", b"application/octet-stream")], bytes(result)
+        return 200, _OCTETS, bytes(result)
     body = json.dumps(result, default=_json_default).encode()
-    return 200, [(b"content-type", b"application/json")], body
+    return 200, _JSON, body
 
 
 def is_response(obj):
@@ -110,4 +119,22 @@ def is_response(obj):
 
 
 def text_response(status, text):
-    return ("full", status, [(b"content-type", b"text/plain; charset=utf-8")], text.encode())
+    """The tail of a "full" frame (wire.py) answering ``text``."""
+    return ("full", status, _TEXT, text.encode())
+
+
+def build_scope(request):
+    """The ASGI HTTP scope of a request as the proxy frames it (wire.py).
+
+    >>> build_scope(("GET", "/a/b", b"x=1", "/a", ((b"Host", b"h"),), ("127.0.0.1", 5),
+    ...              "1.1", ("127.0.0.1", 8000), b""))["headers"]
+    [(b'host', b'h')]
+    """
+    method, path, query_string, root, raw_headers, peer, http_version, server, _ = request
+    return {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": http_version,
+        "method": method, "scheme": "http", "path": path,
+        "raw_path": path.encode(), "query_string": query_string, "root_path": root,
+        "headers": [(k.lower(), v) for k, v in raw_headers],
+        "client": tuple(peer[:2]) if peer else None, "server": server,
+    }

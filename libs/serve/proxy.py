@@ -20,10 +20,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, List, Optional
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
 from . import wire
+from .http_util import build_scope
 
 logger = logging.getLogger("minray.serve")
 
@@ -55,23 +56,21 @@ class _Pending:
         return self.frames.popleft()
 
 
-class _Conn:
+class _Conn(wire.FrameProtocol):
     """One Unix socket to a replica, every request of the proxy multiplexed on it."""
 
-    def __init__(self, reader, writer):
-        loop = asyncio.get_running_loop()
-        self.out = wire.FrameWriter(writer, loop)
+    def __init__(self):
+        super().__init__()
         self.pending = {}
         self.next_id = 0
         self.closed = False
         self.close_when_idle = False      # the replica left the routing table
-        self.reader_task = loop.create_task(self._read(reader))
 
-    def request(self, scope, body):
+    def request(self, frame_tail):
         rid = self.next_id
         self.next_id += 1
         pending = self.pending[rid] = _Pending()
-        self.out.send((rid, scope, body))
+        self.send((rid,) + frame_tail)
         return rid, pending
 
     def done(self, rid):
@@ -79,17 +78,13 @@ class _Conn:
         if self.close_when_idle and not self.pending:
             self.close()
 
-    async def _read(self, reader):
-        try:
-            while True:
-                frame = await wire.read_frame(reader)
-                pending = self.pending.get(frame[0])
-                if pending is not None:
-                    pending.push(frame)
-        except (asyncio.IncompleteReadError, OSError):
-            pass
-        finally:
-            self.close()
+    def frame_received(self, frame):
+        pending = self.pending.get(frame[0])
+        if pending is not None:
+            pending.push(frame)
+
+    def frames_lost(self):
+        self.close()
 
     def close(self):
         if self.closed:
@@ -98,9 +93,7 @@ class _Conn:
         for pending in self.pending.values():
             pending.push(None)
         self.pending.clear()
-        self.out.close()
-        if self.reader_task is not asyncio.current_task():
-            self.reader_task.cancel()
+        super().close()
 
 
 @dataclass
@@ -144,6 +137,7 @@ def _headers(raw, drop=()):
 class ProxyActor:
     def __init__(self, host, port, controller):
         self._host, self._port = host, port
+        self._server_addr = (host, port)
         self._controller = controller
         self._routes = []          # [(prefix, app, ingress)], longest prefix first
         self._targets = {}         # (app, deployment) -> _Target
@@ -233,6 +227,24 @@ class ProxyActor:
                 if not all_:
                     return
 
+    @staticmethod
+    def _pick(target):
+        """A replica with a free request slot (power of two choices), or None."""
+        limit = target.max_ongoing
+        free = [s for s in target.slots if s.ongoing < limit]
+        if not free:
+            return None
+        n = len(free)
+        if n == 1:
+            slot = free[0]
+        else:
+            i = int(random.random() * n)
+            j = int(random.random() * (n - 1))
+            a, b = free[i], free[j + (j >= i)]
+            slot = a if a.ongoing <= b.ongoing else b
+        slot.ongoing += 1
+        return slot
+
     async def _acquire(self, key):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + NO_REPLICA_WAIT_S
@@ -240,15 +252,8 @@ class ProxyActor:
             target = self._targets.get(key)
             if target is None:
                 return None
-            limit = target.max_ongoing
-            free = [s for s in target.slots if s.ongoing < limit]
-            if free:
-                if len(free) == 1:
-                    slot = free[0]
-                else:
-                    a, b = random.sample(free, 2)
-                    slot = a if a.ongoing <= b.ongoing else b
-                slot.ongoing += 1
+            slot = self._pick(target)
+            if slot is not None:
                 return slot
             if target.slots and target.max_queued != -1 and target.queued >= target.max_queued:
                 raise _Busy(target)
@@ -265,7 +270,10 @@ class ProxyActor:
             except asyncio.TimeoutError:
                 pass
             finally:
-                target.queued -= 1
+                # A routing update while we waited made a new _Target that copied our
+                # count: give the place back on the one now in use, else it leaks and
+                # the next request is refused as if the queue were still full.
+                self._targets.get(key, target).queued -= 1
 
     def _release(self, key, slot):
         slot.ongoing -= 1
@@ -294,23 +302,23 @@ class ProxyActor:
                               f"/-/routes for the available routes.")
         prefix, app, ingress = match
         key = (app, ingress)
-        body = await request.read()
+        body = await request.read() if request.can_read_body else b""
         root = "" if prefix == "/" else prefix
         if root and path == root:
             path = root + "/"
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": f"{request.version.major}.{request.version.minor}",
-            "method": request.method, "scheme": "http", "path": path,
-            "raw_path": path.encode(), "query_string": request.query_string.encode(),
-            "root_path": root,
-            "headers": [(k.lower(), v) for k, v in request.raw_headers],
-            "client": tuple(peer[:2]) if peer else None, "server": (self._host, self._port),
-        }
+        transport = request.transport
+        version = request.version
+        request_tail = (request.method, path, request.query_string.encode(), root,
+                        request.raw_headers,
+                        transport.get_extra_info("peername") if transport else None,
+                        "1.1" if version == HttpVersion11 else f"{version[0]}.{version[1]}",
+                        self._server_addr, body)
         for _ in range(MAX_ATTEMPTS):
+            target = self._targets.get(key)
+            slot = self._pick(target) if target is not None else None
             try:
-                slot = await self._acquire(key)
+                if slot is None:
+                    slot = await self._acquire(key)
             except _Busy as busy:
                 t = busy.args[0]
                 if not t.slots:
@@ -324,7 +332,7 @@ class ProxyActor:
             if slot is None:
                 return _text(404, f"Path '{path}' not found (application '{app}' is gone).")
             try:
-                return await self._forward(slot, scope, body, request)
+                return await self._forward(slot, request_tail, request)
             except _ReplicaGone:
                 logger.warning("proxy: replica %s of %s died; retrying the request",
                                slot.replica_id, ingress)
@@ -339,10 +347,10 @@ class ProxyActor:
         if conn is not None and not conn.closed:
             return conn
         if slot.connecting is None:
-            slot.connecting = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            slot.connecting = loop.create_future()
             try:
-                reader, writer = await asyncio.open_unix_connection(slot.address)
-                slot.conn = _Conn(reader, writer)
+                _, slot.conn = await loop.create_unix_connection(_Conn, slot.address)
                 slot.connecting.set_result(slot.conn)
             except OSError as exc:
                 slot.connecting.set_exception(_ReplicaGone())
@@ -353,35 +361,35 @@ class ProxyActor:
             return slot.conn
         return await asyncio.shield(slot.connecting)
 
-    async def _forward_by_call(self, slot, scope, body):
+    async def _forward_by_call(self, slot, request_tail):
         """A replica on another node: one actor call, the whole answer at once."""
+        scope = build_scope(request_tail)
         try:
-            frames = await slot.remote_actor.handle_http_frames.remote(scope, body)
+            frames = await slot.remote_actor.handle_http_frames.remote(scope, request_tail[-1])
         except Exception as exc:          # ActorDiedError and kin: try another replica
             raise _ReplicaGone() from exc
         first = frames[0]
         if first[1] == "full":
             _, _, status, headers, out = first
-        else:
-            _, _, status, headers = first
-            out = b"".join(f[2] for f in frames[1:])
+            return web.Response(status=status, body=out, headers=headers)
+        _, _, status, headers = first
+        out = b"".join(f[2] for f in frames[1:])
         return web.Response(status=status, body=out,
                             headers=_headers(headers, ("content-length", "transfer-encoding")))
 
-    async def _forward(self, slot, scope, body, request):
+    async def _forward(self, slot, request_tail, request):
         if slot.remote_actor is not None:
-            return await self._forward_by_call(slot, scope, body)
-        conn = await self._connection(slot)
-        rid, pending = conn.request(scope, body)
+            return await self._forward_by_call(slot, request_tail)
+        conn = slot.conn
+        if conn is None or conn.closed:
+            conn = await self._connection(slot)
+        rid, pending = conn.request(request_tail)
         try:
             frame = await pending.next()
             if frame is None:
                 raise _ReplicaGone()
-            if frame[1] == "full":
-                _, _, status, headers, out = frame
-                return web.Response(status=status, body=out,
-                                    headers=_headers(headers, ("content-length",
-                                                               "transfer-encoding")))
+            if frame[1] == "full":        # headers: str pairs, length-free (wire.py)
+                return web.Response(status=frame[2], body=frame[4], headers=frame[3])
             _, _, status, headers = frame
             response = web.StreamResponse(status=status,
                                           headers=_headers(headers, ("transfer-encoding",)))

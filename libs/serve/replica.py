@@ -1,6 +1,6 @@
 """A replica: one actor running one copy of a deployment's class or function.
 
-    proxy --(Unix socket, wire.py frames)--> Replica.serve_connection -> user __call__(request)
+    proxy --(Unix socket, wire.py frames)--> _ProxyConnection -> user __call__(request)
     DeploymentHandle --(actor call)--------> Replica.handle_request(meta, *args) -> user method
 
 Both paths share one in-flight counter (what autoscaling reads) and one
@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from . import wire
 from .multiplex import MODEL_ID_HEADER, set_model_id
-from .http_util import (MalformedJSONError, Request, encode_result, is_response,
+from .http_util import (MalformedJSONError, Request, build_scope, encode_result, is_response,
                         make_receive, text_response)
 
 logger = logging.getLogger("minray.serve")
@@ -104,8 +104,9 @@ class Replica:
                 os.unlink(self._address)
             except FileNotFoundError:
                 pass
-        self._server = await asyncio.start_unix_server(self._serve_connection,
-                                                       path=self._address)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(lambda: _ProxyConnection(self),
+                                                     path=self._address)
 
     async def ready(self):
         await self._server_task
@@ -197,21 +198,6 @@ class Replica:
             self._ongoing -= 1
 
     # ------------------------------------------------------------- HTTP
-    async def _serve_connection(self, reader, writer):
-        out = wire.FrameWriter(writer, asyncio.get_running_loop())
-        tasks = set()
-        try:
-            while True:
-                try:
-                    rid, scope, body = await wire.read_frame(reader)
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                task = asyncio.ensure_future(self._handle_http(rid, scope, body, out))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        finally:
-            out.close()
-
     async def handle_http_frames(self, scope, body):
         """The HTTP path as an actor call, for a proxy on another node: all frames."""
         out = _FrameList()
@@ -268,6 +254,25 @@ class Replica:
         finally:
             done.set()
             self._ongoing -= 1
+
+
+class _ProxyConnection(wire.FrameProtocol):
+    """The replica's end of one proxy's socket: a task per request frame."""
+
+    def __init__(self, replica):
+        super().__init__()
+        self._replica = replica
+        self._tasks = set()
+
+    def frame_received(self, frame):
+        # (rid, method, path, query_string, root, raw_headers, peer, http_version, server, body)
+        task = asyncio.get_running_loop().create_task(
+            self._replica._handle_http(frame[0], build_scope(frame[1:]), frame[-1], self))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def frames_lost(self):
+        self.close()
 
 
 class _FrameList:

@@ -2,57 +2,124 @@
 
     frame := u32 big-endian length | pickle(protocol 5)
 
-proxy -> replica, one per request:   (request_id, scope, body)
-replica -> proxy, per request:       (request_id, "full", status, headers, body)
-                                  or (request_id, "start", status, headers),
-                                     (request_id, "body", chunk, more_body)...
-The proxy keeps one connection per replica and multiplexes every request over
-it, so the hot path never looks an actor up or dials; FrameWriter coalesces the
-frames of one event-loop turn into one send (one syscall, one wake-up of the
-peer, for many requests under load).
+proxy -> replica, one per request (a compact tuple; the replica builds the ASGI scope):
+    (request_id, method, path, query_string, root_path, raw_headers, client,
+     http_version, body)
+replica -> proxy, per request:
+    (request_id, "full", status, headers, body)        headers: [(str, str)], no
+                                                       content-length/transfer-encoding
+ or (request_id, "start", status, headers),            headers: ASGI [(bytes, bytes)]
+    (request_id, "body", chunk, more_body)...
+
+Both ends are plain asyncio Protocols (FrameProtocol): ``data_received`` cuts
+every complete frame out of what arrived and hands it to ``frame_received``
+synchronously, so a burst of answers costs one read and no coroutine per
+frame; ``send`` coalesces the frames of one event-loop turn into one write
+(one syscall, one wake-up of the peer, for many requests under load).
+
+    class Echo(FrameProtocol):
+        def frame_received(self, frame):
+            self.send(frame)
 """
 
+import asyncio
 import pickle
 import struct
 
 _LEN = struct.Struct(">I")
+_dumps, _loads = pickle.dumps, pickle.loads
 
 
 def pack(obj):
-    data = pickle.dumps(obj, protocol=5)
+    data = _dumps(obj, protocol=5)
     return _LEN.pack(len(data)) + data
 
 
-class FrameWriter:
-    """Frames queued during one loop iteration leave in a single write."""
+class FrameProtocol(asyncio.Protocol):
+    """Frames in (``frame_received``), frames out (``send``), flow control (``drain``)."""
 
-    def __init__(self, writer, loop):
-        self._writer = writer
-        self._loop = loop
-        self._buf = []
+    def __init__(self):
+        self.transport = None
+        self._rest = bytearray()  # an incomplete frame carried to the next read
+        self._need = 4            # bytes _rest must reach before a frame can be cut
+        self._out = []
+        self._paused = None       # a Future while the transport's buffer is full
+        self.lost = False
 
+    # -- to override
+    def frame_received(self, frame):
+        raise TypeError(f"{type(self).__name__} must define frame_received(frame)")
+
+    def frames_lost(self):
+        """The connection ended (EOF or error)."""
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        if self._rest:
+            rest = self._rest
+            rest += data                  # a bytearray: a big frame costs linear copying
+            if len(rest) < self._need:
+                return
+            data = rest
+            self._rest = bytearray()
+        end = len(data)
+        pos = 0
+        view = None
+        while end - pos >= 4:
+            stop = pos + 4 + _LEN.unpack_from(data, pos)[0]
+            if stop > end:
+                break
+            if view is None:
+                view = memoryview(data)
+            self.frame_received(_loads(view[pos + 4:stop]))
+            pos = stop
+        if view is not None:
+            view.release()
+        if pos < end:
+            self._rest = bytearray(data[pos:])
+            self._need = (4 + _LEN.unpack_from(data, pos)[0]) if end - pos >= 4 else 4
+
+    def connection_lost(self, exc):
+        self.lost = True
+        self._out.clear()
+        if self._paused is not None and not self._paused.done():
+            self._paused.set_result(None)
+        self.frames_lost()
+
+    def pause_writing(self):
+        self._paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self):
+        if self._paused is not None and not self._paused.done():
+            self._paused.set_result(None)
+        self._paused = None
+
+    # -- output
     def send(self, obj):
-        if not self._buf:
-            self._loop.call_soon(self._flush)
-        self._buf.append(pack(obj))
+        if self.lost:
+            return
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(pack(obj))
 
     def _flush(self):
-        if self._buf:
-            data = b"".join(self._buf)
-            self._buf.clear()
-            if not self._writer.is_closing():
-                self._writer.write(data)
+        if self._out:
+            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+            self._out.clear()
+            if not self.transport.is_closing():
+                self.transport.write(data)
 
     async def drain(self):
         self._flush()
-        await self._writer.drain()
+        if self.lost:
+            raise ConnectionResetError("the peer closed the frame stream")
+        if self._paused is not None:
+            await self._paused
 
     def close(self):
         self._flush()
-        self._writer.close()
-
-
-async def read_frame(reader):
-    """The next frame from an asyncio StreamReader (IncompleteReadError at EOF)."""
-    head = await reader.readexactly(4)
-    return pickle.loads(await reader.readexactly(_LEN.unpack(head)[0]))
+        if self.transport is not None:
+            self.transport.close()
