@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import minray as ray
 from minray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -61,9 +62,11 @@ try:
 
     @ray.remote
     def where():
+        time.sleep(0.2)     # long enough that the tasks overlap and each needs a worker
         return ray.util.get_node_ip_address()
 
-    # 4. SPREAD places tasks on the nodes in turn.
+    # 4. SPREAD places tasks on the nodes in turn. (Like Ray, a worker that finishes a task
+    #    may be handed the next one of the same kind, so tasks that end at once can share.)
     ips = ray.get([where.options(scheduling_strategy="SPREAD").remote() for _ in range(8)])
     print("SPREAD tasks ran on:", sorted(set(ips)))
     assert set(ips) == {"127.0.0.1", "127.0.0.2"}
