@@ -305,8 +305,8 @@ def test_stoppers(ray_module, tmp_path):
 def test_time_budget_ends_the_experiment(ray_module, tmp_path):
     start = time.monotonic()
     results = run_tuner(tmp_path, endless, {"sleep": 0.01, "i": tune.grid_search([0, 1])},
-                        time_budget_s=1.5)
-    assert time.monotonic() - start < 15  # endless trainables, yet fit() returns
+                        time_budget_s=4)   # room for a loaded machine to start the trials
+    assert time.monotonic() - start < 40  # endless trainables, yet fit() returns
     assert any(r.metrics.get("training_iteration", 0) >= 1 for r in results)
     assert all(r.error is None for r in results)
 
