@@ -2111,6 +2111,7 @@ class CoreClient:
             if address is None:
                 aq.connecting = False
                 return   # it restarted or died meanwhile: its state update follows
+        sock = None
         try:
             # One try: a live actor listens before it reports ready. Never wait here,
             # on the I/O thread that every get() in this process depends on.
@@ -2118,7 +2119,14 @@ class CoreClient:
                 sock = transport.connect(address, self._token(), timeout=2)
             else:
                 sock = transport.connect_unix(address, timeout=0)
-        except OSError:
+            conn = transport.Connection(sock, direct_reads=_DIRECT_READS)
+            conn.info["actor"] = aq
+            conn.send(P.HELLO, (self.client_id,))
+        except OSError:    # transport.ConnectionClosed is one too
+            # Refused, or accepted and then closed before our HELLO got through: the
+            # actor is exiting (an actor pool shrinking, a kill). Same as refused.
+            if sock is not None:
+                sock.close()
             with self.lock:
                 aq.connecting = False
                 if aq.address == address:
@@ -2126,9 +2134,6 @@ class CoreClient:
             # The node manager has not seen it die yet: ask again shortly.
             self.loop.call_later(0.05, self._resubscribe_actor, aq)
             return
-        conn = transport.Connection(sock, direct_reads=_DIRECT_READS)
-        conn.info["actor"] = aq
-        conn.send(P.HELLO, (self.client_id,))
         self.loop.add_connection(conn, self._on_actor_frame, self._on_actor_closed)
         with self.lock:
             aq.conn = conn
