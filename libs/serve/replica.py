@@ -164,15 +164,19 @@ class Replica:
             raise AttributeError(f"Deployment {self._name!r} has no method {name!r}.")
         return fn
 
+    async def _call(self, method_name, args, kwargs):
+        """Run the user's method (sync or async) and return its result."""
+        result = self._method(method_name)(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
     async def handle_request(self, meta, *args, **kwargs):
         set_model_id(meta.multiplexed_model_id)
         self._ongoing += 1
         try:
             async with self._sem:
-                result = self._method(meta.method_name)(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
+                return await self._call(meta.method_name, args, kwargs)
         except Exception:
             logger.error("Request to %s.%s failed:\n%s", self._name, meta.method_name,
                          traceback.format_exc())
@@ -185,9 +189,7 @@ class Replica:
         self._ongoing += 1
         try:
             async with self._sem:
-                result = self._method(meta.method_name)(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
+                result = await self._call(meta.method_name, args, kwargs)
                 if hasattr(result, "__aiter__"):
                     async for item in result:
                         yield item
