@@ -20,7 +20,6 @@ import time
 
 from minray._private.net import protocol as P
 from minray._private.net import transport
-from minray._private.scheduling.resources import fits
 
 HEARTBEAT_S = 0.5
 NODE_TIMEOUT_S = float(os.environ.get("MINRAY_NODE_TIMEOUT_S", "4.0"))
@@ -28,7 +27,7 @@ NODE_TIMEOUT_S = float(os.environ.get("MINRAY_NODE_TIMEOUT_S", "4.0"))
 
 class NodeRecord:
     __slots__ = ("node_id", "ip", "port", "total", "available", "last_seen", "alive",
-                 "is_head", "session_dir")
+                 "is_head", "session_dir", "draining")
 
     def __init__(self, node_id, ip, port, total, available, now, is_head=False,
                  session_dir=None):
@@ -41,6 +40,7 @@ class NodeRecord:
         self.alive = True
         self.is_head = is_head
         self.session_dir = session_dir
+        self.draining = False    # takes no new work (the cluster policy skips it)
 
     @property
     def address(self):
@@ -115,22 +115,6 @@ class ClusterView:
                 out[k] = out.get(k, 0.0) + v
         return out
 
-    def pick_node(self, resources, exclude=()):
-        """A live node for ``resources``: one that has them available now, else one
-        that has them at all; the least loaded first. None if no node can."""
-        best_now, best_ever = None, None
-        for rec in self.alive():
-            if rec.node_id in exclude:
-                continue
-            if fits(rec.available, resources):
-                load = rec.available.get("CPU", 0.0)
-                if best_now is None or load > best_now[0]:
-                    best_now = (load, rec)
-            elif fits(rec.total, resources) and best_ever is None:
-                best_ever = (0, rec)
-        chosen = best_now or best_ever
-        return chosen[1] if chosen else None
-
 
 class Membership:
     """A node manager's part in a cluster: listener, head handlers, heartbeats."""
@@ -147,7 +131,6 @@ class Membership:
         self.listener = None
         self.node_conns = {}                   # node_id -> conn (on the head)
         self.peers = {}                        # (address, job_id) -> conn to another NM
-        self.spread_rr = -1                    # SPREAD takes the nodes in turn
         self.actor_dir = {}                    # head: actor_id -> (meta, "ip:port" keeping it)
         self.names = {}                        # head: (namespace, name) -> actor_id
 
@@ -420,59 +403,6 @@ class Membership:
     def nodes(self):
         self._refresh_self()
         return list(self.view.nodes.values())
-
-    def spread_target(self, resources):
-        """SPREAD: the live nodes with room now, in turn; None when it is this node's turn."""
-        self._refresh_self()
-        nodes = sorted((r for r in self.view.alive() if fits(r.available, resources)),
-                       key=lambda r: r.node_id)
-        if not nodes:
-            return None
-        self.spread_rr = (self.spread_rr + 1) % len(nodes)
-        chosen = nodes[self.spread_rr]
-        return None if chosen.node_id == self.nm.node_id else chosen
-
-    def plan_bundles(self, bundles, strategy, key="available"):
-        """Which node gets each bundle of a placement group, by its strategy, against
-        the resources free now (or, with key="total", on an idle cluster); None if it
-        cannot be placed."""
-        self._refresh_self()
-        me = self.nm.node_id
-        nodes = sorted(self.view.alive(), key=lambda r: (r.node_id != me, r.node_id))
-        free = {r.node_id: dict(getattr(r, key)) for r in nodes}
-        plan = []
-        if strategy == "STRICT_PACK":
-            need = {}
-            for b in bundles:
-                for k, v in b.items():
-                    need[k] = need.get(k, 0.0) + v
-            for r in nodes:
-                if fits(free[r.node_id], need):
-                    return [r] * len(bundles)
-            return None
-        used = set()
-        for b in bundles:
-            if strategy == "PACK":
-                order = nodes      # this node first, then the others, in a fixed order
-            else:                  # SPREAD / STRICT_SPREAD: unused nodes first
-                order = [r for r in nodes if r.node_id not in used] + \
-                        ([] if strategy == "STRICT_SPREAD" else
-                         [r for r in nodes if r.node_id in used])
-            for r in order:
-                if fits(free[r.node_id], b):
-                    for k, v in b.items():
-                        free[r.node_id][k] = free[r.node_id].get(k, 0.0) - v
-                    plan.append(r)
-                    used.add(r.node_id)
-                    break
-            else:
-                return None
-        return plan
-
-    def remote_node_for(self, resources):
-        """A live node other than this one that suits ``resources``, or None."""
-        self._refresh_self()
-        return self.view.pick_node(resources, exclude=(self.nm.node_id,))
 
     def close(self):
         if self.listener is not None:

@@ -24,11 +24,12 @@ import shutil
 import signal
 import socket
 import sys
+import logging
 import time
-import traceback
 
 from minray import exceptions
 from minray._private.net import protocol as P
+from minray._private.scheduling import placement, policy
 from minray._private.scheduling import resources as sched
 from minray._private.objects import serialization, shm
 from minray._private.observability import state_service
@@ -44,6 +45,7 @@ IDLE_WORKER_LIMIT_FACTOR = 2
 TASK_NAME_MARKER = "\x1e:task_name:"
 TRANSFER_CHUNK_BYTES = P.TRANSFER_CHUNK_BYTES
 
+log = logging.getLogger("minray")
 cluster = lazy_module(__package__ + ".cluster", globals())   # many nodes only
 
 
@@ -133,7 +135,7 @@ class NodeManager:
         # Many nodes (cluster.py): a TCP port to listen on, and for a worker node
         # the head's address. None on a single machine.
         self.cluster = None
-        self.pg_rr = -1        # "any bundle" requests take remote bundles' nodes in turn
+        self.policy = policy.ClusterPolicy(node_id)   # where lease requests run
         if tcp_port is not None or head_address:
             self.cluster = cluster.Membership(self, token, tcp_port or 0, head_address)
         self.node_id = node_id
@@ -339,7 +341,13 @@ class NodeManager:
                 except Exception:
                     self.reply(conn, msg[0], False, RuntimeError(repr(exc)))
             else:
-                traceback.print_exc()
+                # A notice has nobody to answer: a handler that raised may have left
+                # the work it carried half done. Log it and close the connection, so
+                # the peer's close path fails or retries that work (no silent hang).
+                log.error("node manager: the %r notice handler raised; closing that "
+                          "connection", msg[0] if type(msg) is tuple else msg,
+                          exc_info=True)
+                self.loop.close_connection(conn)
 
     def reply(self, conn, req_id, ok, value):
         if not conn.closed:
@@ -579,82 +587,71 @@ class NodeManager:
         return f"the process (pid={w.pid}) exited with code {os.WEXITSTATUS(status)}"
 
     # ----------------------------------------------------------------- leases
-    def h_request_lease(self, conn, resources, pg, env_key, env_vars):
-        req_id = self.current_req_id
-        info = self.clients[conn]
-        key = ("lease", next(self.lease_seq))
-        req = sched.LeaseRequest(key, resources, pg=pg, owner=conn,
-                                 payload=(req_id, info["job_id"], env_key, env_vars))
-        if self.cluster is not None and not conn.info.get("tcp"):
-            target = self.pg_target(req) if pg is not None else self.spill_target(req)
-            if target is not None:
-                # Another node should run it: the submitter asks that node directly
-                # (a request that came over TCP is never sent on again: no ping-pong).
-                return self.spill_to(target, req)
-        missing = self.missing_node(resources)
-        if missing:
-            raise exceptions.TaskUnschedulableError(
-                f"The task requires node {missing} (NodeAffinitySchedulingStrategy with "
-                "soft=False), which is not part of this cluster. Use a node id from "
-                "ray.nodes(), or soft=True to allow other nodes.")
-        if not self.sched.feasible(req):
-            self.warn_infeasible(conn, resources, pg)
+    def h_request_lease(self, conn, resources, pg, env_key, env_vars, arg_locs=()):
+        """Parse -> policy -> carry out. ``arg_locs``: (node manager "ip:port" or None
+        for this node, size) of each stored argument of the head task (locality)."""
+        ask = policy.LeaseAsk(resources, policy.pg_ref(pg), self.arg_locations(arg_locs),
+                              bool(conn.info.get("tcp")))
+        decision = self.policy.decide(ask, self.here(), self.cluster_nodes())
+        return self.carry_out_lease(conn, self.current_req_id, ask, decision, env_key,
+                                    env_vars)
+
+    def carry_out_lease(self, conn, req_id, ask, decision, env_key, env_vars):
+        if type(decision) is policy.SpillTo:
+            # Another node should run it: the submitter asks that node directly.
+            return self.spill_to(decision, ask.resources)
+        if type(decision) is policy.Infeasible:
+            raise exceptions.TaskUnschedulableError(decision.reason)
+        key = sched.LeaseKey(next(self.lease_seq))
+        req = sched.LeaseRequest(key, ask.resources, pg=ask.pg, owner=conn,
+                                 payload=sched.LeasePayload(req_id, self.clients[conn]["job_id"],
+                                                            env_key, env_vars))
+        if type(decision) is policy.Queue and decision.infeasible:
+            self.warn_infeasible(conn, ask.resources, ask.pg)
         self.sched.request(req)
         self.schedule()
         if key in self.sched.queue:
             self.revoke_idle_leases()
         return _DEFERRED
 
-    def spill_target(self, req):
-        """The node a lease request should go to instead of this one, or None.
+    def here(self):
+        """This node as the cluster policy sees it (live dicts, nothing copied)."""
+        return policy.Here(self.node_id, self.sched.total, self.sched.available,
+                           self.sched.pgs, self.tcp_address)
 
-        Another node is chosen when this one can never run the request (it lacks
-        a resource, or the request names another node), or cannot run it now
-        while another node reported it free at its last heartbeat.
-        """
-        res = req.resources
-        if "_spread" in res:
-            return self.cluster.spread_target(res)
-        for k in res:
-            if k.startswith("_prefer_node:") and k[13:] != self.node_id:
-                rec = self.cluster.view.nodes.get(k[13:])
-                if rec is not None and rec.alive and sched.fits(rec.available, res):
-                    return rec                 # soft affinity: there if it has room
-        if self.sched.feasible(req):
-            if sched.fits(self.sched.available, res):
-                return None                    # it runs here, now
-            return self._free_remote(req)      # busy here: a node with room now, if any
-        return self.cluster.remote_node_for(res)
+    def cluster_nodes(self):
+        """The cluster view (node_id -> record), or None on one machine."""
+        return self.cluster.view.nodes if self.cluster is not None else None
 
-    def pg_target(self, req):
-        """The node holding the placement group bundle a request names, if not this one.
+    def arg_locations(self, arg_locs):
+        """The submitter's (address or None, size) pairs as ArgLocations by node id."""
+        if not arg_locs or self.cluster is None:
+            return ()
+        by_address = None
+        out = []
+        for address, size in arg_locs:
+            if address is None or address == self.tcp_address:
+                out.append(policy.ArgLocation(self.node_id, size))
+                continue
+            if by_address is None:
+                by_address = {r.address: r.node_id for r in self.cluster.view.nodes.values()}
+            node_id = by_address.get(address)
+            if node_id is not None:
+                out.append(policy.ArgLocation(node_id, size))
+        return tuple(out)
 
-        For "any bundle" (index -1): here while a local bundle has room, else the
-        nodes holding the group's other bundles in turn (they queue if full).
-        """
-        pg = self.sched.pgs.get(req.pg[0])
-        if pg is None or not pg.remote:
-            return None
-        idx = req.pg[1]
-        if idx >= 0:
-            where = pg.remote.get(idx)
-        else:
-            local = [i for i in range(len(pg.bundles)) if i not in pg.remote]
-            if any(sched.fits(pg.available[i], req.resources) for i in local):
-                return None
-            places = sorted(set(pg.remote.values()), key=lambda w: w[0])
-            self.pg_rr = (self.pg_rr + 1) % len(places)
-            where = places[self.pg_rr]
-        if where is None:
-            return None
-        return self.cluster.view.nodes.get(where[0])
-    @staticmethod
-    def spill_to(target, req):
-        """The answer that sends a lease request on to ``target``. The request counts
-        against that node until its next heartbeat says otherwise, so a burst spreads
-        instead of piling onto one node."""
-        sched.subtract(target.available, req.resources)
-        return ("spill", target.node_id, f"tcp://{target.address}")
+    def spill_to(self, decision, resources):
+        """The answer that sends a lease request on to another node. The request
+        counts against that node until its next heartbeat says otherwise, so a
+        burst spreads instead of piling onto one node."""
+        rec = self.cluster.view.nodes.get(decision.node_id)
+        if rec is not None:
+            sched.subtract(rec.available, resources)
+        return ("spill", decision.node_id, f"tcp://{decision.address}")
+
+    def _ask_of(self, req):
+        return policy.LeaseAsk(req.resources, req.pg, (),
+                               bool(req.owner is not None and req.owner.info.get("tcp")))
 
     def respill_queued(self):
         """Lease requests waiting here while another node has room go there (the
@@ -662,22 +659,22 @@ class NodeManager:
         planned again."""
         if any(pg.replan for pg in self.sched.pgs.values()):
             self.replan_pgs()
+        here, nodes = self.here(), self.cluster_nodes()
         for key, req in list(self.sched.queue.items()):
-            if key[0] != "lease" or req.pg is not None or req.owner is None or \
-                    req.owner.info.get("tcp") or sched.fits(self.sched.available,
-                                                            req.resources):
+            if key.kind != "lease" or req.owner is None:
                 continue
-            target = self._free_remote(req)
-            if target is None:
+            decision = self.policy.respill(self._ask_of(req), here, nodes)
+            if decision is None:
                 continue
             self.sched.cancel(key)
-            self.reply(req.owner, req.payload[0], True, self.spill_to(target, req))
+            self.reply(req.owner, req.payload.req_id, True,
+                       self.spill_to(decision, req.resources))
 
     def replan_pgs(self):
         """Placement groups no plan fitted when they were created: plan them again
         against the cluster view just received (nodes freed resources, or joined)."""
         for pg in [p for p in self.sched.pgs.values() if p.replan and p.state == "PENDING"]:
-            plan = self.cluster.plan_bundles(pg.bundles, pg.strategy)
+            plan = self.plan_bundles(pg.bundles, pg.strategy)
             if plan is None:
                 continue
             if all(r.node_id == self.node_id for r in plan):
@@ -688,48 +685,47 @@ class NodeManager:
                                         pg.lifetime, pg.owner, plan)
             # Lease requests and actors that waited here for one of its bundles go
             # to its node.
+            here, nodes = self.here(), self.cluster_nodes()
             for key, req in list(self.sched.queue.items()):
                 if req.pg is None or req.pg[0] != pg.pg_id:
                     continue
-                if key[0] == "lease" and req.owner is not None and \
+                if key.kind == "lease" and req.owner is not None and \
                         not req.owner.info.get("tcp"):
-                    target = self.pg_target(req)
+                    target = self.policy.pg_target(self._ask_of(req), here, nodes)
                     if target is not None:
                         self.sched.cancel(key)
-                        self.reply(req.owner, req.payload[0], True, self.spill_to(target, req))
-                elif key[0] == "actor":
-                    a = self.actors.get(key[1])
+                        self.reply(req.owner, req.payload.req_id, True, self.spill_to(
+                            policy.SpillTo(target.node_id, target.address, "bundle"),
+                            req.resources))
+                elif key.kind == "actor":
+                    a = self.actors.get(key.actor_id)
                     if a is None or a.spec.get("hosted") or a.lease_key != key:
                         continue
-                    target = self.pg_target(req)
+                    target = self.policy.pg_target(self._ask_of(req), here, nodes)
                     if target is not None and self.host_remotely(a, target):
                         self.sched.cancel(key)
                         a.lease_key = None
         self.schedule()
 
-    def _free_remote(self, req):
-        rec = self.cluster.remote_node_for(req.resources)
-        if rec is not None and sched.fits(rec.available, req.resources):
-            return rec
-        return None
+    def plan_bundles(self, bundles, strategy, key="available"):
+        """Which node takes each bundle (scheduling/placement.py), or None."""
+        return placement.plan_bundles(bundles, strategy, self.cluster.nodes(), self.node_id,
+                                      key)
 
     def missing_node(self, resources):
         """The node a hard NodeAffinitySchedulingStrategy names, if no live node is it."""
-        for k in resources:
-            if k.startswith("_node_id:") and k not in self.sched.total:
-                node_id = k[len("_node_id:"):]
-                rec = self.cluster.view.nodes.get(node_id) if self.cluster else None
-                if rec is None or not rec.alive:
-                    return node_id
-        return None
+        kind, named = self.policy.k.strategy_of(resources)
+        if kind != policy.AFFINITY_HARD:
+            return None
+        return self.policy.missing_node(named, self.here(), self.cluster_nodes())
 
     def h_cancel_lease_requests(self, conn, req_ids):
         """The client no longer needs these leases (its queue drained): drop them."""
         wanted = set(req_ids)
         for key, req in list(self.sched.queue.items()):
-            if req.owner is conn and req.payload and req.payload[0] in wanted:
+            if req.owner is conn and req.payload and req.payload.req_id in wanted:
                 self.sched.cancel(key)
-                self.reply(conn, req.payload[0], False, P.LeaseCancelled())
+                self.reply(conn, req.payload.req_id, False, P.LeaseCancelled())
 
     def warn_infeasible(self, conn, resources, pg):
         if pg:
@@ -749,7 +745,7 @@ class NodeManager:
         holders = {}
         for w in self.workers.values():
             if w.state == "leased" and w.lease is not None and w.charge is not None:
-                holders.setdefault(w.lease, []).append(w.charge[1])
+                holders.setdefault(w.lease, []).append(w.charge.resources)
         # Whom the waiting requests come from, and for what. A holder that waits only
         # for the shapes it already holds would use its own idle workers for them: its
         # requests are left over from a burst and are withdrawn once its queue drains.
@@ -782,8 +778,8 @@ class NodeManager:
                 for conn, req_id in self.pg_waiters.pop(pg_id, []):
                     self.reply(conn, req_id, True, True)
         for req, charge in self.sched.schedule():
-            if req.key[0] == "actor":
-                self.start_actor_worker(req.key[1], charge)
+            if req.key.kind == "actor":
+                self.start_actor_worker(req.key.actor_id, charge)
                 continue
             req_id, job_id, env_key, env_vars = req.payload
             holder = req.owner
@@ -826,8 +822,8 @@ class NodeManager:
         w = self.workers.get(worker_id)
         if w is None or w.charge is None or w.blocked_charge is not None:
             return
-        if w.charge[0] == "node":
-            cpu = {k: v for k, v in w.charge[1].items() if k == "CPU"}
+        if w.charge.kind == "node":
+            cpu = {k: v for k, v in w.charge.resources.items() if k == "CPU"}
             if cpu:
                 sched.add(self.sched.available, cpu)
                 w.blocked_charge = cpu
@@ -1233,10 +1229,12 @@ class NodeManager:
 
     def queue_actor_lease(self, a):
         resources = a.spec["resources"]
-        req = sched.LeaseRequest(("actor", a.actor_id, a.num_restarts), resources,
+        req = sched.LeaseRequest(sched.ActorKey(a.actor_id, a.num_restarts), resources,
                                  pg=a.pg, owner=None)
-        if self.cluster is not None and not a.spec.get("hosted"):
-            target = self.pg_target(req) if a.pg is not None else self.spill_target(req)
+        ask = policy.LeaseAsk(resources, policy.pg_ref(a.pg), (), bool(a.spec.get("hosted")))
+        decision = self.policy.decide(ask, self.here(), self.cluster_nodes())
+        if type(decision) is policy.SpillTo:
+            target = self.cluster.view.nodes.get(decision.node_id)
             if target is not None and self.host_remotely(a, target):
                 return
         if not self.sched.feasible(req):
@@ -1530,7 +1528,7 @@ class NodeManager:
         pg = sched.PlacementGroupState(pg_id, bundles, strategy, name, lifetime,
                                        owner=job_id)
         if self.cluster is not None and not conn.info.get("tcp"):
-            plan = self.cluster.plan_bundles(bundles, strategy)
+            plan = self.plan_bundles(bundles, strategy)
             if plan is not None and any(r.node_id != self.node_id for r in plan):
                 return self.create_pg_across_nodes(pg_id, bundles, strategy, name,
                                                    lifetime, job_id, plan)
@@ -1538,7 +1536,7 @@ class NodeManager:
                 # Not now: it stays PENDING here and is planned again over the nodes
                 # at every change of the cluster view (replan_pgs).
                 pg.replan = True
-                if self.cluster.plan_bundles(bundles, strategy, key="total") is None:
+                if self.plan_bundles(bundles, strategy, key="total") is None:
                     self.push(conn, "warning", (
                         f"Warning: placement group {name or pg_id.hex()} with bundles "
                         f"{bundles} and strategy {strategy} cannot be placed on this "
@@ -1575,7 +1573,7 @@ class NodeManager:
             conn = self.cluster.peer(rec.address, job_id, job.get("config") or {})
             share = [dict(items[i][0]) if i in items else {} for i in range(len(bundles))]
             for i, (b, _) in items.items():
-                pg.remote[i] = (node_id, rec.address, conn)
+                pg.remote[i] = sched.RemoteBundle(node_id, rec.address, conn)
                 sched.subtract(rec.available, b)
             pg.remote_pending += 1
             def created(ok, value, pg=pg, conn=conn):
@@ -1614,13 +1612,13 @@ class NodeManager:
         pg = self.sched.remove_pg(pg_id)
         if pg is None:
             return False
-        for peer in {where[2] for where in pg.remote.values()}:
+        for peer in {where.conn for where in pg.remote.values()}:
             self.cluster.peer_request(peer, "remove_pg", (pg_id,))
         for a in list(self.actors.values()):
             if a.pg and a.pg[0] == pg_id and a.state != "DEAD":
                 self.kill_actor(a, "its placement group was removed", no_restart=True)
         for w in list(self.workers.values()):
-            if w.charge and w.charge[0] == "pg" and w.charge[1] == pg_id:
+            if w.charge and w.charge.kind == "pg" and w.charge.pg_id == pg_id:
                 w.charge = None
                 self.kill_worker(w)
         for c, req_id in self.pg_waiters.pop(pg_id, []):
