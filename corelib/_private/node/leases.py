@@ -16,7 +16,7 @@ import time
 
 from minray import exceptions
 from minray._private.net import protocol as P
-from minray._private.node.records import DEFERRED as _DEFERRED
+from minray._private.node.records import DEFERRED as _DEFERRED, PendingLease
 from minray._private.scheduling import policy
 from minray._private.scheduling import resources as sched
 
@@ -185,7 +185,7 @@ class Leases:
             w = self._idle_worker(job_id, env_key)
             if w is None:
                 w = self.start_worker(job_id, env_key, env_vars, "task")
-                w.lease, w.charge = (holder, req_id), charge
+                w.lease, w.charge = PendingLease(holder, req_id), charge
             else:
                 w.state, w.lease, w.charge = "leased", holder, charge
                 w.leased_at = time.monotonic()

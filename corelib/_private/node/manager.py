@@ -54,7 +54,6 @@ from minray._private.node.object_store import ObjectStore
 from minray._private.node.placement_groups import PlacementGroups
 from minray._private.node.records import DEFERRED as _DEFERRED
 from minray._private.node.records import IDLE_WORKER_LIMIT_FACTOR, LOG_POLL_S
-from minray._private.node.records import TASK_NAME_MARKER  # noqa: F401 (worker/main.py)
 from minray._private.node.tables import Tables
 from minray._private.node.transfers import Transfers
 from minray._private.node.workers import ZygoteReader, Workers
@@ -239,7 +238,10 @@ class NodeManager(Workers, MemoryHook, Leases, ObjectStore, Transfers, Actors, T
                 method, args = msg
                 handler = self.handlers.get(method)
                 if handler is None:
-                    raise ValueError(f"unknown notice {method!r:.80}")
+                    # A typo in a client must not cost it its connection (as for an
+                    # unknown request, which gets an error reply).
+                    log.warning("minray: ignored an unknown notice %.80r", method)
+                    return
                 handler(conn, *args)
             else:
                 raise transport.ProtocolError(f"unexpected message kind {kind}")

@@ -6,6 +6,7 @@
 """
 
 import time
+from typing import Any, NamedTuple
 
 from minray._private.net import protocol as P
 
@@ -17,6 +18,19 @@ TRANSFER_CHUNK_BYTES = P.TRANSFER_CHUNK_BYTES
 
 def token_oid(actor_id):
     return actor_id + ACTOR_TOKEN_INDEX.to_bytes(4, "big")
+
+
+class PendingLease(NamedTuple):
+    """A lease granted to a worker still starting: who to answer once it is up."""
+    holder: Any      # the client connection that asked
+    req_id: int
+
+
+class Serving(NamedTuple):
+    """An object this node streams out to another node (transfers.h_read_object)."""
+    segment: str
+    size: int
+    fd: int
 
 
 class WorkerInfo:
@@ -34,7 +48,7 @@ class WorkerInfo:
         self.tcp_address = None   # "tcp://ip:port" on a cluster node, for remote submitters
         self.conn = None
         self.state = "starting"   # starting | idle | leased | actor | dead
-        self.lease = None         # (client conn, req_id) waiting for this worker, or holder conn
+        self.lease = None         # PendingLease while starting, then the holder's conn
         self.charge = None
         self.blocked_charge = None
         self.actor_id = None

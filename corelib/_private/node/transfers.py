@@ -12,7 +12,7 @@ import os
 from minray import exceptions
 from minray._private.net import protocol as P
 from minray._private.net import transport
-from minray._private.node.records import TRANSFER_CHUNK_BYTES, Pull
+from minray._private.node.records import TRANSFER_CHUNK_BYTES, Pull, Serving
 from minray._private.objects import serialization, shm
 from minray._private.objects.directory import LOST, READY
 
@@ -121,7 +121,7 @@ class Transfers:
             except FileNotFoundError:
                 self.objects.unmapped(name)
                 raise exceptions.ObjectLostError(oid.hex()) from None
-            src = serving[oid] = (name, size, fd)
+            src = serving[oid] = Serving(name, size, fd)
             if e.copies is None:
                 e.copies = set()
             e.copies.add(conn)
@@ -137,5 +137,5 @@ class Transfers:
     def h_end_read(self, conn, oid):
         src = conn.info.get("serving", {}).pop(oid, None)
         if src is not None:
-            os.close(src[2])
-            self.objects.unmapped(src[0])
+            os.close(src.fd)
+            self.objects.unmapped(src.segment)
