@@ -76,7 +76,15 @@ def _policy_cases(m):
     spread = LeaseAsk({"CPU": 1.0, "_spread": 1e-12})
     local = LeaseAsk({"CPU": 1.0}, args=tuple(ArgLocation(f"n{i % 16:02d}", 3 << 20)
                                               for i in range(8)))
+    alone = Here("n00", {"CPU": 8.0}, {"CPU": 8.0})
+    rows = list(nodes.values())
     return [
+        ("policy kernel: pick_node over 16 nodes",
+         lambda: m.pick_node(rows, busy.resources, "n00"), 1),
+        ("policy kernel: locality_pick, 8 args",
+         lambda: m.locality_pick(local.args, nodes, 1 << 20), 1),
+        ("policy: decide, one machine (the common lease)",
+         lambda: pol.decide(busy, alone, None), 1),
         ("policy: decide, busy here -> spill (16 nodes)",
          lambda: pol.decide(busy, here, nodes), 1),
         ("policy: decide, SPREAD (16 nodes)", lambda: pol.decide(spread, here, nodes), 1),
