@@ -1437,6 +1437,11 @@ class CoreClient:
             want = min(len(q.tasks), MAX_LEASE_REQUESTS) - q.lease_requests
             if want > 0:
                 q.lease_requests += want
+                # Locality: where the head task's stored arguments are, and their sizes
+                # ("ip:port" of another node's manager, or None for this node).
+                head = q.tasks[0].arg_values
+                arg_locs = [(serialization.remote_address(b), serialization.shm_size_of(b))
+                            for _, _, b in head if b[0] == TAG_SHM] if head else ()
             withdraw = list(q.lease_req_ids) if not q.tasks and q.lease_req_ids else None
         for w, rec in sends:
             if rec.retries_left == 0:
@@ -1461,7 +1466,8 @@ class CoreClient:
             for _ in range(want):
                 req_id = next(self.req_seq)
                 q.lease_req_ids.add(req_id)
-                self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars),
+                self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars,
+                                                  arg_locs),
                                 lambda ok, v, q=q, r=req_id: self._on_lease(q, r, ok, v),
                                 req_id=req_id)
         elif withdraw:

@@ -33,7 +33,7 @@ from minray._private.observability import task_events
 from minray._private.net import transport
 from minray._private.core import validation
 from minray._private.client.core_client import _EMPTY_ARGS, CoreClient, _ArgRef
-from minray._private.node.manager import TASK_NAME_MARKER
+from minray._private.node.records import TASK_NAME_MARKER
 from minray._private.objects.serialization import TAG_SHM
 
 
