@@ -47,9 +47,9 @@ import time
 
 from minray import exceptions
 from minray.object_ref import ObjectRef, ObjectRefGenerator
-from minray._private.core import ids, validation
+from minray._private.core import args as call_args, execution, ids, retry, validation
+from minray._private.head.tables import KVStore, NamedActorTable, not_found_error
 from minray._private.objects import serialization
-from minray._private.client.core_client import _ArgRef
 from minray._private.scheduling import resources as sched
 from minray._private.objects.serialization import TAG_ERROR
 
@@ -190,8 +190,7 @@ class _Actor:
         self.loop = None                  # private event loop of an async actor
         self.incarnation = 0
         self.charge = None
-        self.is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
-                            for _, m in inspect.getmembers(cls, inspect.isfunction))
+        self.is_async = execution.is_async_class(cls)
         # Calls from several threads take turns, as in the actor's one worker thread
         # (or event loop); a threaded actor (max_concurrency > 1) lets them overlap.
         threaded = not self.is_async and ((wire["max_concurrency"] or 1) > 1 or
@@ -232,8 +231,8 @@ class LocalClient:
         self.release_queue = collections.deque()
         self.current_task = threading.local()
         self.actors = {}
-        self.named = {}                   # (namespace, name) -> actor_id
-        self.kv = {}
+        self.named = NamedActorTable()
+        self.kv = KVStore()
         self.blocked = []                 # _Blocked calls, in submission order
         self.warned_shapes = set()
         self.charge_keys = itertools.count(1)
@@ -547,22 +546,7 @@ class LocalClient:
     # ============================================================== arguments
     def _prepare_args(self, args, kwargs):
         """Pickle (args, kwargs); top-level refs become placeholders for their values."""
-        arg_refs = []
-        if any(type(a) is ObjectRef for a in args):
-            new_args = []
-            for a in args:
-                if type(a) is ObjectRef:
-                    new_args.append(_ArgRef(len(arg_refs)))
-                    arg_refs.append((len(arg_refs), a))
-                else:
-                    new_args.append(a)
-            args = tuple(new_args)
-        if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
-            kwargs = dict(kwargs)
-            for k, v in kwargs.items():
-                if type(v) is ObjectRef:
-                    kwargs[k] = _ArgRef(len(arg_refs))
-                    arg_refs.append((len(arg_refs), v))
+        args, kwargs, arg_refs = call_args.placeholders(args, kwargs, _is_ref)
         if not args and not kwargs:
             return _Prepared(None, arg_refs, [])
         try:
@@ -576,7 +560,7 @@ class LocalClient:
         for _, ref in prepared.arg_refs:
             obj = self.objects.get(ref._id)
             if obj is None:
-                raise _ArgFailed(_error_blob(exceptions.ObjectLostError(
+                raise _ArgFailed(execution.error_blob(exceptions.ObjectLostError(
                     ref.hex())))
             if obj.blob[0] == TAG_ERROR:
                 raise _ArgFailed(obj.blob)
@@ -586,10 +570,7 @@ class LocalClient:
         if not prepared.arg_refs:
             return args, kwargs
         values = {pos: self._load(ref) for pos, ref in prepared.arg_refs}
-        args = tuple(values[a.pos] if type(a) is _ArgRef else a for a in args)
-        if kwargs:
-            kwargs = {k: values[v.pos] if type(v) is _ArgRef else v for k, v in kwargs.items()}
-        return args, kwargs
+        return call_args.resolve(args, kwargs, values)
 
     # ======================================================== blocked calls
     def _run_or_block(self, b, what):
@@ -688,36 +669,21 @@ class LocalClient:
 
     # ================================================================= results
     def _values_outcome(self, name, result, num_returns):
-        """Pickle a call's result into its return values (as worker_main.reply_results)."""
-        values = validation.split_returns(name, result, num_returns)
-        out = []
-        for v in values:
-            try:
-                out.append(self._serialize(v))
-            except TypeError as exc:
-                raise TypeError(f"The return value of {name} could not be serialized: "
-                                f"{exc}") from None
-        return _Outcome("values", values=out)
+        """Pickle a call's result into its return values (as a worker replies them)."""
+        return _Outcome("values", values=execution.store_returns(
+            name, result, num_returns, lambda i, value: self._serialize(value)))
 
     def _collect(self, gen, items, name):
         """Pickle each item a generator yields, as it yields it; an error is the last item."""
-        try:
-            for value in gen:
-                items.append(self._serialize(value))
-        except Exception as exc:
-            items.append(self._error_item(name, exc))
+        _, exc = execution.drain(gen, lambda i, value: items.append(self._serialize(value)))
+        if exc is not None:
+            items.append(_error_item(name, exc))
 
     async def _collect_async(self, agen, items, name):
-        try:
-            async for value in agen:
-                items.append(self._serialize(value))
-        except Exception as exc:
-            items.append(self._error_item(name, exc))
-
-    @staticmethod
-    def _error_item(name, exc):
-        err = exceptions.task_error_from_exception(name, exc, pid=os.getpid())
-        return (_error_blob(err), ())
+        _, exc = await execution.drain_async(
+            agen, lambda i, value: items.append(self._serialize(value)))
+        if exc is not None:
+            items.append(_error_item(name, exc))
 
     def _allocate(self, task_id, num_returns):
         """Pending return objects of a call: (what ``.remote()`` returns, its stream)."""
@@ -809,7 +775,7 @@ class LocalClient:
         if why is None and self._pg_removed(opts.pg):
             why = f"its placement group {opts.pg[0].hex()} was removed (or never existed)."
         if why is not None:
-            return _Outcome("error", error=_error_blob(
+            return _Outcome("error", error=execution.error_blob(
                 exceptions.TaskUnschedulableError(f"The task {name} cannot run: {why}")))
         retries_left = opts.max_retries
         env = _merged_env(self.env_vars, opts.env_vars)
@@ -828,24 +794,17 @@ class LocalClient:
                         self._collect(result, items, name)
                         return _Outcome("stream", values=items)
                     return self._values_outcome(name, result, n)
-                except Exception as exc:
-                    if retries_left != 0 and _retryable(exc, opts.retry_exceptions):
-                        retries_left -= 1
-                        attempt += 1
-                        continue
-                    failure = exceptions.task_error_from_exception(name, exc, pid=os.getpid())
-                except SystemExit as exc:
-                    # In a worker this ends the process: the task is retried like a crash.
-                    if retries_left != 0:
-                        retries_left -= 1
-                        attempt += 1
-                        continue
-                    failure = exceptions.WorkerCrashedError(
-                        f"The worker running {name} exited (sys.exit({exc.code!r})) while "
-                        "executing this task.")
+                except (SystemExit, Exception) as exc:
+                    # sys.exit() would end a worker: it is retried like a crash.
+                    failure = execution.classify(exc, name, os.getpid(), opts.retry_exceptions)
                 finally:
                     del args, kwargs
-            blob = _error_blob(failure)
+            decision = retry.decide(retries_left, failure.retryable)
+            if decision.retry:
+                retries_left = decision.retries_left
+                attempt += 1
+                continue
+            blob = execution.error_blob(failure.error)
             if n == "streaming":
                 return _Outcome("stream", values=items + [(blob, ())])
             return _Outcome("error", error=blob)
@@ -878,18 +837,14 @@ class LocalClient:
         ns = wire["namespace"] or self.namespace
         with self.lock:
             if name:
-                existing = self.named.get((ns, name))
-                if existing is not None and self.actors[existing].state != "DEAD":
-                    if wire["get_if_exists"]:
-                        a = self.actors[existing]
-                        return ("existing", existing, a.meta, self._token_ref(existing))
-                    raise ValueError(f"The name {name} (namespace={ns}) is already taken by "
-                                     "another actor. Pick another name, pass "
-                                     "get_if_exists=True, or kill the existing actor first.")
+                claim = self.named.claim(ns, name, actor_id, wire["get_if_exists"],
+                                         self._alive)
+                if not claim.created:
+                    existing = claim.actor_id
+                    a = self.actors[existing]
+                    return ("existing", existing, a.meta, self._token_ref(existing))
             a = _Actor(actor_id, cls_info.obj, prepared, opts, meta, ns, self.actor_id)
             self.actors[actor_id] = a
-            if name:
-                self.named[(ns, name)] = actor_id
         token = self._token_ref(actor_id)
 
         def run():
@@ -928,16 +883,14 @@ class LocalClient:
             try:
                 if a.is_async:
                     a.loop = asyncio.new_event_loop()
-                    instance = _run_coroutine(a.loop, _construct_async(a.cls, args, kwargs))
+                    instance = _run_coroutine(a.loop, execution.construct_async(a.cls, args, kwargs))
                 else:
                     instance = a.cls(*args, **kwargs)
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:
-                err = exceptions.task_error_from_exception(init_name, exc, pid=os.getpid())
-                self._mark_dead(a, exceptions.ActorDiedError(
-                    f"The actor died because of an error raised in its creation task, "
-                    f"{init_name}():\n{err}", actor_id=a.actor_id.hex(), cause=err))
+                self._mark_dead(a, execution.creation_error(init_name, exc, a.actor_id.hex(),
+                                                            os.getpid()))
                 return
             finally:
                 del args, kwargs
@@ -954,7 +907,7 @@ class LocalClient:
             a = self.actors.get(actor_id)
             if a is None or a.state == "DEAD":
                 cause = a.cause if a is not None else None
-                outcome = _Outcome("error", error=cause or _error_blob(
+                outcome = _Outcome("error", error=cause or execution.error_blob(
                     exceptions.ActorDiedError(actor_id=actor_id.hex())))
             elif method == "__ray_terminate__":
                 outcome = self._values_outcome(method, None, opts.num_returns)
@@ -1015,47 +968,37 @@ class LocalClient:
             return _Outcome("error", error=a.cause)
         if failure is None:
             return outcome
-        blob = _error_blob(failure)
+        blob = execution.error_blob(failure)
         if n == "streaming":
             return _Outcome("stream", values=items + [(blob, ())])
         return _Outcome("error", error=blob)
 
     def _actor_call_failed(self, a, name, exc):
         """The error a failed actor call returns; ends the actor if the call exited it."""
-        actor_hex = a.actor_id.hex()
-        if isinstance(exc, SystemExit):
+        if not isinstance(exc, (Exception, SystemExit, execution.ActorExit)):
+            return None
+        failure = execution.classify(exc, name, os.getpid(), actor=execution.ActorIdentity(
+            a.class_name, a.actor_id.hex(), _actor_repr(a)))
+        if failure.kind == execution.PROCESS_EXIT:
             # In a worker this ends the process: the actor restarts if it may.
             self._crash_actor(a, f"its process exited (sys.exit({exc.code!r}))")
-            return exceptions.ActorDiedError(
-                f"The actor {a.class_name} exited (sys.exit({exc.code!r})) while running "
-                f"{name}.", actor_id=actor_hex)
-        if _is_actor_exit(exc):
+        elif failure.kind == execution.ACTOR_EXIT:
             self._exit_actor(a, "exit_actor() was called")
-            return exceptions.ActorDiedError(
-                f"The actor {a.class_name} exited by calling exit_actor().", actor_id=actor_hex)
-        if isinstance(exc, Exception):
-            return exceptions.task_error_from_exception(
-                name, exc, pid=os.getpid(), actor_repr=_actor_repr(a), actor_id=actor_hex)
-        return None
+        return failure.error
 
     async def _async_call(self, fn, args, kwargs, n, items, name):
         if n in ("streaming", "dynamic") and inspect.isasyncgenfunction(fn):
             await self._collect_async(fn(*args, **kwargs), items, name)
             return _STREAMED
-        result = fn(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+        return await execution.call_async(fn, args, kwargs)
 
     def get_actor(self, name, namespace):
         self.drain_releases()
         ns = namespace if namespace is not None else self.namespace
         with self.lock:
-            actor_id = self.named.get((ns, name))
-            if actor_id is None or self.actors[actor_id].state == "DEAD":
-                raise ValueError(f"Failed to look up actor with name '{name}' in namespace "
-                                 f"'{ns}'. Check the name and namespace (get_actor(name, "
-                                 "namespace=...)), and that the actor is still alive.")
+            actor_id = self.named.lookup(ns, name, self._alive)
+            if actor_id is None:
+                raise not_found_error(name, ns)
             meta = self.actors[actor_id].meta
         return actor_id, meta, self._token_ref(actor_id)
 
@@ -1095,9 +1038,8 @@ class LocalClient:
             if a.state == "DEAD":
                 return
             a.state = "DEAD"
-            a.cause = _error_blob(cause)
-            if a.name and self.named.get((a.namespace, a.name)) == a.actor_id:
-                del self.named[(a.namespace, a.name)]
+            a.cause = execution.error_blob(cause)
+            self.named.release(a.namespace, a.name, a.actor_id)
             charge, a.charge = a.charge, None
             owned = [o for o in self.actors.values()
                      if o.owner == a.actor_id and not o.detached and o.state != "DEAD"]
@@ -1163,33 +1105,27 @@ class LocalClient:
 
     def _h_kv_put(self, key, value, overwrite=True):
         with self.lock:
-            if not overwrite and key in self.kv:
-                return False
-            self.kv[key] = value
-            return True
+            return self.kv.put(key, value, overwrite)
 
     def _h_kv_get(self, key):
-        return self.kv.get(key)
+        with self.lock:
+            return self.kv.get(key)
 
     def _h_kv_del(self, key):
         with self.lock:
-            return self.kv.pop(key, None) is not None
+            return self.kv.delete(key)
 
     def _h_kv_keys(self, prefix):
         with self.lock:
-            return [k for k in self.kv if k.startswith(prefix)]
+            return self.kv.keys(prefix)
 
     def _h_list_named_actors(self, all_namespaces=False):
         with self.lock:
-            out = []
-            for (ns, name), actor_id in self.named.items():
-                if self.actors[actor_id].state == "DEAD":
-                    continue
-                if all_namespaces:
-                    out.append({"name": name, "namespace": ns})
-                elif ns == self.namespace:
-                    out.append(name)
-            return out
+            return self.named.names(self.namespace, all_namespaces, self._alive)
+
+    def _alive(self, actor_id):
+        a = self.actors.get(actor_id)
+        return a is not None and a.state != "DEAD"
 
     def _h_list_actors(self):
         with self.lock:
@@ -1279,12 +1215,7 @@ _STREAMED = object()   # _async_call already collected an async generator's item
 
 
 def _cancelled(task_id):
-    return _Outcome("error", error=_error_blob(
-        exceptions.TaskCancelledError(task_id.hex())))
-
-
-async def _construct_async(cls, args, kwargs):
-    return cls(*args, **kwargs)
+    return _Outcome("error", error=execution.error_blob(execution.cancelled_error(task_id)))
 
 
 def _run_coroutine(loop, coro):
@@ -1335,25 +1266,6 @@ def _merged_env(job_env, call_env):
     return dict(job_env, **call_env)
 
 
-def _error_blob(err):
-    """serialization.error_blob, checked to load again: an exception whose __init__
-    takes extra required arguments pickles but does not unpickle, and get() must
-    raise the task's error, not pickle's TypeError."""
-    blob = serialization.error_blob(err)
-    try:
-        serialization.loads_inline(blob)
-    except Exception as exc:
-        cause = getattr(err, "cause", None) or err
-        fallback = exceptions.RayTaskError(
-            getattr(err, "function_name", "<unknown>"),
-            getattr(err, "traceback_str", "") or repr(err),
-            RuntimeError(f"{type(cause).__name__}: {cause} (the original exception could "
-                         f"not be unpickled: {type(exc).__name__}: {exc})"),
-            pid=getattr(err, "pid", None))
-        blob = serialization.error_blob(fallback)
-    return blob
-
-
 def _with_gpus(env_vars, charge):
     """A call holding GPUs sees only those, in CUDA_VISIBLE_DEVICES (as its worker would)."""
     gpu_ids = sched.Scheduler.gpu_ids(charge)
@@ -1362,23 +1274,13 @@ def _with_gpus(env_vars, charge):
     return dict(env_vars, CUDA_VISIBLE_DEVICES=",".join(str(i) for i in gpu_ids))
 
 
-def _retryable(exc, retry_exceptions):
-    if not retry_exceptions:
-        return False
-    if isinstance(retry_exceptions, bytes):     # an actor method's list, by value
-        import pickle
-        retry_exceptions = pickle.loads(retry_exceptions)
-    if retry_exceptions is True:
-        return True
-    return isinstance(exc, tuple(retry_exceptions))
+def _is_ref(value):
+    return type(value) is ObjectRef
 
 
-def _is_actor_exit(exc):
-    """exit_actor() raised worker_main.ActorExit (imported only once it was used)."""
-    if isinstance(exc, exceptions.AsyncioActorExit):
-        return True
-    worker_main = sys.modules.get("minray._private.worker.main")
-    return worker_main is not None and isinstance(exc, worker_main.ActorExit)
+def _error_item(name, exc):
+    """A generator's error, as the last item of its stream."""
+    return (execution.error_blob(execution.classify(exc, name, os.getpid()).error), ())
 
 
 def _actor_repr(a):
