@@ -45,7 +45,9 @@ def test_placeholders_and_resolve_round_trip(args, kwargs, exp_args, exp_kwargs,
     a, k = pickle.loads(pickle.dumps((p.args, p.kwargs)))
     values = {pos: f"value-of-{r}" for pos, r in p.arg_refs}
     got_args, got_kwargs = call_args.resolve(a, k, values)
-    expect = lambda v: f"value-of-{v}" if is_ref(v) else v   # noqa: E731
+
+    def expect(v):
+        return f"value-of-{v}" if is_ref(v) else v
     assert got_args == tuple(expect(v) for v in args)
     assert got_kwargs == {key: expect(v) for key, v in kwargs.items()}
 

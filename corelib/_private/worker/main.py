@@ -321,6 +321,7 @@ class WorkerServer:
                 except transport.ConnectionClosed:
                     pass
                 return
+
         def store(i, value):
             return self.client._store_value(task_id + (i + 1).to_bytes(4, "big"), value, owner)
         stored = execution.store_returns(name, result, num_returns, store)
