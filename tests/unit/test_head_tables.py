@@ -25,6 +25,9 @@ KV_ROWS = [
      [("put", ("k", b"x", True, "ns1"), True), ("get", ("k",), None),
       ("get", ("k", "ns1"), b"x"), ("keys", ("", "ns1"), ["k"]), ("keys", ("",), []),
       ("put", ("k", b"y"), True), ("delete", ("k", "ns1"), True), ("get", ("k",), b"y")]),
+    ("items of one namespace",
+     [("put", ("a", 1), True), ("put", ("b", 2, True, "ns1"), True),
+      ("items", (), [("a", 1)]), ("items", ("ns1",), [("b", 2)])]),
 ]
 
 

@@ -168,22 +168,24 @@ def drain(gen, emit, passthrough=()):
         for value in gen:
             emit(i, value)
             i += 1
-    except passthrough:
-        raise
     except Exception as exc:
-        return i, exc
+        return _ended(i, exc, passthrough)
     return i, None
 
 
 async def drain_async(agen, emit, passthrough=()):
     """drain() for an async generator."""
-    i = 0
+    n = 0
     try:
         async for value in agen:
-            emit(i, value)
-            i += 1
-    except passthrough:
-        raise
+            emit(n, value)
+            n += 1
     except Exception as exc:
-        return i, exc
-    return i, None
+        return _ended(n, exc, passthrough)
+    return n, None
+
+
+def _ended(count, exc, passthrough):
+    if isinstance(exc, passthrough):
+        raise exc
+    return count, exc

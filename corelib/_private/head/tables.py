@@ -54,6 +54,10 @@ class KVStore:
         """The keys in ``namespace`` that start with ``prefix``, in insertion order."""
         return [k for ns, k in self._data if ns == namespace and k.startswith(prefix)]
 
+    def items(self, namespace=None) -> list:
+        """(key, value) pairs in ``namespace`` (what the state API shows)."""
+        return [(k, v) for (ns, k), v in self._data.items() if ns == namespace]
+
     def __len__(self):
         return len(self._data)
 

@@ -19,7 +19,7 @@ from minray._private.core import execution, ids
 from minray._private.head.tables import not_found_error
 from minray._private.objects import serialization
 from minray._private.local.records import (
-    TaskContext, ArgFailed, Outcome, Blocked, ActorRecord, STREAMED, cancelled_outcome,
+    TaskContext, ArgFailed, Outcome, Blocked, ActorRecord, STREAMED,
     run_coroutine, merged_env, actor_repr)
 
 
@@ -99,31 +99,20 @@ class ActorsMixin:
         self.drain_releases()
         task_id = ids.new_task_id()
         prepared = self._prepare_args(args, kwargs)
-        returned, stream = self._allocate(task_id, opts.num_returns)
 
-        def run():
+        def body():
             a = self.actors.get(actor_id)
             if a is None or a.state == "DEAD":
                 cause = a.cause if a is not None else None
-                outcome = Outcome("error", error=cause or execution.error_blob(
+                return Outcome("error", error=cause or execution.error_blob(
                     exceptions.ActorDiedError(actor_id=actor_id.hex())))
-            elif method == "__ray_terminate__":
+            if method == "__ray_terminate__":
                 outcome = self._values_outcome(method, None, opts.num_returns)
                 self._exit_actor(a, "__ray_terminate__ was called")
-            else:
-                try:
-                    outcome = self._run_actor_call(a, task_id, method, prepared, opts)
-                except KeyboardInterrupt:   # Ctrl-C in the call: it counts as cancelled
-                    self._finish(task_id, opts.num_returns, cancelled_outcome(task_id), stream)
-                    raise
-            self._finish(task_id, opts.num_returns, outcome, stream)
-
-        def cancel():
-            self._finish(task_id, opts.num_returns, cancelled_outcome(task_id), stream)
-        self._run_or_block(Blocked(run, [r for _, r in prepared.arg_refs], None, None,
-                                    actor_id=actor_id, task_id=task_id, cancel=cancel),
-                           "an actor call")
-        return returned
+                return outcome
+            return self._run_actor_call(a, task_id, method, prepared, opts)
+        return self._submit(task_id, opts.num_returns, prepared, body, "an actor call",
+                            actor_id=actor_id)
 
     def _run_actor_call(self, a, task_id, method, prepared, opts):
         name = f"{a.class_name}.{method}"

@@ -231,28 +231,32 @@ class LocalClient(ActorsMixin, HeadMixin):
         """Un-count deleted refs; free values (and end actors) nothing refers to."""
         rq = self.release_queue
         while rq:
-            freed, orphaned = [], []
             with self.lock:
-                while rq:
-                    oid = rq.popleft()
-                    obj = self.objects.get(oid)
-                    if obj is None:
-                        continue
-                    obj.refs -= 1
-                    if obj.refs > 0:
-                        continue
-                    del self.objects[oid]
-                    freed.append(obj)
-                    if obj.token_of is not None:
-                        orphaned.append(obj.token_of)
-            obj = a = None
+                freed = self._unreferenced(rq)
+            orphaned = [o.token_of for o in freed if o.token_of is not None]
+            a = None
             for actor_id in orphaned:
                 a = self.actors.get(actor_id)
                 if a is not None and not a.detached and a.state != "DEAD":
                     self._exit_actor(a, "all references to the actor were deleted")
             # Dropping the values drops the refs inside them, which queues more releases
             # (so no local name may keep one alive past this point).
-            del freed, orphaned, obj, a
+            del freed, orphaned, a
+
+    def _unreferenced(self, rq):
+        """Count off the refs deleted since the last drain (all of ``rq``, one batch);
+        returns the objects no ref names any more, removed from ``objects``."""
+        drops = collections.Counter()
+        while rq:
+            drops[rq.popleft()] += 1
+        freed = []
+        for oid, n in drops.items():
+            obj = self.objects.get(oid)
+            if obj is not None:
+                obj.refs -= n
+                if obj.refs <= 0:
+                    freed.append(self.objects.pop(oid))
+        return freed
 
     def _new_ref(self, oid, blob, contained=(), dynamic=False):
         with self.lock:
@@ -612,21 +616,28 @@ class LocalClient(ActorsMixin, HeadMixin):
         self.drain_releases()
         task_id = ids.new_task_id()
         prepared = self._prepare_args(args, kwargs)
-        returned, stream = self._allocate(task_id, opts.num_returns)
+        return self._submit(task_id, opts.num_returns, prepared,
+                            lambda: self._run_task(fn.obj, task_id, prepared, opts),
+                            f"the task {opts.name}", pg=opts.pg, resources=opts.resources)
+
+    def _submit(self, task_id, num_returns, prepared, body, what, pg=None, resources=None,
+                actor_id=None):
+        """Run ``body`` (-> its Outcome) now, or once nothing holds the call back;
+        returns the call's refs (or generator), which get the outcome."""
+        returned, stream = self._allocate(task_id, num_returns)
 
         def run():
             try:
-                outcome = self._run_task(fn.obj, task_id, prepared, opts)
-            except KeyboardInterrupt:   # Ctrl-C in the task: it counts as cancelled
-                self._finish(task_id, opts.num_returns, cancelled_outcome(task_id), stream)
+                outcome = body()
+            except KeyboardInterrupt:   # Ctrl-C in the call: it counts as cancelled
+                self._finish(task_id, num_returns, cancelled_outcome(task_id), stream)
                 raise
-            self._finish(task_id, opts.num_returns, outcome, stream)
+            self._finish(task_id, num_returns, outcome, stream)
 
         def cancel():
-            self._finish(task_id, opts.num_returns, cancelled_outcome(task_id), stream)
-        self._run_or_block(Blocked(run, [r for _, r in prepared.arg_refs], opts.pg,
-                                    opts.resources, task_id=task_id, cancel=cancel),
-                           f"the task {opts.name}")
+            self._finish(task_id, num_returns, cancelled_outcome(task_id), stream)
+        self._run_or_block(Blocked(run, [r for _, r in prepared.arg_refs], pg, resources,
+                                   actor_id=actor_id, task_id=task_id, cancel=cancel), what)
         return returned
 
     def _pg_removed(self, pg):

@@ -11,6 +11,7 @@ import os
 import threading
 
 from minray.object_ref import ObjectRef
+from minray._private.client import core_client as client_records
 from minray._private.core import execution
 from minray._private.scheduling import resources as sched
 
@@ -34,17 +35,14 @@ class LocalObject:
         self.callbacks = []           # on_ready futures waiting for a pending value
 
 
-class Stream:
-    """The items of a streaming task (what ObjectRefGenerator reads)."""
+class Stream(client_records.Stream):
+    """The items of a streaming task (what ObjectRefGenerator reads), as the
+    process runtime keeps them, plus the refs that completed() handed out."""
 
-    __slots__ = ("task_id", "items", "finished", "waiters", "error_blob", "done_refs")
+    __slots__ = ("done_refs",)
 
     def __init__(self, task_id):
-        self.task_id = task_id
-        self.items = []
-        self.finished = False
-        self.waiters = []
-        self.error_blob = None
+        super().__init__(task_id)
         self.done_refs = []           # pending refs from completed(), filled at the end
 
 
