@@ -150,6 +150,7 @@ def test_retry_exceptions_with_a_class_defined_in_a_function(ray_module, tmp_pat
     assert (tmp_path / "task").read_text() == "4"     # the KeyError ran once
 
 
+@pytest.mark.both_backends
 def test_retry_exceptions_for_actor_methods(ray_module):
     class Flaky(Exception):
         pass

@@ -15,7 +15,7 @@ import inspect
 import os
 
 from minray import exceptions
-from minray._private.core import execution, ids
+from minray._private.core import execution, ids, retry
 from minray._private.head.tables import not_found_error
 from minray._private.objects import serialization
 from minray._private.local.records import (
@@ -115,12 +115,24 @@ class ActorsMixin:
                             actor_id=actor_id)
 
     def _run_actor_call(self, a, task_id, method, prepared, opts):
+        """Run one call; again while retry_exceptions allows it and max_task_retries
+        lasts (core/retry.py's decision, as the process runtime's submitter makes it)."""
+        retries_left = getattr(opts, "max_task_retries", 0) or 0
+        while True:
+            outcome, retryable = self._actor_call_once(a, task_id, method, prepared, opts)
+            decision = retry.decide(retries_left, retryable)
+            if not decision.retry or a.state == "DEAD":
+                return outcome
+            retries_left = decision.retries_left
+
+    def _actor_call_once(self, a, task_id, method, prepared, opts):
+        """(Outcome, whether its error may be retried)."""
         name = f"{a.class_name}.{method}"
         n = opts.num_returns
         try:
             args, kwargs = self._load_args(prepared)
         except ArgFailed as failed:
-            return Outcome("error", error=failed.blob)
+            return Outcome("error", error=failed.blob), False
         incarnation = a.incarnation
         ctx = TaskContext(task_id, name, a.opts.resources, actor_id=a.actor_id,
                            attempt=a.num_restarts, pg=a.opts.pg)
@@ -144,7 +156,7 @@ class ActorsMixin:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:
-                failure = self._actor_call_failed(a, name, exc)
+                failure = self._actor_call_failed(a, name, exc, opts.retry_exceptions)
                 if failure is None:
                     raise
                 incarnation = a.incarnation
@@ -152,26 +164,28 @@ class ActorsMixin:
                 del args, kwargs
         if failure is None and a.incarnation != incarnation and a.cause is not None:
             # Killed while this call ran (e.g. ray.kill on itself): the call is lost.
-            return Outcome("error", error=a.cause)
+            return Outcome("error", error=a.cause), False
         if failure is None:
-            return outcome
-        blob = execution.error_blob(failure)
+            return outcome, False
+        blob = execution.error_blob(failure.error)
         if n == "streaming":
-            return Outcome("stream", values=items + [(blob, ())])
-        return Outcome("error", error=blob)
+            return Outcome("stream", values=items + [(blob, ())]), False
+        retryable = failure.kind == execution.APPLICATION_ERROR and failure.retryable
+        return Outcome("error", error=blob), retryable
 
-    def _actor_call_failed(self, a, name, exc):
-        """The error a failed actor call returns; ends the actor if the call exited it."""
+    def _actor_call_failed(self, a, name, exc, retry_exceptions):
+        """What a failed actor call means (a Failure); ends the actor if the call exited it."""
         if not isinstance(exc, (Exception, SystemExit, execution.ActorExit)):
             return None
-        failure = execution.classify(exc, name, os.getpid(), actor=execution.ActorIdentity(
-            a.class_name, a.actor_id.hex(), actor_repr(a)))
+        failure = execution.classify(exc, name, os.getpid(), retry_exceptions,
+                                     actor=execution.ActorIdentity(
+                                         a.class_name, a.actor_id.hex(), actor_repr(a)))
         if failure.kind == execution.PROCESS_EXIT:
             # In a worker this ends the process: the actor restarts if it may.
             self._crash_actor(a, f"its process exited (sys.exit({exc.code!r}))")
         elif failure.kind == execution.ACTOR_EXIT:
             self._exit_actor(a, "exit_actor() was called")
-        return failure.error
+        return failure
 
     async def _async_call(self, fn, args, kwargs, n, items, name):
         if n in ("streaming", "dynamic") and inspect.isasyncgenfunction(fn):
