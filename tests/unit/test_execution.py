@@ -37,7 +37,7 @@ ARG_ROWS = [
 
 @pytest.mark.parametrize("args,kwargs,exp_args,exp_kwargs,refs", ARG_ROWS)
 def test_placeholders_and_resolve_round_trip(args, kwargs, exp_args, exp_kwargs, refs):
-    p = call_args.placeholders(args, kwargs, is_ref)
+    p = call_args.placeholders(args, kwargs, Ref)
     assert p.args == exp_args and p.kwargs == exp_kwargs
     assert [r for _, r in p.arg_refs] == refs
     assert [pos for pos, _ in p.arg_refs] == list(range(len(refs)))
@@ -54,7 +54,7 @@ def test_placeholders_and_resolve_round_trip(args, kwargs, exp_args, exp_kwargs,
 
 def test_placeholders_leave_the_callers_kwargs_alone():
     kwargs = {"k": Ref("a")}
-    call_args.placeholders((), kwargs, is_ref)
+    call_args.placeholders((), kwargs, Ref)
     assert kwargs == {"k": Ref("a")}
 
 

@@ -1245,7 +1245,7 @@ class CoreClient:
     # ================================================================== tasks
     def _prepare_args(self, args, kwargs):
         """Pickle (args, kwargs); top-level refs become placeholders resolved at dispatch."""
-        args, kwargs, arg_refs = call_args.placeholders(args, kwargs, _is_ref)
+        args, kwargs, arg_refs = call_args.placeholders(args, kwargs, ObjectRef)
         if not args and not kwargs:
             return _EMPTY_ARGS, arg_refs, []
         try:
@@ -2264,10 +2264,6 @@ class CoreClient:
 
 
 _EMPTY_ARGS = serialization.dumps_inline(((), {}))
-
-
-def _is_ref(value):
-    return type(value) is ObjectRef
 
 
 def _busy(conn):

@@ -7,14 +7,16 @@ A top-level ObjectRef argument is passed to the function as its value (Ray's
 rule); a ref nested in a list or dict stays a ref.  The submitter (CoreClient,
 or local mode) swaps each top-level ref for an :class:`ArgRef` holding its
 position, and the runner (a worker, or local mode) swaps the values back in.
-Pure: no I/O; ``is_ref`` says what counts as a ref, so this module needs no
-runtime types.
+Pure: no I/O; the caller passes the ref type (``ObjectRef``), so this module
+needs no runtime types.  (An exact type test, not isinstance or a callback: this
+runs on every submission.)
 
 Example::
 
-    >>> p = placeholders((1, "ref-a"), {"k": "ref-b"}, lambda v: str(v).startswith("ref"))
+    >>> class Ref(str): pass
+    >>> p = placeholders((1, Ref("a")), {"k": Ref("b")}, Ref)
     >>> p.args, p.kwargs, p.arg_refs
-    ((1, ArgRef(0)), {'k': ArgRef(1)}, [(0, 'ref-a'), (1, 'ref-b')])
+    ((1, ArgRef(0)), {'k': ArgRef(1)}, [(0, 'a'), (1, 'b')])
     >>> resolve(p.args, p.kwargs, {0: 10, 1: 20})
     ((1, 10), {'k': 20})
 """
@@ -50,22 +52,22 @@ class Placeholders(NamedTuple):
     arg_refs: list   # [(position, ref)], positions 0, 1, ... in order
 
 
-def placeholders(args, kwargs, is_ref) -> Placeholders:
-    """Swap each top-level ref in ``args``/``kwargs`` (``is_ref(v)``) for an ArgRef."""
+def placeholders(args, kwargs, ref_type) -> Placeholders:
+    """Swap each top-level ``ref_type`` instance in ``args``/``kwargs`` for an ArgRef."""
     arg_refs = []
-    if any(is_ref(a) for a in args):
+    if any(type(a) is ref_type for a in args):
         new_args = []
         for a in args:
-            if is_ref(a):
+            if type(a) is ref_type:
                 new_args.append(ArgRef(len(arg_refs)))
                 arg_refs.append((len(arg_refs), a))
             else:
                 new_args.append(a)
         args = tuple(new_args)
-    if kwargs and any(is_ref(v) for v in kwargs.values()):
+    if kwargs and any(type(v) is ref_type for v in kwargs.values()):
         kwargs = dict(kwargs)
         for k, v in kwargs.items():
-            if is_ref(v):
+            if type(v) is ref_type:
                 kwargs[k] = ArgRef(len(arg_refs))
                 arg_refs.append((len(arg_refs), v))
     return Placeholders(args, kwargs, arg_refs)

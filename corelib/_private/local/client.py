@@ -59,7 +59,7 @@ from minray._private.local.head import HeadMixin
 from minray._private.local.records import (
     TOKEN_SUFFIX, NONE_BLOB, WARN_BLOCKED_GET_S, LocalObject, Stream, TaskContext, Frame,
     Prepared, ArgFailed, Outcome, Blocked, cancelled_outcome, environment, merged_env,
-    with_gpus, is_ref, error_item)
+    with_gpus, error_item)
 
 
 class LocalClient(ActorsMixin, HeadMixin):
@@ -414,7 +414,7 @@ class LocalClient(ActorsMixin, HeadMixin):
     # ============================================================== arguments
     def _prepare_args(self, args, kwargs):
         """Pickle (args, kwargs); top-level refs become placeholders for their values."""
-        args, kwargs, arg_refs = call_args.placeholders(args, kwargs, is_ref)
+        args, kwargs, arg_refs = call_args.placeholders(args, kwargs, ObjectRef)
         if not args and not kwargs:
             return Prepared(None, arg_refs, [])
         try:

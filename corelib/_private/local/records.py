@@ -10,7 +10,6 @@ import contextlib
 import os
 import threading
 
-from minray.object_ref import ObjectRef
 from minray._private.client import core_client as client_records
 from minray._private.core import execution
 from minray._private.scheduling import resources as sched
@@ -218,10 +217,6 @@ def with_gpus(env_vars, charge):
     if not gpu_ids:
         return env_vars
     return dict(env_vars, CUDA_VISIBLE_DEVICES=",".join(str(i) for i in gpu_ids))
-
-
-def is_ref(value):
-    return type(value) is ObjectRef
 
 
 def error_item(name, exc):
