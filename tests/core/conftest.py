@@ -45,15 +45,3 @@ def ray_module(request):
     ctx = minray.init(num_cpus=4, local_mode=local)
     yield ctx
     minray.shutdown()
-
-
-@pytest.fixture
-def backend(request):
-    """"local" or "process": which backend this test runs on (for the few lines
-    where the two legitimately differ, e.g. a pid)."""
-    return "local" if minray.is_initialized() and _is_local() else "process"
-
-
-def _is_local():
-    from minray._private import state
-    return getattr(state.current_client(), "kind", None) == "local"
