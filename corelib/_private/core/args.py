@@ -45,6 +45,9 @@ class ArgRef:
         return f"ArgRef({self.pos})"
 
 
+_new_record = tuple.__new__
+
+
 class Placeholders(NamedTuple):
     """Arguments with their top-level refs swapped out, and those refs by position."""
     args: tuple
@@ -70,7 +73,8 @@ def placeholders(args, kwargs, ref_type) -> Placeholders:
             if type(v) is ref_type:
                 kwargs[k] = ArgRef(len(arg_refs))
                 arg_refs.append((len(arg_refs), v))
-    return Placeholders(args, kwargs, arg_refs)
+    return _new_record(Placeholders, (args, kwargs, arg_refs))   # (hot: skips __new__'s
+    #                                                                 keyword handling)
 
 
 def resolve(args, kwargs, values: Any):
