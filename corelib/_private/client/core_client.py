@@ -28,7 +28,7 @@ import weakref
 
 from minray import _ext, exceptions
 from minray.object_ref import ObjectRef, ObjectRefGenerator
-from minray._private.core import ids, validation
+from minray._private.core import args as call_args, ids, validation
 from minray._private.objects import serialization, shm
 from minray._private.net import transport
 from minray._private.net import protocol as P
@@ -269,18 +269,6 @@ class ActorQueue:
         self.max_task_retries = max_task_retries
         self.num_restarts = 0
         self.connecting = False
-
-
-class _ArgRef:
-    """Stands in for a top-level ObjectRef argument inside the pickled args."""
-
-    __slots__ = ("pos",)
-
-    def __init__(self, pos):
-        self.pos = pos
-
-    def __reduce__(self):
-        return (_ArgRef, (self.pos,))
 
 
 class CoreClient:
@@ -1257,22 +1245,7 @@ class CoreClient:
     # ================================================================== tasks
     def _prepare_args(self, args, kwargs):
         """Pickle (args, kwargs); top-level refs become placeholders resolved at dispatch."""
-        arg_refs = []
-        if any(type(a) is ObjectRef for a in args):
-            new_args = []
-            for a in args:
-                if type(a) is ObjectRef:
-                    arg_refs.append((len(arg_refs), a))
-                    new_args.append(_ArgRef(len(arg_refs) - 1))
-                else:
-                    new_args.append(a)
-            args = tuple(new_args)
-        if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
-            kwargs = dict(kwargs)
-            for k, v in kwargs.items():
-                if type(v) is ObjectRef:
-                    arg_refs.append((len(arg_refs), v))
-                    kwargs[k] = _ArgRef(len(arg_refs) - 1)
+        args, kwargs, arg_refs = call_args.placeholders(args, kwargs, ObjectRef)
         if not args and not kwargs:
             return _EMPTY_ARGS, arg_refs, []
         try:
