@@ -32,20 +32,13 @@ class Actors:
             "config", {}).get("namespace")
         opts["namespace"] = ns
         if name:
-            existing = self.named_actor(ns, name)
-            if existing is not None and self.actors[existing].state != "DEAD":
-                if opts.get("get_if_exists"):
-                    a = self.actors[existing]
-                    self.objects.borrow(token_oid(existing), info["client_id"])
-                    return ("existing", existing, a.meta)
-                raise ValueError(f"The name {name} (namespace={ns}) is already taken by "
-                                 "another actor. Pick another name, pass "
-                                 "get_if_exists=True, or kill the existing actor first.")
+            claim = self.claim_name(ns, name, actor_id, opts.get("get_if_exists"))
+            if not claim.created:
+                self.objects.borrow(token_oid(claim.actor_id), info["client_id"])
+                return ("existing", claim.actor_id, self.actors[claim.actor_id].meta)
         a = ActorInfo(actor_id, spec, info["client_id"], info["job_id"])
         self.actors[actor_id] = a
         a.subscribers.add(conn)
-        if name:
-            self.bind_name(ns, name, actor_id)
         tok = self.objects.entry(token_oid(actor_id))
         tok.owner, tok.state, tok.blob = info["client_id"], 1, b"P" + b"N."
         if spec.get("creation_error"):
