@@ -29,6 +29,10 @@ import weakref
 from minray import _ext, exceptions
 from minray.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import ids, validation
+from minray._private.core import submit_queue as sq
+from minray._private.core.submit_queue import (FailTasks, LeasedWorker, Refill,
+                                               RequestLeases, ReturnLease, SchedulingQueue,
+                                               SendTask, Steal, WithdrawLeases)
 from minray._private.objects import serialization, shm
 from minray._private.net import transport
 from minray._private.net import protocol as P
@@ -40,25 +44,13 @@ _get_ident = threading.get_ident
 # Callers may read their own replies (see CoreClient._read_direct); needs poll().
 _DIRECT_READS = hasattr(select, "poll")
 
-IDLE_LEASE_S = 0.5
 # Large segments a producer keeps mapped for reuse (see CoreClient._keep_write_map).
 WRITE_MAP_MIN = 8 << 20
 WRITE_MAP_BYTES = 512 << 20
 WRITE_MAP_COUNT = 4
-MAX_LEASE_REQUESTS = 16
-# Tasks of a function measured as short (and never blocking in get; see
-# FunctionInfo.pipelinable) are pipelined: up to PIPELINE_DEPTH of them wait in
-# a worker's socket, which hides the round trip.  Anything else goes one at a
-# time, so a long task never holds up short ones queued behind it, and a task
-# never waits behind one it needs.
-PIPELINE_DEPTH = 8
-# A pipelined task that runs this much longer than its function's average (and
-# at least STEAL_AFTER_S) is an overrun: the tasks queued behind it are taken back
-# from the worker (unrun) and go to other workers.
-STEAL_AFTER_S = 0.05
+# Pipelining, lease and steal policy: see core/submit_queue.py.
 DONE_BLOCKED = 1    # DONE flags: the task blocked in get()/wait()
 DONE_RETIRING = 2   # DONE flags: the worker exits after this task (max_calls)
-STEAL_FACTOR = 20
 
 
 class Waiter:
@@ -194,6 +186,16 @@ class TaskRecord:
         self.live_returns = 0             # lineage: its returns in the store still referenced
         self.lineage_args = ()            # lineage: (oid, owner) of its arguments, unpinned
 
+    @property
+    def pipelined(self):
+        """Short and never blocking (FunctionInfo.pipelinable), and not on a
+        worker that retires after max_calls: may wait in a worker's socket."""
+        return self.fn.pipelinable() and not self.opts.raw.get("max_calls")
+
+    @property
+    def avg_s(self):
+        return self.fn.avg_s
+
 
 class Stream:
     """The items of a streaming generator task, as they arrive."""
@@ -206,49 +208,6 @@ class Stream:
         self.finished = False
         self.waiters = []
         self.error_blob = None
-
-
-class LeasedWorker:
-    __slots__ = ("worker_id", "address", "pid", "conn", "queue", "inflight", "fn_ids",
-                 "idle_since", "returning", "gpu_ids", "last_progress", "stealing", "nm",
-                 "send_lock")
-
-    def __init__(self, worker_id, address, pid, queue):
-        self.worker_id = worker_id
-        self.address = address
-        self.pid = pid
-        self.conn = None
-        self.queue = queue
-        self.inflight = {}
-        self.fn_ids = set()
-        self.idle_since = None
-        self.returning = False
-        self.gpu_ids = ()
-        self.last_progress = 0.0   # when it last finished a task (or got one while idle)
-        self.stealing = False
-        self.nm = None             # the node manager that leased it, if not ours (a Connection)
-        # Frames are built and written under this lock: a frame carries a function's
-        # pickle only the first time (fn_ids), so two threads pumping the same worker
-        # must not let the frame without the pickle overtake the one with it.
-        self.send_lock = threading.Lock()
-
-
-class SchedulingQueue:
-    """Ready tasks of one scheduling class (resource shape, placement, environment)."""
-
-    __slots__ = ("key", "resources", "pg", "env_key", "env_vars", "tasks", "workers",
-                 "lease_requests", "lease_req_ids")
-
-    def __init__(self, key, resources, pg, env_key, env_vars):
-        self.key = key
-        self.resources = resources
-        self.pg = pg
-        self.env_key = env_key
-        self.env_vars = env_vars
-        self.tasks = collections.deque()
-        self.workers = []
-        self.lease_requests = 0
-        self.lease_req_ids = set()   # request ids of leases asked for, not yet answered
 
 
 class ActorQueue:
@@ -440,19 +399,20 @@ class CoreClient:
                 cb(False, err)
 
     def _lease_elsewhere(self, q, address):
-        """The node manager sent this lease request on: ask that node instead."""
+        """The node manager sent this lease request on: ask that node instead
+        (already counted in q.lease_requests)."""
         try:
             conn = self._remote_nm(address)
         except (OSError, transport.AuthenticationError) as exc:
             if not self.shutting_down:
                 print(f"minray: cannot reach the node at {address} for a lease: {exc}",
                       file=sys.stderr)
+            with self.lock:
+                q.lease_requests -= 1
             self.loop.call_later(0.2, self._pump, q)
             return
         req_id = next(self.req_seq)
-        with self.lock:
-            q.lease_requests += 1
-            q.lease_req_ids.add(req_id)
+        q.lease_req_ids.add(req_id)
         self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars),
                         lambda ok, v, q=q, r=req_id, c=conn: self._on_lease(q, r, ok, v, c),
                         req_id=req_id, conn=conn)
@@ -493,7 +453,7 @@ class CoreClient:
         with self.lock:
             recs = [r for r in self.tasks.values()]
             for q in self.queues.values():
-                q.tasks.clear()
+                sq.pending_tasks(q)   # failed below, through self.tasks
             for aq in self.actor_queues.values():
                 aq.pending.clear()
                 aq.inflight.clear()
@@ -539,46 +499,23 @@ class CoreClient:
         # Others wait for resources: for a while, hand back workers as soon as idle.
         self.lease_pressure_until = time.monotonic() + 1.0
         for q in list(self.queues.values()):
-            for w in list(q.workers):
-                if not w.inflight and not q.tasks:
-                    self._return_lease(w)
+            with self.lock:
+                out = sq.revoke_idle(q)
+            if out:
+                self._carry_out(out)
 
     def _periodic(self):
         if self.shutting_down:
             return
         self.drain_releases()
         now = time.monotonic()
-        pnow = time.perf_counter()
         for q in list(self.queues.values()):
-            for w in list(q.workers):
-                if not w.inflight and w.idle_since is not None and \
-                        now - w.idle_since > IDLE_LEASE_S and not q.tasks:
-                    self._return_lease(w)
-                elif len(w.inflight) > 1 and not w.stealing:
-                    self._maybe_steal(w, pnow)
+            with self.lock:
+                out = sq.tick(q, now)
+            if out:
+                self._carry_out(out)
         self._unstick(only_busy=True)   # replies nobody reads (see _read_direct)
         self.loop.call_later(0.05, self._periodic)
-
-    def _maybe_steal(self, w, now):
-        """Take back the tasks queued behind an overrunning one (see STEAL_AFTER_S)."""
-        recs = list(w.inflight.values())
-        running = recs[0]
-        if now - w.last_progress < max(STEAL_AFTER_S, STEAL_FACTOR * running.fn.avg_s):
-            return
-        running.fn.blocks = True   # its duration is not predictable: stop pipelining it
-        w.stealing = True
-        self.notice_to(w.nm, "steal_tasks", w.worker_id, [r.task_id for r in recs[1:]],
-                    self.client_id)
-
-    def _on_stolen(self, w, task_ids):
-        with self.lock:
-            w.stealing = False
-            recs = [w.inflight.pop(t) for t in task_ids if t in w.inflight]
-            q = w.queue
-            q.tasks.extendleft(reversed(recs))   # back at the front, in order
-        for rec in recs:
-            rec.worker = None
-        self._pump(q)
 
     # ========================================================= reference counts
     def add_local_ref(self, oid):
@@ -1402,72 +1339,85 @@ class CoreClient:
         q = self._scheduling_queue(rec.opts)
         rec.queue = q
         with self.lock:
-            q.tasks.append(rec)
-        self._pump(q)
+            out = sq.task_queued(q, rec, time.monotonic())
+        if out:
+            self._carry_out(out)
 
     def _pump(self, q):
-        sends = []
-        now = time.perf_counter()
         with self.lock:
-            while q.tasks:
-                best = None
-                head = q.tasks[0]
-                depth = PIPELINE_DEPTH if head.fn.pipelinable() and not head.opts.wire[4] \
-                    else 1
-                for w in q.workers:
-                    n = len(w.inflight)
-                    if w.conn is None or w.returning or n >= depth or w.stealing:
-                        continue
-                    if n and not all(r.fn.pipelinable() for r in w.inflight.values()):
-                        continue  # never queue behind a task that may run long
-                    if best is None or n < len(best.inflight):
-                        best = w
-                if best is None:
-                    break
-                rec = q.tasks.popleft()
-                if rec.cancelled:
+            out = sq.pump(q, time.monotonic())
+        if out:
+            self._carry_out(out)
+
+    def _carry_out(self, out, error=None):
+        """Carry out the submit queue's instructions (lock not held): the task
+        frames first, then the lease traffic. ``error`` is the exception a
+        FailTasks instruction reports."""
+        sends = [i for i in out if type(i) is SendTask]
+        if sends:
+            self._send_tasks(sends)
+            if len(sends) == len(out):
+                return
+        for ins in out:
+            kind = type(ins)
+            if kind is SendTask:
+                continue
+            if kind is RequestLeases:
+                q = ins.queue
+                if ins.node is not None:
+                    self._lease_elsewhere(q, ins.node)
                     continue
-                if not best.inflight:
-                    best.last_progress = now
-                best.inflight[rec.task_id] = rec
-                best.idle_since = None
-                rec.worker = best
-                rec.sent_at = now
-                sends.append((best, rec))
-            want = min(len(q.tasks), MAX_LEASE_REQUESTS) - q.lease_requests
-            if want > 0:
-                q.lease_requests += want
-            withdraw = list(q.lease_req_ids) if not q.tasks and q.lease_req_ids else None
+                for _ in range(ins.count):
+                    req_id = next(self.req_seq)
+                    q.lease_req_ids.add(req_id)
+                    self.call_async("request_lease", (q.resources, q.pg, q.env_key,
+                                                      q.env_vars),
+                                    lambda ok, v, q=q, r=req_id: self._on_lease(q, r, ok, v),
+                                    req_id=req_id)
+            elif kind is WithdrawLeases:
+                self.notice("cancel_lease_requests", ins.req_ids)
+            elif kind is Refill:
+                # After the whole batch of replies is read (one write per worker).
+                self._dirty_queues.add(ins.queue)
+            elif kind is ReturnLease:
+                w = ins.worker
+                self.notice_to(w.nm, "return_lease", w.worker_id, False)
+                conn = w.conn
+                w.conn = None
+                if conn is not None:
+                    conn.on_close = None
+                    self.loop.call_soon(self.loop.close_connection, conn)
+            elif kind is Steal:
+                ins.overrun.fn.blocks = True   # unpredictable duration: stop pipelining it
+                w = ins.worker
+                self.notice_to(w.nm, "steal_tasks", w.worker_id, ins.task_ids,
+                               self.client_id)
+            elif kind is FailTasks:
+                blob = serialization.error_blob(error)
+                for rec in ins.tasks:
+                    self._finish_with_error(rec, blob)
+
+    def _send_tasks(self, sends):
         for w, rec in sends:
             if rec.retries_left == 0:
                 # The memory monitor spares workers whose task could not be retried.
                 self.notice("unretriable_task", w.worker_id, rec.task_id, True)
-        if self.sticky and (q.tasks or any(len(w.inflight) > 1 for w, _ in sends)):
+        if self.sticky and (sends[0].worker.queue.tasks or
+                            any(len(w.inflight) > 1 for w, _ in sends)):
             self._unstick()   # not a lone synchronous task: the I/O thread reads replies
         if len(sends) == 1:
             self._send_task(*sends[0])
-        elif sends:
-            by_worker = {}
-            for w, rec in sends:
-                by_worker.setdefault(w, []).append(rec)
-            for w, recs in by_worker.items():
-                with w.send_lock:
-                    frames = [self._task_frame(w, rec) for rec in recs]
-                    try:
-                        w.conn.send_bytes(b"".join(frames))
-                    except transport.ConnectionClosed:
-                        pass  # the close handler retries or fails them
-        if want > 0:
-            for _ in range(want):
-                req_id = next(self.req_seq)
-                q.lease_req_ids.add(req_id)
-                self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars),
-                                lambda ok, v, q=q, r=req_id: self._on_lease(q, r, ok, v),
-                                req_id=req_id)
-        elif withdraw:
-            # Nothing left to run: leases still asked for would only sit at the node
-            # manager and make it reclaim idle workers (ours included) for nobody.
-            self.notice("cancel_lease_requests", withdraw)
+            return
+        by_worker = {}
+        for w, rec in sends:
+            by_worker.setdefault(w, []).append(rec)
+        for w, recs in by_worker.items():
+            with w.send_lock:
+                frames = [self._task_frame(w, rec) for rec in recs]
+                try:
+                    w.conn.send_bytes(b"".join(frames))
+                except transport.ConnectionClosed:
+                    pass  # the close handler retries or fails them
 
     def _task_frame(self, w, rec):
         fn = rec.fn
@@ -1551,40 +1501,34 @@ class CoreClient:
 
     def _on_lease(self, q, req_id, ok, value, via=None):
         with self.lock:
-            q.lease_requests -= 1
-            q.lease_req_ids.discard(req_id)
-        if not ok and isinstance(value, exceptions.RaySystemError):
-            # The node manager is gone: no retry storm; what waits here fails.
-            with self.lock:
-                doomed = list(q.tasks) if self.nm_lost or self.nm.closed else []
-                for rec in doomed:
-                    q.tasks.remove(rec)
-            blob = serialization.error_blob(value)
-            for rec in doomed:
-                self._finish_with_error(rec, blob)
-            return
-        if not ok and isinstance(value, P.LeaseCancelled):
-            # Withdrawn by us; tasks queued since then may have counted on it.
-            self._pump(q)
-            return
+            sq.lease_answered(q, req_id)
         if not ok:
-            if isinstance(value, exceptions.TaskUnschedulableError):
-                with self.lock:
-                    doomed = list(q.tasks)
-                    q.tasks.clear()
-                blob = serialization.error_blob(value)
-                for rec in doomed:
-                    self._finish_with_error(rec, blob)
-                return
-            if not isinstance(value, exceptions.WorkerCrashedError) and not self.shutting_down:
-                print(f"minray: lease request failed: {value!r}", file=sys.stderr)
-            self._pump(q)
+            if isinstance(value, exceptions.RaySystemError):
+                # The node manager is gone: no retry storm; what waits here fails.
+                reason = sq.LEASE_NODE_GONE if self.nm_lost or self.nm.closed \
+                    else sq.LEASE_DROPPED
+            elif isinstance(value, P.LeaseCancelled):
+                reason = sq.LEASE_WITHDRAWN   # tasks queued since then may count on it
+            elif isinstance(value, exceptions.TaskUnschedulableError):
+                reason = sq.LEASE_UNSCHEDULABLE
+            else:
+                reason = sq.LEASE_FAILED
+                if not isinstance(value, exceptions.WorkerCrashedError) and \
+                        not self.shutting_down:
+                    print(f"minray: lease request failed: {value!r}", file=sys.stderr)
+            with self.lock:
+                out = sq.lease_refused(q, reason, time.monotonic())
+            if out:
+                self._carry_out(out, error=value)
             return
         if value[0] == "spill":
-            self._lease_elsewhere(q, value[2])
+            with self.lock:
+                out = sq.lease_spilled(q, value[2])
+            self._carry_out(out)
             return
         worker_id, address, pid, gpu_ids = value
         w = LeasedWorker(worker_id, address, pid, q)
+        w.send_lock = threading.Lock()
         w.gpu_ids = gpu_ids
         w.nm = via
         try:
@@ -1598,24 +1542,9 @@ class CoreClient:
         w.conn.send(P.HELLO, (self.client_id,))
         self.loop.add_connection(w.conn, self._on_worker_frame, self._on_worker_closed)
         with self.lock:
-            q.workers.append(w)
-            w.idle_since = time.monotonic()
-        self._pump(q)
-
-    def _return_lease(self, w):
-        q = w.queue
-        with self.lock:
-            if w.inflight or w.returning:
-                return
-            w.returning = True
-            if w in q.workers:
-                q.workers.remove(w)
-        self.notice_to(w.nm, "return_lease", w.worker_id, False)
-        conn = w.conn
-        w.conn = None
-        if conn is not None:
-            conn.on_close = None
-            self.loop.call_soon(self.loop.close_connection, conn)
+            out = sq.worker_joined(q, w, time.monotonic())
+        if out:
+            self._carry_out(out)
 
     def _on_worker_frame(self, conn, kind, msg):
         if kind == P.DONE:
@@ -1623,7 +1552,11 @@ class CoreClient:
         elif kind == P.GEN_ITEM:
             self._on_gen_item(msg)
         elif kind == P.STOLEN:
-            self._on_stolen(conn.info["worker"], msg[0])
+            w = conn.info["worker"]
+            with self.lock:
+                out = sq.tasks_stolen(w.queue, w, msg[0], time.monotonic())
+            if out:
+                self._carry_out(out)
         elif kind == P.VALUE:
             # A ref owned on another node came back inside a result: make its value
             # findable here, as its owner did on its own node.
@@ -1635,19 +1568,12 @@ class CoreClient:
 
     def _on_task_done(self, w, msg):
         task_id, results, contained, retryable, flags = msg
+        q = w.queue
+        now = time.monotonic()
         with self.lock:
-            rec = w.inflight.pop(task_id, None)
-            if not w.inflight:
-                w.idle_since = time.monotonic()
-            if flags & DONE_RETIRING:
-                # The worker reached max_calls and exits: send it nothing more.
-                w.returning = True
-                if w in w.queue.workers:
-                    w.queue.workers.remove(w)
+            rec = sq.task_done(q, w, task_id, flags & DONE_RETIRING, now)
         if rec is None:
             return
-        now = time.perf_counter()
-        w.last_progress = now
         rec.fn.observe(now - rec.sent_at, bool(flags & DONE_BLOCKED))
         if rec.retries_left == 0:
             self.notice("unretriable_task", w.worker_id, task_id, False)
@@ -1655,7 +1581,6 @@ class CoreClient:
             if rec.retries_left > 0:
                 rec.retries_left -= 1
             self._enqueue_task(rec)
-            self._pump(w.queue)
             return
         self.tasks.pop(task_id, None)
         if rec.stream is not None:
@@ -1674,12 +1599,10 @@ class CoreClient:
                     self.notice("object_lost", oid, blob)
         if w.returning:
             return
-        if not w.inflight and not w.queue.tasks and \
-                time.monotonic() < self.lease_pressure_until:
-            self._return_lease(w)
-            return
-        # Refill this worker after the whole batch of replies is read (one write).
-        self._dirty_queues.add(w.queue)
+        with self.lock:
+            out = sq.after_done(q, w, time.monotonic(), self.lease_pressure_until)
+        if out:
+            self._carry_out(out)
 
     def _keep_lineage(self, rec, results):
         """Keep the spec of a task whose results went to the store, to rebuild them.
@@ -1799,10 +1722,7 @@ class CoreClient:
             return
         q = w.queue
         with self.lock:
-            lost = list(w.inflight.values())
-            w.inflight.clear()
-            if w in q.workers:
-                q.workers.remove(w)
+            lost = sq.worker_lost(q, w)
         for rec in lost:
             self._task_lost(rec, f"The worker (pid={w.pid}) running this task died "
                                  "unexpectedly: killed by a signal (SIGKILL, the OOM killer, "
@@ -1920,8 +1840,8 @@ class CoreClient:
         with self.lock:
             w = rec.worker
             queued = w is None
-            if rec.queue is not None and rec in rec.queue.tasks:
-                rec.queue.tasks.remove(rec)
+            if rec.queue is not None:
+                sq.cancel_queued(rec.queue, rec)
         if queued:
             self._finish_with_error(rec, serialization.error_blob(
                 exceptions.TaskCancelledError(task_id.hex())))
