@@ -29,6 +29,7 @@ import weakref
 from minray import _ext, exceptions
 from minray.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import ids, validation
+from minray._private.core import ownership
 from minray._private.core import submit_queue as sq
 from minray._private.core.submit_queue import (FailTasks, LeasedWorker, Refill,
                                                RequestLeases, ReturnLease, SchedulingQueue,
@@ -539,7 +540,7 @@ class CoreClient:
                 # Not known here (or our own state was freed while the value that
                 # contains it lived on): borrow it like anyone else's.
                 st = self.objects[oid] = ObjectState(False, owner)
-            if not st.owned and not st.borrowed:
+            if ownership.needs_borrow(st.owned, st.borrowed):
                 st.borrowed = register = True
         if register:
             if threading.current_thread() is self.loop.thread:
@@ -564,24 +565,24 @@ class CoreClient:
                 st.local_refs -= 1
                 if st.local_refs > 0:
                     continue
-                if st.blob is None and st.owned and st.exported:
-                    # Others hold it and wait for its value: keep the state until the
-                    # value arrives and is published (see _complete), then let go.
-                    st.dropped = True
+                blob = st.blob
+                act = ownership.release(st.owned, st.exported, st.is_token,
+                                        blob is not None and blob[0] == TAG_SHM,
+                                        blob is None, st.contained, st.borrowed)
+                if act.keep:
+                    st.dropped = True   # let go once published (see _complete)
                     continue
                 del self.objects[oid]
-                if st.owned:
-                    if st.exported or st.is_token or (st.blob is not None and
-                                                      st.blob[0] == TAG_SHM):
-                        owner_release.append(oid)
-                        if st.blob is not None and st.blob[0] == TAG_SHM:
-                            forgotten.append(self._forget_lineage(oid))
-                            where = serialization.remote_address(st.blob)
-                            if where is not None:
-                                elsewhere.append((where, oid))
-                    if st.contained:
-                        release_holds.append(oid)
-                elif st.borrowed:
+                if act.owner_release:
+                    owner_release.append(oid)
+                if act.forget_lineage:
+                    forgotten.append(self._forget_lineage(oid))
+                    where = serialization.remote_address(blob)
+                    if where is not None:
+                        elsewhere.append((where, oid))
+                if act.release_holds:
+                    release_holds.append(oid)
+                if act.unborrow:
                     unborrow.append(oid)
         if owner_release:
             self.notice("owner_release", owner_release)
@@ -604,7 +605,7 @@ class CoreClient:
         rec = self.lineage.get(oid[:16])
         if rec is not None:
             rec.live_returns -= 1
-            if rec.live_returns <= 0:
+            if ownership.lineage_released(rec.live_returns):
                 return self.lineage.pop(oid[:16])
         return None
 
@@ -742,29 +743,32 @@ class CoreClient:
             return
         if st is None:
             # Nobody refers to it anymore: free what the value holds.
-            if blob[0] == TAG_SHM:
-                self.notice("owner_release", [oid])
-            if contained:
-                self.notice("release_holds", [oid])
+            self._late_release(oid, ownership.late_value(blob[0] == TAG_SHM, contained,
+                                                         False))
             return
         if st.remote_nms:
             self._publish_remote(oid, blob, st.remote_nms)
         if exported:
             self.notice("publish", oid, self.client_id, blob)
             if st.dropped:
+                act = ownership.late_value(blob[0] == TAG_SHM, contained, True)
                 with self.lock:
                     if self.objects.get(oid) is st and st.local_refs <= 0:
                         del self.objects[oid]
-                        if blob[0] == TAG_SHM:
+                        if act.forget_lineage:
                             forgotten = self._forget_lineage(oid)  # noqa: F841 (released here)
-                self.notice("owner_release", [oid])
-                if contained:
-                    self.notice("release_holds", [oid])
+                self._late_release(oid, act)
         for w in waiters:
             if type(w) is Waiter:
                 w.notify()
             else:
                 w(oid)
+
+    def _late_release(self, oid, act):
+        if act.owner_release:
+            self.notice("owner_release", [oid])
+        if act.release_holds:
+            self.notice("release_holds", [oid])
 
     def _dynamic_value(self, oid, blob):
         """A dynamic generator's items arrived: own each, and make the generator value."""
@@ -1577,9 +1581,9 @@ class CoreClient:
         rec.fn.observe(now - rec.sent_at, bool(flags & DONE_BLOCKED))
         if rec.retries_left == 0:
             self.notice("unretriable_task", w.worker_id, task_id, False)
-        if retryable and rec.retries_left != 0 and not rec.cancelled:
-            if rec.retries_left > 0:
-                rec.retries_left -= 1
+        verdict = ownership.retry(rec.retries_left, True, rec.cancelled) if retryable else None
+        if verdict is not None and verdict.again:
+            rec.retries_left = verdict.retries_left
             self._enqueue_task(rec)
             return
         self.tasks.pop(task_id, None)
@@ -1614,25 +1618,14 @@ class CoreClient:
         if rec.task_id in self.lineage:
             rec.pins = []            # a rebuild finished: let go of its arguments again
             return
-        if rec.opts.num_returns == "dynamic" or rec.opts.max_retries == 0:
-            return
         n = sum(1 for b in results if b[0] == TAG_SHM)
-        if n:
+        if ownership.keep_lineage(rec.opts.num_returns == "dynamic", rec.opts.max_retries, n):
             rec.live_returns = n
             refs = list(rec.pins) + [r for _, r in rec.arg_refs]
             rec.lineage_args = [(r._id, r._owner) for r in refs]   # unpinned
             rec.pins, rec.arg_refs = [], []
             with self.lock:
                 self.lineage[rec.task_id] = rec
-
-    def _pin_lineage_args(self, rec):
-        """Re-pin a lineage task's arguments for a rebuild; False if one was freed."""
-        with self.lock:
-            alive = all(self.objects.get(oid) is not None for oid, _ in rec.lineage_args)
-        if not alive:
-            return False
-        rec.pins = [ObjectRef(oid, owner, self) for oid, owner in rec.lineage_args]
-        return True
 
     def _reconstruct(self, oid):
         """The store lost ``oid``'s value: run the task that made it again.
@@ -1643,45 +1636,47 @@ class CoreClient:
         told, so that borrowers waiting for it get the error too.
         """
         task_id = oid[:16]
-        resubmit = None
         with self.lock:
             st = self.objects.get(oid)
-            if st is None:
-                return False    # freed
-            if st.blob is None:
-                # The node manager asks only after a run sealed a copy that is now
-                # gone, so that run's reply is still on its way to us (it may sit in
-                # a socket that a caller reads itself): rebuild when it arrives.
+            rec = self.lineage.get(task_id)
+            args_alive = rec is not None and all(
+                self.objects.get(arg) is not None for arg, _ in rec.lineage_args)
+            verdict = ownership.reconstruct(
+                st is not None, st is not None and st.blob is None, task_id in self.tasks,
+                rec is not None, rec.retries_left if rec is not None else 0, args_alive,
+                st is not None and st.owned, ids.index_of(oid) == 0)
+            if verdict == ownership.FREED:
+                return False
+            if verdict == ownership.REBUILD_WHEN_REPLIED:
+                # It may sit in a socket that a caller reads itself: rebuild on arrival.
                 self._lost_before_reply.add(oid)
                 return True
-            rec = self.lineage.get(task_id)
-            if task_id in self.tasks:
+            if verdict == ownership.RUNNING:
                 st.blob, st.segment_buf = None, None
                 return True
-            if rec is not None and rec.retries_left != 0:
-                resubmit = rec
-        if resubmit is not None and self._pin_lineage_args(rec):
+        if verdict == ownership.RESUBMIT:
+            # Re-pin the arguments (outside the lock: a ref counts itself under it).
+            rec.pins = [ObjectRef(arg, owner, self) for arg, owner in rec.lineage_args]
             with self.lock:
-                if rec.retries_left > 0:
-                    rec.retries_left -= 1
+                rec.retries_left = ownership.retry(rec.retries_left, True, False).retries_left
                 st.blob, st.segment_buf = None, None
                 rec.worker, rec.cancelled = None, False
                 self.tasks[task_id] = rec
             self._enqueue_task(rec)
             return True
-        if resubmit is not None:
+        if verdict == ownership.LOST_ARGS_FREED:
             err = exceptions.ObjectReconstructionFailedError(oid.hex(), message=(
                 f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
                 f"lost, and an argument of the task that made it ({rec.opts.name or 'a task'}"
                 ") was freed meanwhile, so it cannot run again. Keep the arguments' refs "
                 "alive while you may need the result rebuilt."))
-        elif rec is not None:
+        elif verdict == ownership.LOST_NO_RETRIES:
             err = exceptions.ObjectReconstructionFailedError(oid.hex(), message=(
                 f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
                 f"lost and the task that made it ({rec.opts.name or 'a task'}) has no "
                 "retries left to run again (max_retries). Raise max_retries to allow more "
                 "reconstructions."))
-        elif st.owned and ids.index_of(oid) == 0:
+        elif verdict == ownership.LOST_PUT:
             err = exceptions.ObjectLostError(oid.hex(), message=(
                 f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
                 "lost, and objects made by ray.put() cannot be rebuilt (they have no "
@@ -1735,8 +1730,7 @@ class CoreClient:
             self._finish_with_error(rec, serialization.error_blob(
                 exceptions.TaskCancelledError(rec.task_id.hex())))
         elif rec.retries_left != 0:
-            if rec.retries_left > 0:
-                rec.retries_left -= 1
+            rec.retries_left = ownership.retry(rec.retries_left, True, False).retries_left
             if rec.stream is not None:
                 rec.stream.items.clear()
             self._enqueue_task(rec)
@@ -2073,11 +2067,11 @@ class CoreClient:
             task_id, results, contained, retryable, _ = msg
             with self.lock:
                 rec = aq.inflight.pop(task_id, None)
-                if rec is not None and retryable and rec.retries_left != 0 and \
-                        not rec.cancelled:
+                verdict = ownership.retry(rec.retries_left, True, rec.cancelled) \
+                    if rec is not None and retryable else None
+                if verdict is not None and verdict.again:
                     # retry_exceptions matched and max_task_retries allows: run it again.
-                    if rec.retries_left > 0:
-                        rec.retries_left -= 1
+                    rec.retries_left = verdict.retries_left
                     aq.pending.appendleft(rec)
                     rec = None
                     again = True
@@ -2134,8 +2128,7 @@ class CoreClient:
             if state != "DEAD" and died_at and rec.sent_at > died_at:
                 retry.append(rec)   # sent to a process already dead: never ran, resend
             elif state != "DEAD" and rec.retries_left != 0:
-                if rec.retries_left > 0:
-                    rec.retries_left -= 1
+                rec.retries_left = ownership.retry(rec.retries_left, True, False).retries_left
                 retry.append(rec)
             else:
                 self._finish_with_error(rec, cause if (state == "DEAD" and cause) else
