@@ -12,6 +12,8 @@ module is not importable (not built, or built for another Python).
     ids        task and object ids: generation, return ids, parsing.
     resources  resource accounting: fits / add / subtract, first-fit granting.
     deps       dependency counting: which tasks wait for which objects.
+    submit     the submit queue's pump: which leased worker takes which task
+               (the rest of that unit: minray._private.core.submit_queue).
 
 The modules take and return plain bytes, ints and lists and never reach into
 the runtime, so the test suite compares each pair on random inputs and CI runs
@@ -30,6 +32,7 @@ __all__ = [
     "ids",
     "resources",
     "deps",
+    "submit",
     "load",
     "is_compiled",
     "USING_EXTENSIONS",
@@ -78,8 +81,9 @@ frame = load("frame")
 ids = load("ids")
 resources = load("resources")
 deps = load("deps")
+submit = load("submit")
 
-MODULES = (frame, ids, resources, deps)
+MODULES = (frame, ids, resources, deps, submit)
 
 # True when every module above is the compiled one.
 USING_EXTENSIONS = all(is_compiled(module) for module in MODULES)

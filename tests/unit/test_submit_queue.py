@@ -6,12 +6,32 @@ Each row builds a queue from a compact description:
     queued:  [task names waiting in the queue]
 """
 
+import importlib
+import random
+
 import pytest
 
+import minray._ext
+from minray._ext import submit_py
 from minray._private.core import submit_queue as sq
 from minray._private.core.submit_queue import (FailTasks, LeasedWorker, Refill, RequestLeases,
                                                ReturnLease, SchedulingQueue, SendTask, Steal,
                                                Task, WithdrawLeases)
+
+
+@pytest.fixture(params=["compiled", "twin"])
+def pump(request):
+    """sq.pump is the compiled one unless MINRAY_NO_EXTENSIONS=1; the tables run
+    on both (the compiled one must be built, as in test_ext_hot_path)."""
+    if request.param == "twin":
+        return submit_py.pump
+    if minray._ext.NO_EXTENSIONS:
+        pytest.skip("MINRAY_NO_EXTENSIONS=1: testing the pure-Python twin only")
+    try:
+        return importlib.import_module("minray._ext._submit").pump
+    except ImportError as exc:
+        pytest.fail(f"minray._ext._submit is not built ({exc}); run "
+                    "`python setup.py build_ext --inplace`", pytrace=False)
 
 
 def _task(name):
@@ -87,36 +107,36 @@ PUMP = [
 
 @pytest.mark.parametrize("why,workers,queued,lease_requests,expected", PUMP,
                          ids=[row[0] for row in PUMP])
-def test_pump(why, workers, queued, lease_requests, expected):
+def test_pump(pump, why, workers, queued, lease_requests, expected):
     ids = {7, 9} if expected == "withdraw" else ()
     q = _queue(workers, queued, lease_requests, ids)
-    out = _show(sq.pump(q, now=1.0))
+    out = _show(pump(q, now=1.0))
     if expected == "withdraw":
         expected = [("withdraw", [7, 9])]
     assert out == expected
-    for i in sq.pump(q, now=1.0):   # a second pump changes nothing already decided
+    for i in pump(q, now=1.0):   # a second pump changes nothing already decided
         assert type(i) is not SendTask
 
 
-def test_pump_records_the_send_on_task_and_worker():
+def test_pump_records_the_send_on_task_and_worker(pump):
     q = _queue({"w1": []}, ["a"])
-    [send] = sq.pump(q, now=5.0)
+    [send] = pump(q, now=5.0)
     assert send.task.worker is send.worker and send.task.sent_at == 5.0
     assert send.worker.inflight == {b"a": send.task}
     assert send.worker.idle_since is None and send.worker.last_progress == 5.0
 
 
-def test_cancelled_task_is_skipped():
+def test_cancelled_task_is_skipped(pump):
     q = _queue({"w1": []}, ["a", "b"])
     q.tasks[0].cancelled = True
-    assert _show(sq.pump(q, 0.0)) == [("send", "w1", "b")]
+    assert _show(pump(q, 0.0)) == [("send", "w1", "b")]
 
 
-def test_returning_or_stealing_worker_takes_nothing():
+def test_returning_or_stealing_worker_takes_nothing(pump):
     q = _queue({"w1": [], "w2": ["x*", "y*"]}, ["p*"], lease_requests=1)
     q.workers[0].returning = True
     q.workers[1].stealing = True
-    assert sq.pump(q, 0.0) == []
+    assert pump(q, 0.0) == []
 
 
 LEASE_REFUSED = [
@@ -251,3 +271,33 @@ def test_cancel_queued():
     a = q.tasks[0]
     assert sq.cancel_queued(q, a) and not sq.cancel_queued(q, a)
     assert [t.task_id for t in q.tasks] == [b"b"]
+
+
+def _random_queue(seed):
+    rng = random.Random(seed)
+    spec = {f"w{i}": [f"x{i}{j}" + ("*" if rng.random() < 0.7 else "")
+                      for j in range(rng.randrange(0, 4))]
+            for i in range(rng.randrange(0, 4))}
+    queued = [f"t{i}" + ("*" if rng.random() < 0.7 else "") for i in range(rng.randrange(30))]
+    q = _queue(spec, queued, rng.randrange(0, 20), {1, 2} if rng.random() < 0.5 else ())
+    for w in q.workers:
+        w.returning = rng.random() < 0.1
+        w.stealing = rng.random() < 0.1
+    for t in q.tasks:
+        t.cancelled = rng.random() < 0.05
+    return q
+
+
+def test_pump_twins_agree_on_random_queues():
+    """Parity on random states: same sends, same lease traffic, same state after."""
+    if minray._ext.NO_EXTENSIONS:
+        pytest.skip("MINRAY_NO_EXTENSIONS=1: testing the pure-Python twin only")
+    compiled = importlib.import_module("minray._ext._submit").pump
+    for seed in range(300):
+        results = []
+        for impl in (compiled, submit_py.pump):
+            q = _random_queue(seed)
+            out = _show(impl(q, 1.0))
+            results.append((out, q.lease_requests, [t.task_id for t in q.tasks],
+                            [sorted(w.inflight) for w in q.workers]))
+        assert results[0] == results[1], seed

@@ -42,36 +42,21 @@ Policy, as Ray's direct task submitter has it, with pipelining added:
 """
 
 import collections
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, List, NamedTuple
+
+from minray import _ext
+# pump's instructions and limits are defined with it, in _ext/submit_py.py.
+from minray._ext.submit_py import (MAX_LEASE_REQUESTS, PIPELINE_DEPTH, RequestLeases,
+                                   SendTask, WithdrawLeases)
 
 IDLE_LEASE_S = 0.5
-MAX_LEASE_REQUESTS = 16
-PIPELINE_DEPTH = 8
 STEAL_AFTER_S = 0.05
 STEAL_FACTOR = 20
 
 
 # ---------------------------------------------------------------- instructions
-class SendTask(NamedTuple):
-    """Send ``task`` to ``worker`` (it is already counted in worker.inflight)."""
-    worker: Any
-    task: Any
-
-
-class RequestLeases(NamedTuple):
-    """Ask for ``count`` more workers for ``queue`` (already counted in
-    queue.lease_requests), from ``node`` (an address) or our own node (None)."""
-    queue: Any
-    count: int
-    node: Optional[str]
-
-
-class WithdrawLeases(NamedTuple):
-    """Cancel the lease requests ``req_ids``: nothing is left to run on them."""
-    queue: Any
-    req_ids: List[int]
-
-
+# SendTask(worker, task), RequestLeases(queue, count, node) and
+# WithdrawLeases(queue, req_ids) come with pump, from _ext/submit_py.py.
 class ReturnLease(NamedTuple):
     """Give ``worker`` back to its node manager (already out of queue.workers)."""
     worker: Any
@@ -175,52 +160,8 @@ class Task:
 
 
 # ---------------------------------------------------------------- transitions
-def pump(q, now):
-    """Hand queued tasks to leased workers with room; ask for or withdraw leases.
-
-    Each task goes to the least loaded worker that may take it: one with fewer
-    than the task's depth in flight (PIPELINE_DEPTH when it and everything in
-    the worker are pipelined, else 1), not returning and not being stolen from.
-    """
-    out = []
-    tasks = q.tasks
-    while tasks:
-        best = None
-        best_n = 0
-        depth = PIPELINE_DEPTH if tasks[0].pipelined else 1
-        for w in q.workers:
-            inflight = w.inflight
-            n = len(inflight)
-            if n >= depth or w.returning or w.stealing:
-                continue
-            if n:
-                if best is not None and n >= best_n:
-                    continue
-                if not all(r.pipelined for r in inflight.values()):
-                    continue  # never queue behind a task that may run long
-            if best is None or n < best_n:
-                best, best_n = w, n
-        if best is None:
-            break
-        rec = tasks.popleft()
-        if rec.cancelled:
-            continue
-        if not best.inflight:
-            best.last_progress = now
-        best.inflight[rec.task_id] = rec
-        best.idle_since = None
-        rec.worker = best
-        rec.sent_at = now
-        out.append(SendTask(best, rec))
-    want = min(len(tasks), MAX_LEASE_REQUESTS) - q.lease_requests
-    if want > 0:
-        q.lease_requests += want
-        out.append(RequestLeases(q, want, None))
-    elif not tasks and q.lease_req_ids:
-        # Nothing left to run: leases still asked for would only sit at the node
-        # manager and make it reclaim idle workers (ours included) for nobody.
-        out.append(WithdrawLeases(q, list(q.lease_req_ids)))
-    return out
+# The hot decision, compiled with a readable twin (_ext/_submit.pyx, _ext/submit_py.py).
+pump = _ext.submit.pump
 
 
 def task_queued(q, task, now=0.0):
