@@ -14,7 +14,8 @@ from minray._private.objects import serialization
 from minray._private.net import transport
 from minray._private.net import protocol as P
 from minray._private.observability import task_events
-from minray._private.client.records import (_DIRECT_READS, ObjectState, TaskRecord, Stream,
+from minray._private.client.direct_reads import DIRECT_READS
+from minray._private.client.records import (ObjectState, TaskRecord, Stream,
                                             ActorQueue)
 
 
@@ -138,7 +139,7 @@ class ActorsMixin:
                 self.objects[oid] = st
             aq.pending.append(rec)
         if n == 1:
-            self.last_actor_call = (return_ids[0], aq)   # see _wait_ready
+            self.direct.last_actor_call = (return_ids[0], aq)   # see direct_reads.py
         if arg_refs:
             self._resolve_then(rec, lambda r: self._pump_actor(aq))
         else:
@@ -175,8 +176,8 @@ class ActorsMixin:
             self.loop.call_soon(self._connect_actor, aq)
             return
         conn = aq.conn
-        if len(aq.inflight) > 1 and conn in self.sticky:
-            self._unstick()   # pipelined calls: the I/O thread reads their replies
+        if len(aq.inflight) > 1:
+            self.direct.pipelined(conn)   # the I/O thread reads their replies
         remote = (aq.address or "").startswith("tcp://")
         for rec in sends:
             args_blob, arg_values = rec.args_blob, rec.arg_values
@@ -203,7 +204,7 @@ class ActorsMixin:
                 sock = transport.connect(address, self._token(), timeout=2)
             else:
                 sock = transport.connect_unix(address, timeout=0)
-            conn = transport.Connection(sock, direct_reads=_DIRECT_READS)
+            conn = transport.Connection(sock, direct_reads=DIRECT_READS)
             conn.info["actor"] = aq
             conn.send(P.HELLO, (self.client_id,))
         except OSError:    # transport.ConnectionClosed is one too

@@ -13,7 +13,7 @@ Threads: the caller's thread submits and waits; one I/O thread (``Loop``) reads
 every socket and completes objects.  ``self.lock`` guards the tables; it is
 never held while calling user code or blocking.  One exception to "the I/O
 thread reads": a caller that waits for the reply of the actor call it just made
-reads that actor's socket itself while it waits (see ``_read_direct``), which
+reads that actor's socket itself while it waits (see direct_reads.py), which
 saves a thread wakeup per synchronous actor call.
 
 The client is one class, CoreClient, assembled from parts that each own one
@@ -46,6 +46,7 @@ from minray import _ext
 from minray._private.core import ids
 from minray._private.net import transport
 from minray._private.observability import task_events
+from minray._private.client.direct_reads import DirectReads
 from minray._private.client.records import _EMPTY_ARGS, WRITE_MAP_BYTES, _ArgRef
 from minray._private.client.rpc import RpcMixin
 from minray._private.client.references import ReferencesMixin
@@ -99,15 +100,11 @@ class CoreClient(RpcMixin, ReferencesMixin, GetWaitMixin, SubmissionMixin, Linea
         self.inherited_env = None      # worker: the runtime_env env_vars it runs with
         self.blocked_in_task = False   # worker: did the current task block in get/wait?
         self.current_task = threading.local()
-        self.last_actor_call = None    # (its object id, ActorQueue): see _read_direct
-        # The return id of the last task submitted (never its state: a state can hold
-        # a segment's mapping, which must go with the last ref).
-        self._last_task_oid = None
-        self.sticky = set()            # connections a caller left muted (_read_direct)
         self.loop = transport.Loop(f"minray-{kind}-io")
         self._dirty_queues = set()
         self.loop.batch_end = self._pump_dirty
         self.loop.start()
+        self.direct = DirectReads(self)   # the one owner of muted sockets
         self.job_config = job_config
         self.remote_nms = {}          # "tcp://ip:port" -> Connection to another node's NM
         self.remote_owners = {}       # owner client id -> its node manager's address

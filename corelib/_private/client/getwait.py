@@ -3,9 +3,7 @@
 Part of the core client (see core_client.py): a mixin of CoreClient,
 sharing its tables and lock."""
 
-import select
 import threading
-import time
 import weakref
 
 from minray import exceptions
@@ -13,7 +11,7 @@ from minray.object_ref import ObjectRef
 from minray._private.core import validation
 from minray._private.objects import serialization, shm
 from minray._private.objects.serialization import TAG_ERROR, TAG_SHM
-from minray._private.client.records import _get_ident, Waiter, _WakePipe, ObjectState, _busy
+from minray._private.client.records import Waiter, ObjectState
 
 
 class GetWaitMixin:
@@ -80,18 +78,18 @@ class GetWaitMixin:
                     st.waiters.append(waiter)
             direct = None
             if need == 1 and len(pending) == 1 and pending[0].owned:
-                direct = self._reply_conn(pending[0])
+                direct = self.direct.reply_conn(pending[0])
         for oid in fetch:
             self._fetch_borrowed(oid)
         if direct is None or direct.rlock is None:
-            self._unstick()
+            self.direct.hand_back()   # the I/O thread reads what we wait for
         blocked = self._enter_blocked()
         try:
             ok = None
             if direct is not None and direct.rlock is not None:
                 ok = self._read_direct(direct, waiter, timeout)
             if ok is None:
-                self._unstick()
+                self.direct.hand_back()
                 ok = waiter.wait(timeout)
         finally:
             if blocked:
@@ -120,114 +118,9 @@ class GetWaitMixin:
                         return r
         return True
 
-    def _reply_conn(self, st):
-        """The connection the value of owned, pending ``st`` will arrive on, if known
-        (lock held): the actor of the last call, or the worker running its task."""
-        lc = self.last_actor_call
-        if lc is not None and self.objects.get(lc[0]) is st:
-            return lc[1].conn
-        oid = self._last_task_oid
-        if oid is not None and self.objects.get(oid) is st:
-            rec = self.tasks.get(oid[:16])
-            w = rec.worker if rec is not None else None
-            return w.conn if w is not None else None
-        return None
-
     def _read_direct(self, conn, waiter, timeout):
-        """Wait for ``waiter`` by reading ``conn`` (an actor's socket) on this thread.
-
-        A synchronous actor call's reply would otherwise wake the I/O thread,
-        which then wakes this one.  Here the caller takes the connection from the
-        loop (``Loop.detach``), polls it together with its wake pipe (other
-        threads that complete the object, or close the connection, write there),
-        runs the frames' handlers itself, and gives the connection back.
-        Returns True/False like ``Waiter.wait``, or None when the connection could
-        not be taken (then wait as usual).
-        """
-        rl = conn.rlock
-        if _get_ident() == self.loop.thread.ident or not rl.acquire(False):
-            return None
-        loop = self.loop
-        # Mute state changes only under self.lock: conn.muted says whether the loop
-        # has stopped watching it; self.sticky holds the muted ones nobody reads.
-        with self.lock:
-            self.sticky.discard(conn)
-            if not conn.muted:
-                conn.muted = loop.detach(conn)
-            taken = conn.muted
-        if not taken:
-            rl.release()
-            return None
-        tl = self.current_task
-        wake = getattr(tl, "wake", None)
-        if wake is None:
-            wake = tl.wake = _WakePipe()
-        poll = wake.poll
-        fd = conn.fileno_
-        poll.register(fd, select.POLLIN)
-        waiter.reader = _get_ident()
-        waiter.wake_fd = conn.direct_wake = wake.w
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
-        ok = True
-        try:
-            while waiter.count > 0:
-                if deadline is None:
-                    events = poll.poll()
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        ok = False
-                        break
-                    events = poll.poll(left * 1000.0)
-                for efd, _ in events:
-                    if efd == fd:
-                        loop.read(conn, wake.view)
-                        if self._dirty_queues:
-                            self._pump_dirty()   # what the loop does after a batch
-                    else:
-                        wake.drain()
-                if conn.close_requested or conn.sock is None:
-                    break
-        finally:
-            poll.unregister(fd)
-            waiter.wake_fd = conn.direct_wake = None
-            if conn.close_requested and conn.sock is not None:
-                loop.close_connection(conn)   # asked for while we read it
-            # Nothing else in flight on it: leave it muted, betting that the next
-            # call is waited for the same way (a synchronous loop then costs no
-            # epoll change at all). Any other kind of wait unmutes it first
-            # (_unstick), and so does _periodic as a safety net.
-            with self.lock:
-                if not _busy(conn) and conn.sock is not None and not conn.close_requested:
-                    self.sticky.add(conn)
-                else:
-                    loop.attach(conn)
-                    conn.muted = False
-                rl.release()
-        if ok and waiter.count > 0:
-            return None   # the connection closed: its handlers settle the call
-        if not ok:
-            return False
-        # Consume the wakeup the waiter's lock holds, as Waiter.wait would have.
-        waiter.lock.acquire(False)
-        return True
-
-    def _unstick(self, only_busy=False):
-        """Give the connections a caller left muted back to the I/O thread: some
-        other wait (a future, a dependency, a borrower...) needs their replies read.
-        A connection in ``sticky`` is never being read by a caller (a caller takes it
-        out first, under the same lock), so it can be unmuted here at once."""
-        if not self.sticky:
-            return
-        with self.lock:
-            if only_busy:
-                conns = [c for c in self.sticky if c.sock is None or _busy(c)]
-                self.sticky.difference_update(conns)
-            else:
-                conns, self.sticky = list(self.sticky), set()
-            for conn in conns:
-                self.loop.attach(conn)
-                conn.muted = False
+        """Wait for ``waiter`` by reading ``conn`` on this thread: see direct_reads.py."""
+        return self.direct.read(conn, waiter, timeout)
 
     def _enter_blocked(self):
         if self.kind != "worker" or getattr(self.current_task, "task_id", None) is None:
@@ -374,7 +267,7 @@ class GetWaitMixin:
         if ready:
             fire()
             return
-        self._unstick()
+        self.direct.hand_back()
         if not owned:
             self._fetch_borrowed(ref._id)
 

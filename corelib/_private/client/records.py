@@ -4,17 +4,13 @@ and the small helpers the client's parts share. Data only; the client
 
 import collections
 import os
-import select
 import threading
 
 from minray import exceptions
 from minray._private.objects import serialization, shm
-from minray._private.net import transport
 
 
 _get_ident = threading.get_ident
-# Callers may read their own replies (see CoreClient._read_direct); needs poll().
-_DIRECT_READS = hasattr(select, "poll")
 
 # Large segments a producer keeps mapped for reuse (see CoreClient._keep_write_map).
 WRITE_MAP_MIN = 8 << 20
@@ -78,35 +74,6 @@ class Waiter:
         if timeout is None:
             return self.lock.acquire()
         return self.lock.acquire(timeout=max(timeout, 0))
-
-
-class _WakePipe:
-    """One per thread that reads replies itself: a pipe other threads write to
-    wake it, and the poll set it waits on."""
-
-    __slots__ = ("r", "w", "poll", "view")
-
-    def __init__(self):
-        self.view = memoryview(bytearray(transport.RECV_SIZE))   # its receive buffer
-        self.r, self.w = os.pipe()
-        os.set_blocking(self.r, False)
-        os.set_blocking(self.w, False)
-        self.poll = select.poll()
-        self.poll.register(self.r, select.POLLIN)
-
-    def drain(self):
-        try:
-            while os.read(self.r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-
-    def __del__(self):
-        for fd in (self.r, self.w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 class ObjectState:
@@ -217,12 +184,6 @@ class _ArgRef:
 
 
 _EMPTY_ARGS = serialization.dumps_inline(((), {}))
-
-
-def _busy(conn):
-    """Calls or tasks in flight on this actor or worker connection (lock held)."""
-    owner = conn.info.get("actor") or conn.info.get("worker")
-    return owner is None or bool(owner.inflight) or getattr(owner, "returning", False)
 
 
 def _argument_error(args, kwargs, exc):

@@ -113,7 +113,7 @@ class ReferencesMixin:
 
     def export_refs(self, refs):
         """Refs are leaving this process inside a value: make them findable by others."""
-        self._unstick()   # others may wait for these values: read every reply
+        self.direct.hand_back()   # others may wait for these values: read every reply
         publish = []
         with self.lock:
             for ref in refs:

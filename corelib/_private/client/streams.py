@@ -55,7 +55,7 @@ class StreamsMixin:
                     return None
                 waiter = Waiter(1)
                 stream.waiters.append(waiter)
-            self._unstick()
+            self.direct.hand_back()
             if not waiter.wait(timeout):
                 raise exceptions.GetTimeoutError("no item from the generator within the timeout")
 

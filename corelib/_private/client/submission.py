@@ -20,7 +20,8 @@ from minray._private.net import transport
 from minray._private.net import protocol as P
 from minray._private.observability import task_events
 from minray._private.objects.serialization import TAG_ERROR, TAG_SHM
-from minray._private.client.records import (_DIRECT_READS, DONE_BLOCKED, DONE_RETIRING,
+from minray._private.client.direct_reads import DIRECT_READS
+from minray._private.client.records import (DONE_BLOCKED, DONE_RETIRING,
                                             TaskRecord, Stream, _ArgRef, _EMPTY_ARGS,
                                             _argument_error, len_of_shm)
 
@@ -66,7 +67,7 @@ class SubmissionMixin:
                 out = sq.tick(q, now)
             if out:
                 self._carry_out(out)
-        self._unstick(only_busy=True)   # replies nobody reads (see _read_direct)
+        self.direct.hand_back_busy()   # replies nobody reads (see direct_reads.py)
         self.loop.call_later(0.05, self._periodic)
 
     def _prepare_args(self, args, kwargs):
@@ -132,7 +133,7 @@ class SubmissionMixin:
         task_events.submitted(task_id, opts.name, fn.name, task_events.NORMAL_TASK, None,
                               bool(arg_refs), opts.resources)
         if n == 1:
-            self._last_task_oid = return_ids[0]   # what _reply_conn looks for next
+            self.direct.last_task_oid = return_ids[0]   # what reply_conn looks for next
         self._resolve_then(rec, self._enqueue_task)
         if streaming:
             return ObjectRefGenerator(task_id, self, rec.stream)
@@ -168,7 +169,7 @@ class SubmissionMixin:
         if not missing:
             self._args_ready(rec, then)
         else:
-            self._unstick()   # its arguments' replies must be read without a get()
+            self.direct.hand_back()   # its arguments' replies must be read without a get()
 
     def _dep_ready(self, oid):
         with self.lock:
@@ -279,9 +280,9 @@ class SubmissionMixin:
             if rec.retries_left == 0:
                 # The memory monitor spares workers whose task could not be retried.
                 self.notice("unretriable_task", w.worker_id, rec.task_id, True)
-        if self.sticky and (sends[0].worker.queue.tasks or
-                            any(len(w.inflight) > 1 for w, _ in sends)):
-            self._unstick()   # not a lone synchronous task: the I/O thread reads replies
+        if self.direct.muted and (sends[0].worker.queue.tasks or
+                                  any(len(w.inflight) > 1 for w, _ in sends)):
+            self.direct.hand_back()   # not a lone synchronous task: the I/O thread reads
         if len(sends) == 1:
             self._send_task(*sends[0])
             return
@@ -414,7 +415,7 @@ class SubmissionMixin:
             self.notice_to(via, "return_lease", worker_id, True)
             self._pump(q)
             return
-        w.conn = transport.Connection(sock, direct_reads=_DIRECT_READS)
+        w.conn = transport.Connection(sock, direct_reads=DIRECT_READS)
         w.conn.info["worker"] = w
         w.conn.send(P.HELLO, (self.client_id,))
         self.loop.add_connection(w.conn, self._on_worker_frame, self._on_worker_closed)
