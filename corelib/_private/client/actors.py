@@ -15,10 +15,7 @@ from minray._private.net import transport
 from minray._private.net import protocol as P
 from minray._private.observability import task_events
 from minray._private.client.direct_reads import DIRECT_READS
-from minray._private.client.records import (ObjectState, TaskRecord, Stream,
-                                            ActorQueue)
-
-
+from minray._private.client.records import ActorQueue, LastCall, ObjectState, Stream, TaskRecord
 class ActorsMixin:
     """Creating actors and sending them calls, in order, over one connection each."""
 
@@ -139,7 +136,7 @@ class ActorsMixin:
                 self.objects[oid] = st
             aq.pending.append(rec)
         if n == 1:
-            self.direct.last_actor_call = (return_ids[0], aq)   # see direct_reads.py
+            self.direct.last_actor_call = LastCall(return_ids[0], aq)   # see direct_reads.py
         if arg_refs:
             self._resolve_then(rec, lambda r: self._pump_actor(aq))
         else:

@@ -47,7 +47,7 @@ from minray._private.core import ids
 from minray._private.net import transport
 from minray._private.observability import task_events
 from minray._private.client.direct_reads import DirectReads
-from minray._private.client.records import _EMPTY_ARGS, WRITE_MAP_BYTES, _ArgRef
+from minray._private.client.records import _ArgRef, _EMPTY_ARGS, WRITE_MAP_BYTES
 from minray._private.client.rpc import RpcMixin
 from minray._private.client.references import ReferencesMixin
 from minray._private.client.getwait import GetWaitMixin

@@ -86,8 +86,8 @@ class DirectReads:
         self.loop = client.loop
         self.muted = set()             # muted and idle: read by nobody (rule 1)
         self.local = threading.local()  # each reading thread's _WakePipe
-        # What the next synchronous wait will be for: (object id, ActorQueue) of
-        # the last single-return actor call, and the return id of the last task
+        # What the next synchronous wait will be for: the LastCall (result id,
+        # ActorQueue) of the last single-return actor call, and the return id of the last task
         # (never its state: a state can hold a segment's mapping, which must go
         # with the last ref).
         self.last_actor_call = None
@@ -99,8 +99,8 @@ class DirectReads:
         last task."""
         objects = self.client.objects
         lc = self.last_actor_call
-        if lc is not None and objects.get(lc[0]) is st:
-            return lc[1].conn
+        if lc is not None and objects.get(lc.oid) is st:
+            return lc.queue.conn
         oid = self.last_task_oid
         if oid is not None and objects.get(oid) is st:
             rec = self.client.tasks.get(oid[:16])

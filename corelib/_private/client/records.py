@@ -3,6 +3,7 @@ and the small helpers the client's parts share. Data only; the client
 (core_client.py and its parts) holds the lock and does the I/O."""
 
 import collections
+from typing import Any, NamedTuple
 import os
 import threading
 
@@ -74,6 +75,35 @@ class Waiter:
         if timeout is None:
             return self.lock.acquire()
         return self.lock.acquire(timeout=max(timeout, 0))
+
+
+class LastCall(NamedTuple):
+    """The last single-return actor call: its result's id and the actor's queue
+    (a caller waiting for exactly that result reads the actor's socket itself)."""
+    oid: bytes
+    queue: Any
+
+
+class PublishTo(NamedTuple):
+    """Where an owned value must also go once ready: another node's manager
+    (``NM``: it publishes there) or a submitter on another node (``VALUE``: sent to
+    it directly)."""
+    how: str
+    conn: Any
+
+
+PUBLISH_NM = "nm"
+PUBLISH_VALUE = "value"
+
+
+class Reply:
+    """The answer to a blocking request, filled in on the I/O thread."""
+
+    __slots__ = ("ok", "value")
+
+    def __init__(self):
+        self.ok = None
+        self.value = None
 
 
 class ObjectState:

@@ -14,10 +14,9 @@ from minray._private.net import transport
 from minray._private.net import protocol as P
 from minray._private.objects.directory import POOL_MIN_BYTES
 from minray._private.objects.serialization import TAG_DYNAMIC, TAG_SHM
-from minray._private.client.records import (WRITE_MAP_MIN, WRITE_MAP_COUNT, Waiter, ObjectState,
-                                            len_of_shm, _blob_from_location, _check_shm_space)
-
-
+from minray._private.client.records import (_blob_from_location, _check_shm_space, len_of_shm,
+                                            ObjectState, PUBLISH_VALUE, PublishTo, Waiter,
+                                            WRITE_MAP_COUNT, WRITE_MAP_MIN)
 class ReferencesMixin:
     """Counting refs and holding owned values (decisions: core/ownership.py)."""
 
@@ -136,7 +135,7 @@ class ReferencesMixin:
                     except transport.ConnectionClosed:
                         pass
                     continue
-                self._publish_remote(oid, blob, (("value", remote),))
+                self._publish_remote(oid, blob, (PublishTo(PUBLISH_VALUE, remote),))
 
     def _store_value(self, oid, value, owner):
         """Serialize a value that will be object ``oid`` (owned by ``owner``).

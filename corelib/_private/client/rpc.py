@@ -11,19 +11,17 @@ from minray._private.core import submit_queue as sq
 from minray._private.objects import serialization
 from minray._private.net import transport
 from minray._private.net import protocol as P
-from minray._private.client.records import Waiter
-
-
+from minray._private.client.records import Reply, Waiter
 class RpcMixin:
     """Talking to node managers: requests with replies, notices, pushes."""
 
     def call(self, method, *args, timeout=None):
         """A request to the node manager, waiting for its reply."""
-        box = [None, None]
+        reply = Reply()
         waiter = Waiter(1)
 
         def done(ok, value):
-            box[0], box[1] = ok, value
+            reply.ok, reply.value = ok, value
             waiter.notify()
         req_id = next(self.req_seq)
         self.requests[req_id] = done
@@ -36,9 +34,9 @@ class RpcMixin:
         if not waiter.wait(timeout):
             self.requests.pop(req_id, None)
             raise exceptions.GetTimeoutError(f"no reply to {method} within {timeout}s")
-        if box[0]:
-            return box[1]
-        raise box[1]
+        if reply.ok:
+            return reply.value
+        raise reply.value
 
     def call_async(self, method, args, callback, req_id=None, conn=None):
         """A request whose reply runs ``callback(ok, value)`` on the I/O thread

@@ -21,11 +21,9 @@ from minray._private.net import protocol as P
 from minray._private.observability import task_events
 from minray._private.objects.serialization import TAG_ERROR, TAG_SHM
 from minray._private.client.direct_reads import DIRECT_READS
-from minray._private.client.records import (DONE_BLOCKED, DONE_RETIRING,
-                                            TaskRecord, Stream, _ArgRef, _EMPTY_ARGS,
-                                            _argument_error, len_of_shm)
-
-
+from minray._private.client.records import (_ArgRef, _argument_error, DONE_BLOCKED,
+                                            DONE_RETIRING, _EMPTY_ARGS, len_of_shm, PUBLISH_NM,
+                                            PublishTo, Stream, TaskRecord)
 class SubmissionMixin:
     """Submitting tasks and carrying out the submit queue's instructions."""
 
@@ -327,19 +325,20 @@ class SubmissionMixin:
                     continue
                 if st.remote_nms is None:
                     st.remote_nms = set()
-                if ("nm", conn) in st.remote_nms:
+                target = PublishTo(PUBLISH_NM, conn)
+                if target in st.remote_nms:
                     continue
-                st.remote_nms.add(("nm", conn))
+                st.remote_nms.add(target)
                 if st.blob is not None:
                     ready.append((ref._id, st.blob))
         for oid, blob in ready:
-            self._publish_remote(oid, blob, (("nm", conn),))
+            self._publish_remote(oid, blob, (PublishTo(PUBLISH_NM, conn),))
 
     def _publish_remote(self, oid, blob, conns):
         if blob[0] == TAG_SHM:
             blob = self._blob_for_node(oid, blob)
         for how, conn in list(conns):
-            if how == "nm":      # another node's manager: publish it there
+            if how == PUBLISH_NM:      # another node's manager: publish it there
                 self.notice_to(conn, "publish", oid, self.client_id, blob)
             else:                # a submitter on another node: send it the value
                 try:
