@@ -9,13 +9,13 @@ import time
 from minray import exceptions
 from minray.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import ids
-from minray._private.core import ownership
+from minray._private.core import actor_calls
 from minray._private.objects import serialization
 from minray._private.net import transport
 from minray._private.net import protocol as P
 from minray._private.observability import task_events
 from minray._private.client.direct_reads import DIRECT_READS
-from minray._private.client.records import ActorQueue, LastCall, ObjectState, Stream, TaskRecord
+from minray._private.client.records import LastCall, ObjectState, Stream, TaskRecord
 class ActorsMixin:
     """Creating actors and sending them calls, in order, over one connection each."""
 
@@ -95,7 +95,7 @@ class ActorsMixin:
     def _actor_queue(self, actor_id):
         aq = self.actor_queues.get(actor_id)
         if aq is None:
-            aq = self.actor_queues[actor_id] = ActorQueue(actor_id)
+            aq = self.actor_queues[actor_id] = actor_calls.ActorQueue(actor_id)
         if not aq.subscribed:
             aq.subscribed = True
             self.call_async("subscribe_actor", (actor_id,),
@@ -134,13 +134,13 @@ class ActorsMixin:
         with self.lock:
             for oid, st in states:
                 self.objects[oid] = st
-            aq.pending.append(rec)
+            out = actor_calls.call_queued(aq, rec, time.monotonic())
         if n == 1:
             self.direct.last_actor_call = LastCall(return_ids[0], aq)   # see direct_reads.py
+        if out:
+            self._carry_out_actor(out)   # before a later pump can send this call
         if arg_refs:
             self._resolve_then(rec, lambda r: self._pump_actor(aq))
-        else:
-            self._pump_actor(aq)
         if streaming:
             return ObjectRefGenerator(task_id, self, rec.stream)
         if n == 1:
@@ -148,30 +148,38 @@ class ActorsMixin:
         return refs or None
 
     def _pump_actor(self, aq):
-        if aq.state == "DEAD":
-            self._fail_actor_calls(aq)
-            return
-        sends = []
         with self.lock:
-            if aq.conn is None or aq.state != "ALIVE":
-                connect = aq.state == "ALIVE" and aq.address and not aq.connecting
-                if connect:
-                    aq.connecting = True
-            else:
-                connect = False
-                while aq.pending:
-                    rec = aq.pending[0]
-                    if rec.arg_values is None and rec.arg_refs:
-                        break  # keep order: wait for this call's arguments
-                    aq.pending.popleft()
-                    if rec.cancelled:
-                        continue
-                    aq.inflight[rec.task_id] = rec
-                    rec.sent_at = time.monotonic()
-                    sends.append(rec)
-        if connect:
-            self.loop.call_soon(self._connect_actor, aq)
-            return
+            out = actor_calls.pump(aq, time.monotonic())
+        if out:
+            self._carry_out_actor(out)
+
+    def _carry_out_actor(self, out):
+        """Carry out actor_calls' instructions (lock not held)."""
+        for ins in out:
+            kind = type(ins)
+            if kind is actor_calls.SendCalls:
+                self._send_calls(ins.queue, ins.calls)
+            elif kind is actor_calls.Connect:
+                self.loop.call_soon(self._connect_actor, ins.queue)
+            elif kind is actor_calls.CloseConnection:
+                ins.conn.on_close = None
+                self.loop.call_soon(self.loop.close_connection, ins.conn)
+            elif kind is actor_calls.FailCalls:
+                for rec in ins.calls:
+                    self._finish_with_error(rec, self._actor_call_error(rec, ins.reason))
+
+    def _actor_call_error(self, rec, reason):
+        aq = self.actor_queues.get(rec.actor_id)
+        if reason == actor_calls.FAIL_DEAD and aq is not None and aq.cause:
+            return aq.cause
+        if reason == actor_calls.FAIL_DEAD:
+            return serialization.error_blob(exceptions.ActorDiedError(
+                actor_id=rec.actor_id.hex()))
+        return serialization.error_blob(exceptions.ActorDiedError(
+            "The actor died while running this call (it is restarting; set "
+            "max_task_retries to retry calls).", actor_id=rec.actor_id.hex()))
+
+    def _send_calls(self, aq, sends):
         conn = aq.conn
         if len(aq.inflight) > 1:
             self.direct.pipelined(conn)   # the I/O thread reads their replies
@@ -189,10 +197,9 @@ class ActorsMixin:
 
     def _connect_actor(self, aq):
         with self.lock:
-            address = aq.address if aq.state == "ALIVE" else None
-            if address is None:
-                aq.connecting = False
-                return   # it restarted or died meanwhile: its state update follows
+            address = actor_calls.connecting_to(aq)
+        if address is None:
+            return   # it restarted or died meanwhile: its state update follows
         sock = None
         try:
             # One try: a live actor listens before it reports ready. Never wait here,
@@ -210,16 +217,13 @@ class ActorsMixin:
             if sock is not None:
                 sock.close()
             with self.lock:
-                aq.connecting = False
-                if aq.address == address:
-                    aq.state = "DISCONNECTED"
+                actor_calls.connect_failed(aq, address)
             # The node manager has not seen it die yet: ask again shortly.
             self.loop.call_later(0.05, self._resubscribe_actor, aq)
             return
         self.loop.add_connection(conn, self._on_actor_frame, self._on_actor_closed)
         with self.lock:
-            aq.conn = conn
-            aq.connecting = False
+            actor_calls.connected(aq, conn)
         self._pump_actor(aq)
 
     def _resubscribe_actor(self, aq):
@@ -232,18 +236,8 @@ class ActorsMixin:
         if kind == P.DONE:
             task_id, results, contained, retryable, _ = msg
             with self.lock:
-                rec = aq.inflight.pop(task_id, None)
-                verdict = ownership.retry(rec.retries_left, True, rec.cancelled) \
-                    if rec is not None and retryable else None
-                if verdict is not None and verdict.again:
-                    # retry_exceptions matched and max_task_retries allows: run it again.
-                    rec.retries_left = verdict.retries_left
-                    aq.pending.appendleft(rec)
-                    rec = None
-                    again = True
-                else:
-                    again = False
-            if again:
+                rec, retried = actor_calls.call_done(aq, task_id, retryable)
+            if retried:   # retry_exceptions matched and max_task_retries allows
                 self._pump_actor(aq)
                 return
             if rec is None:
@@ -262,72 +256,31 @@ class ActorsMixin:
     def _on_actor_closed(self, conn):
         aq = conn.info["actor"]
         with self.lock:
-            if aq.conn is conn:
-                aq.conn = None
-                if aq.state == "ALIVE":
-                    aq.state = "DISCONNECTED"
+            actor_calls.connection_closed(aq, conn)
         # Wait for the node manager to say whether it restarts or is dead.
         self._resubscribe_actor(aq)
 
     def _push_actor_state(self, actor_id, state, address, cause, num_restarts, died_at=0.0):
-        if state in ("ALIVE", "DEAD"):
+        if state in (actor_calls.ALIVE, actor_calls.DEAD):
             self.creation_pins.pop(actor_id, None)
         aq = self.actor_queues.get(actor_id)
         if aq is None:
             return
-        lost = []
         with self.lock:
-            restarted = num_restarts > aq.num_restarts
-            if state in ("DEAD", "RESTARTING") or restarted:
-                lost = list(aq.inflight.values())
-                aq.inflight.clear()
-                if aq.conn is not None and (state != "ALIVE" or address != aq.address):
-                    old, aq.conn = aq.conn, None
-                    old.on_close = None
-                    self.loop.call_soon(self.loop.close_connection, old)
-            aq.num_restarts = num_restarts
-            if aq.state == "DEAD":
-                return
-            aq.state, aq.address, aq.cause = state, address, cause
-        retry = []
-        for rec in lost:
-            if state != "DEAD" and died_at and rec.sent_at > died_at:
-                retry.append(rec)   # sent to a process already dead: never ran, resend
-            elif state != "DEAD" and rec.retries_left != 0:
-                rec.retries_left = ownership.retry(rec.retries_left, True, False).retries_left
-                retry.append(rec)
-            else:
-                self._finish_with_error(rec, cause if (state == "DEAD" and cause) else
-                                        serialization.error_blob(exceptions.ActorDiedError(
-                                            "The actor died while running this call (it is "
-                                            "restarting; set max_task_retries to retry "
-                                            "calls).", actor_id=actor_id.hex())))
-        if retry:
-            with self.lock:
-                aq.pending.extendleft(reversed(retry))   # keep submission order
-        self._pump_actor(aq)
-
-    def _fail_actor_calls(self, aq):
-        with self.lock:
-            recs = list(aq.pending) + list(aq.inflight.values())
-            aq.pending.clear()
-            aq.inflight.clear()
-        cause = aq.cause or serialization.error_blob(
-            exceptions.ActorDiedError(actor_id=aq.actor_id.hex()))
-        for rec in recs:
-            self._finish_with_error(rec, cause)
+            out = actor_calls.state_changed(aq, state, address, cause, num_restarts,
+                                            time.monotonic(), died_at)
+        if out:
+            self._carry_out_actor(out)
 
     def _cancel_actor_task(self, rec, recursive):
         aq = self.actor_queues.get(rec.actor_id)
         if aq is None:
             return
         with self.lock:
-            queued = rec in aq.pending
-            if queued:
-                aq.pending.remove(rec)
-            conn = aq.conn if rec.task_id in aq.inflight else None
+            where = actor_calls.cancel_call(aq, rec)
+            conn = aq.conn if where == "running" else None
         rec.cancelled = True
-        if queued:
+        if where == "queued":
             self._finish_with_error(rec, serialization.error_blob(
                 exceptions.TaskCancelledError(rec.task_id.hex())))
         elif conn is not None:

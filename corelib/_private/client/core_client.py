@@ -30,8 +30,9 @@ pure units in ``minray._private.core``:
     lineage.py     lineage kept for finished tasks, rebuilding lost store copies
     streams.py     streaming generator tasks
     cancel.py      ray.cancel for tasks
-    actors.py      actor creation, handles, per-actor call queues, connections, state
-    records.py     the records they share (ObjectState, TaskRecord, Waiter, ActorQueue...)
+    actors.py      actor creation, handles, connections: the shell around
+                   core/actor_calls.py (call order, restarts, retries)
+    records.py     the records they share (ObjectState, TaskRecord, Waiter, ...)
 
 The worker and local mode import ``_EMPTY_ARGS``, ``CoreClient`` and ``_ArgRef``
 from here.

@@ -2,7 +2,6 @@
 and the small helpers the client's parts share. Data only; the client
 (core_client.py and its parts) holds the lock and does the I/O."""
 
-import collections
 from typing import Any, NamedTuple
 import os
 import threading
@@ -162,6 +161,11 @@ class TaskRecord:
         return self.fn.pipelinable() and not self.opts.raw.get("max_calls")
 
     @property
+    def args_pending(self):
+        """Its ref arguments are not resolved yet (an actor call waits in order)."""
+        return self.arg_values is None and bool(self.arg_refs)
+
+    @property
     def avg_s(self):
         return self.fn.avg_s
 
@@ -177,26 +181,6 @@ class Stream:
         self.finished = False
         self.waiters = []
         self.error_blob = None
-
-
-class ActorQueue:
-    """Calls to one actor from this process, sent in submission order."""
-
-    __slots__ = ("actor_id", "state", "address", "conn", "pending", "inflight",
-                 "subscribed", "cause", "max_task_retries", "num_restarts", "connecting")
-
-    def __init__(self, actor_id, max_task_retries=0):
-        self.actor_id = actor_id
-        self.state = "UNKNOWN"
-        self.address = None
-        self.conn = None
-        self.pending = collections.deque()
-        self.inflight = {}
-        self.subscribed = False
-        self.cause = None
-        self.max_task_retries = max_task_retries
-        self.num_restarts = 0
-        self.connecting = False
 
 
 class _ArgRef:

@@ -9,6 +9,7 @@ import sys
 from minray import exceptions
 from minray._private.core import submit_queue as sq
 from minray._private.objects import serialization
+from minray._private.core import actor_calls
 from minray._private.net import transport
 from minray._private.net import protocol as P
 from minray._private.client.records import Reply, Waiter
@@ -142,9 +143,7 @@ class RpcMixin:
             for q in self.queues.values():
                 sq.pending_tasks(q)   # failed below, through self.tasks
             for aq in self.actor_queues.values():
-                aq.pending.clear()
-                aq.inflight.clear()
-                aq.state, aq.cause = "DEAD", blob
+                actor_calls.node_lost(aq, blob)
         for rec in recs:
             self._finish_with_error(rec, blob)
 

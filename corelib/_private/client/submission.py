@@ -10,7 +10,7 @@ import time
 from minray import exceptions
 from minray.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import ids
-from minray._private.core import ownership
+from minray._private.core import actor_calls, ownership
 from minray._private.core import submit_queue as sq
 from minray._private.core.submit_queue import (FailTasks, LeasedWorker, Refill, RequestLeases,
                                                ReturnLease, SchedulingQueue, SendTask, Steal,
@@ -186,8 +186,7 @@ class SubmissionMixin:
                     # An ordered actor call: take it out of the queue, or the
                     # calls behind it would wait for its arguments forever.
                     with self.lock:
-                        if rec in aq.pending:
-                            aq.pending.remove(rec)
+                        actor_calls.cancel_call(aq, rec)
                 self._finish_with_error(rec, blob)
                 if aq is not None:
                     self._pump_actor(aq)
