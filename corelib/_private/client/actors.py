@@ -16,6 +16,8 @@ from minray._private.net import protocol as P
 from minray._private.observability import task_events
 from minray._private.client.direct_reads import DIRECT_READS
 from minray._private.client.records import LastCall, ObjectState, Stream, TaskRecord
+
+
 class ActorsMixin:
     """Creating actors and sending them calls, in order, over one connection each."""
 

@@ -12,6 +12,8 @@ from minray._private.core import validation
 from minray._private.objects import serialization, shm
 from minray._private.objects.serialization import TAG_ERROR, TAG_SHM
 from minray._private.client.records import ObjectState, Waiter
+
+
 class GetWaitMixin:
     """Waiting for objects and reading their values."""
 

@@ -195,8 +195,6 @@ class _ArgRef:
         return (_ArgRef, (self.pos,))
 
 
-
-
 _EMPTY_ARGS = serialization.dumps_inline(((), {}))
 
 

@@ -17,6 +17,8 @@ from minray._private.objects.serialization import TAG_DYNAMIC, TAG_SHM
 from minray._private.client.records import (_blob_from_location, _check_shm_space, len_of_shm,
                                             ObjectState, PUBLISH_VALUE, PublishTo, Waiter,
                                             WRITE_MAP_COUNT, WRITE_MAP_MIN)
+
+
 class ReferencesMixin:
     """Counting refs and holding owned values (decisions: core/ownership.py)."""
 

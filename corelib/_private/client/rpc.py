@@ -13,6 +13,8 @@ from minray._private.core import actor_calls
 from minray._private.net import transport
 from minray._private.net import protocol as P
 from minray._private.client.records import Reply, Waiter
+
+
 class RpcMixin:
     """Talking to node managers: requests with replies, notices, pushes."""
 

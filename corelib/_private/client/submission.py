@@ -24,6 +24,8 @@ from minray._private.client.direct_reads import DIRECT_READS
 from minray._private.client.records import (_ArgRef, _argument_error, DONE_BLOCKED,
                                             DONE_RETIRING, _EMPTY_ARGS, len_of_shm, PUBLISH_NM,
                                             PublishTo, Stream, TaskRecord)
+
+
 class SubmissionMixin:
     """Submitting tasks and carrying out the submit queue's instructions."""
 

@@ -32,6 +32,10 @@ Policy, as Ray's direct task submitter has it, with pipelining added:
   STEAL_AFTER_S) has the tasks queued behind it taken back (stolen) so other
   workers run them.
 
+``pump``, the decision every task pays for, is compiled (``_ext/_submit.pyx``)
+with a readable twin (``_ext/submit_py.py``), like the other hot paths; the
+rest is plain Python.
+
 >>> q = SchedulingQueue(("k",), {"CPU": 1}, None, None, None)
 >>> t = Task(b"t1")
 >>> [type(i).__name__ for i in task_queued(q, t)]
@@ -48,6 +52,15 @@ from minray import _ext
 # pump's instructions and limits are defined with it, in _ext/submit_py.py.
 from minray._ext.submit_py import (MAX_LEASE_REQUESTS, PIPELINE_DEPTH, RequestLeases,
                                    SendTask, WithdrawLeases)
+
+__all__ = [
+    "IDLE_LEASE_S", "MAX_LEASE_REQUESTS", "PIPELINE_DEPTH", "STEAL_AFTER_S", "STEAL_FACTOR",
+    "SendTask", "RequestLeases", "WithdrawLeases", "ReturnLease", "Steal", "FailTasks",
+    "Refill", "LEASE_NODE_GONE", "LEASE_WITHDRAWN", "LEASE_UNSCHEDULABLE", "LEASE_FAILED",
+    "LEASE_DROPPED", "SchedulingQueue", "LeasedWorker", "Task", "pump", "task_queued",
+    "tasks_requeued", "cancel_queued", "lease_answered", "worker_joined", "lease_spilled",
+    "lease_refused", "task_done", "after_done", "return_lease", "revoke_idle", "tick",
+    "tasks_stolen", "worker_lost", "pending_tasks"]
 
 IDLE_LEASE_S = 0.5
 STEAL_AFTER_S = 0.05
