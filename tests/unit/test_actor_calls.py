@@ -106,8 +106,10 @@ DONE = [
 def test_call_done(why, inflight, task, retryable, call, retried, after):
     aq = _queue(inflight=_calls(inflight))
     done = ac.call_done(aq, task.encode(), retryable)
-    assert (done.call.task_id.decode() if done.call else None) == call
-    assert done.retried is retried
+    if retried:
+        assert done is ac.RETRIED
+    else:
+        assert (done.task_id.decode() if done is not None else None) == call
     assert "".join(c.task_id.decode() for c in aq.pending) == after
 
 

@@ -15,7 +15,7 @@ from minray._private.net import transport
 from minray._private.net import protocol as P
 from minray._private.observability import task_events
 from minray._private.client.direct_reads import DIRECT_READS
-from minray._private.client.records import LastCall, ObjectState, Stream, TaskRecord
+from minray._private.client.records import ObjectState, Stream, TaskRecord
 
 
 class ActorsMixin:
@@ -138,7 +138,8 @@ class ActorsMixin:
                 self.objects[oid] = st
             out = actor_calls.call_queued(aq, rec, time.monotonic())
         if n == 1:
-            self.direct.last_actor_call = LastCall(return_ids[0], aq)   # see direct_reads.py
+            direct = self.direct   # the call a get() may read the reply of itself
+            direct.last_call_oid, direct.last_call_queue = return_ids[0], aq
         if out:
             self._carry_out_actor(out)   # before a later pump can send this call
         if arg_refs:
@@ -183,7 +184,7 @@ class ActorsMixin:
 
     def _send_calls(self, aq, sends):
         conn = aq.conn
-        if len(aq.inflight) > 1:
+        if len(aq.inflight) > 1 and self.direct.muted:
             self.direct.pipelined(conn)   # the I/O thread reads their replies
         remote = (aq.address or "").startswith("tcp://")
         for rec in sends:
@@ -238,8 +239,8 @@ class ActorsMixin:
         if kind == P.DONE:
             task_id, results, contained, retryable, _ = msg
             with self.lock:
-                rec, retried = actor_calls.call_done(aq, task_id, retryable)
-            if retried:   # retry_exceptions matched and max_task_retries allows
+                rec = actor_calls.call_done(aq, task_id, retryable)
+            if rec is actor_calls.RETRIED:   # retry_exceptions matched, retries left
                 self._pump_actor(aq)
                 return
             if rec is None:

@@ -86,11 +86,12 @@ class DirectReads:
         self.loop = client.loop
         self.muted = set()             # muted and idle: read by nobody (rule 1)
         self.local = threading.local()  # each reading thread's _WakePipe
-        # What the next synchronous wait will be for: the LastCall (result id,
-        # ActorQueue) of the last single-return actor call, and the return id of the last task
-        # (never its state: a state can hold a segment's mapping, which must go
-        # with the last ref).
-        self.last_actor_call = None
+        # What the next synchronous wait will be for: the result id and the
+        # ActorQueue of the last single-return actor call, and the return id of
+        # the last task (ids, never states: a state can hold a segment's
+        # mapping, which must go with the last ref).
+        self.last_call_oid = None
+        self.last_call_queue = None
         self.last_task_oid = None
 
     def reply_conn(self, st):
@@ -98,9 +99,9 @@ class DirectReads:
         known (lock held): the actor of the last call, or the worker running the
         last task."""
         objects = self.client.objects
-        lc = self.last_actor_call
-        if lc is not None and objects.get(lc.oid) is st:
-            return lc.queue.conn
+        oid = self.last_call_oid
+        if oid is not None and objects.get(oid) is st:
+            return self.last_call_queue.conn
         oid = self.last_task_oid
         if oid is not None and objects.get(oid) is st:
             rec = self.client.tasks.get(oid[:16])

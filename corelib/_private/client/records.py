@@ -76,13 +76,6 @@ class Waiter:
         return self.lock.acquire(timeout=max(timeout, 0))
 
 
-class LastCall(NamedTuple):
-    """The last single-return actor call: its result's id and the actor's queue
-    (a caller waiting for exactly that result reads the actor's socket itself)."""
-    oid: bytes
-    queue: Any
-
-
 class PublishTo(NamedTuple):
     """Where an owned value must also go once ready: another node's manager
     (``NM``: it publishes there) or a submitter on another node (``VALUE``: sent to

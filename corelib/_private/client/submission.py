@@ -230,6 +230,14 @@ class SubmissionMixin:
         """Carry out the submit queue's instructions (lock not held): the task
         frames first, then the lease traffic. ``error`` is the exception a
         FailTasks instruction reports."""
+        first = out[0]
+        if len(out) == 1:   # the usual cases first: one task sent, or a refill
+            if type(first) is SendTask:
+                self._send_tasks(out)
+                return
+            if type(first) is Refill:
+                self._dirty_queues.add(first.queue)
+                return
         sends = [i for i in out if type(i) is SendTask]
         if sends:
             self._send_tasks(sends)
@@ -478,7 +486,7 @@ class SubmissionMixin:
         if w.returning:
             return
         with self.lock:
-            out = sq.after_done(q, w, time.monotonic(), self.lease_pressure_until)
+            out = sq.after_done(q, w, now, self.lease_pressure_until)
         if out:
             self._carry_out(out)
 

@@ -41,6 +41,9 @@ RESTARTING = "RESTARTING"
 DISCONNECTED = "DISCONNECTED"   # our connection broke; its state update follows
 UNKNOWN = "UNKNOWN"
 
+# call_done's answer when the call runs again (retry_exceptions matched).
+RETRIED = "retried"
+
 # FailCalls reasons.
 FAIL_DEAD = "dead"                # with the actor's death cause (or ActorDiedError)
 FAIL_DIED_RUNNING = "died_running"  # restarting, and the call has no retries left
@@ -66,12 +69,6 @@ class FailCalls(NamedTuple):
     """Finish ``calls`` with an error: see the FAIL_* reasons."""
     calls: List[Any]
     reason: str
-
-
-class CallDone(NamedTuple):
-    """What a DONE frame meant: ``call`` finished (None: unknown, or retried)."""
-    call: Any
-    retried: bool
 
 
 class ActorQueue:
@@ -148,16 +145,17 @@ def call_queued(aq, call, now):
 
 
 def call_done(aq, task_id, retryable):
-    """The actor finished ``task_id``. A call whose exception retry_exceptions
-    matched runs again, first in line, while max_task_retries allows."""
+    """The actor finished ``task_id``: returns the finished call, None (not
+    ours any more), or RETRIED: its exception matched retry_exceptions and
+    max_task_retries allows, so it runs again, first in line (pump next)."""
     call = aq.inflight.pop(task_id, None)
     if call is not None and retryable:
         verdict = ownership.retry(call.retries_left, True, call.cancelled)
         if verdict.again:
             call.retries_left = verdict.retries_left
             aq.pending.appendleft(call)
-            return CallDone(None, True)
-    return CallDone(call, False)
+            return RETRIED
+    return call
 
 
 def connecting_to(aq):

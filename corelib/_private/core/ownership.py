@@ -49,6 +49,13 @@ class Release(NamedTuple):
 
 KEEP = Release(True, False, False, False, False)
 DROP = Release(False, False, False, False, False)
+UNBORROW = Release(False, False, False, False, True)
+# Every owned outcome, made once (release runs for every ref dropped):
+# _OWNED[owner_release][in_store][contained]; in_store implies owner_release.
+_OWNED = tuple(tuple(tuple(Release(False, rel, rel and store, holds, False)
+                           for holds in (False, True))
+                     for store in (False, True))
+               for rel in (False, True))
 
 
 def release(owned, exported, is_token, in_store, value_pending, contained, borrowed):
@@ -69,10 +76,9 @@ def release(owned, exported, is_token, in_store, value_pending, contained, borro
             # Others hold it and wait for its value: keep the state until the
             # value arrives and is published, then let go (late_value).
             return KEEP
-        owner_release = exported or is_token or in_store
-        return Release(False, owner_release, owner_release and in_store, contained, False)
+        return _OWNED[bool(exported or is_token or in_store)][bool(in_store)][bool(contained)]
     if borrowed:
-        return Release(False, False, False, False, True)
+        return UNBORROW
     return DROP
 
 

@@ -108,7 +108,7 @@ class SchedulingQueue:
     """Ready tasks of one scheduling class (resource shape, placement, environment)."""
 
     __slots__ = ("key", "resources", "pg", "env_key", "env_vars", "tasks", "workers",
-                 "lease_requests", "lease_req_ids")
+                 "lease_requests", "lease_req_ids", "refill")
 
     def __init__(self, key, resources, pg, env_key, env_vars):
         self.key = key
@@ -120,6 +120,8 @@ class SchedulingQueue:
         self.workers = []
         self.lease_requests = 0      # asked for, not yet answered
         self.lease_req_ids = set()   # their request ids (the shell fills it in)
+        # after_done's usual answer, made once: it is every finished task's.
+        self.refill = (Refill(self),)
 
 
 class LeasedWorker:
@@ -254,7 +256,7 @@ def after_done(q, w, now, pressure_until):
         return []
     if not w.inflight and not q.tasks and now < pressure_until:
         return return_lease(q, w)
-    return [Refill(q)]
+    return q.refill
 
 
 def return_lease(q, w):
