@@ -14,7 +14,7 @@ import pytest
 import minray._ext
 from minray._ext import submit_py
 from minray._private.core import submit_queue as sq
-from minray._private.core.submit_queue import (FailTasks, LeasedWorker, Refill, RequestLeases,
+from minray._private.core.submit_queue import (FailTasks, LeasedWorker, RequestLeases,
                                                ReturnLease, SchedulingQueue, SendTask, Steal,
                                                Task, WithdrawLeases)
 
@@ -71,8 +71,6 @@ def _show(out):
                           [t.decode() for t in i.task_ids], i.overrun.task_id.decode()))
         elif type(i) is FailTasks:
             shown.append(("fail", [t.task_id.decode() for t in i.tasks], i.reason))
-        elif type(i) is Refill:
-            shown.append(("refill",))
         else:
             raise AssertionError(f"unknown instruction {i!r}")
     return shown
@@ -177,26 +175,33 @@ def test_worker_joined_takes_tasks():
 
 
 DONE = [
-    # (why, inflight, retiring, pressure, queued, expected after_done)
-    ("more work: refill", ["a"], False, False, ["b"], [("refill",)]),
-    ("idle, no pressure: keep it (the timer gives it back)", ["a"], False, False, [],
-     [("refill",)]),
-    ("idle while others wait for resources: give it back", ["a"], False, True, [],
-     [("return", "w1")]),
-    ("retiring after max_calls: nothing more to it", ["a"], True, False, ["b"], []),
+    # (why, inflight, retiring, pressure, queued, give back after done)
+    ("more work: refill", ["a"], False, False, ["b"], False),
+    ("idle, no pressure: keep it (the timer gives it back)", ["a"], False, False, [], False),
+    ("idle while others wait for resources: give it back", ["a"], False, True, [], True),
+    ("busy still: keep", ["a", "x"], False, True, [], False),
+    ("more work under pressure: keep", ["a"], False, True, ["b"], False),
 ]
 
 
-@pytest.mark.parametrize("why,inflight,retiring,pressure,queued,expected", DONE,
+@pytest.mark.parametrize("why,inflight,retiring,pressure,queued,give_back", DONE,
                          ids=[r[0] for r in DONE])
-def test_task_done(why, inflight, retiring, pressure, queued, expected):
+def test_task_done(why, inflight, retiring, pressure, queued, give_back):
     q = _queue({"w1": inflight}, queued)
     w = q.workers[0]
     rec = sq.task_done(q, w, b"a", retiring, now=2.0)
-    assert rec.task_id == b"a" and w.last_progress == 2.0 and w.idle_since == 2.0
-    assert (w in q.workers) is not retiring
-    assert _show(sq.after_done(q, w, now=2.0, pressure_until=3.0 if pressure else 0.0)) \
-        == expected
+    assert rec.task_id == b"a" and w.last_progress == 2.0
+    assert w.idle_since == (None if w.inflight else 2.0)
+    assert sq.give_back_after_done(q, w, now=2.0,
+                                   pressure_until=3.0 if pressure else 0.0) is give_back
+
+
+def test_retiring_worker_leaves_the_queue():
+    q = _queue({"w1": ["a"]}, ["b"])
+    w = q.workers[0]
+    sq.task_done(q, w, b"a", True, now=1.0)
+    assert w.returning and w not in q.workers
+    assert sq.pump(q, 1.0) == [RequestLeases(q, 1, None)]
 
 
 def test_task_done_unknown_task_is_ignored():

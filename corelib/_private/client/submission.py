@@ -12,7 +12,7 @@ from minray.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import ids
 from minray._private.core import actor_calls, ownership
 from minray._private.core import submit_queue as sq
-from minray._private.core.submit_queue import (FailTasks, LeasedWorker, Refill, RequestLeases,
+from minray._private.core.submit_queue import (FailTasks, LeasedWorker, RequestLeases,
                                                ReturnLease, SchedulingQueue, SendTask, Steal,
                                                WithdrawLeases)
 from minray._private.objects import serialization
@@ -230,14 +230,9 @@ class SubmissionMixin:
         """Carry out the submit queue's instructions (lock not held): the task
         frames first, then the lease traffic. ``error`` is the exception a
         FailTasks instruction reports."""
-        first = out[0]
-        if len(out) == 1:   # the usual cases first: one task sent, or a refill
-            if type(first) is SendTask:
-                self._send_tasks(out)
-                return
-            if type(first) is Refill:
-                self._dirty_queues.add(first.queue)
-                return
+        if len(out) == 1 and type(out[0]) is SendTask:   # the usual case
+            self._send_tasks(out)
+            return
         sends = [i for i in out if type(i) is SendTask]
         if sends:
             self._send_tasks(sends)
@@ -261,9 +256,6 @@ class SubmissionMixin:
                                     req_id=req_id)
             elif kind is WithdrawLeases:
                 self.notice("cancel_lease_requests", ins.req_ids)
-            elif kind is Refill:
-                # After the whole batch of replies is read (one write per worker).
-                self._dirty_queues.add(ins.queue)
             elif kind is ReturnLease:
                 w = ins.worker
                 self.notice_to(w.nm, "return_lease", w.worker_id, False)
@@ -485,10 +477,14 @@ class SubmissionMixin:
                     self.notice("object_lost", oid, blob)
         if w.returning:
             return
-        with self.lock:
-            out = sq.after_done(q, w, now, self.lease_pressure_until)
-        if out:
-            self._carry_out(out)
+        if sq.give_back_after_done(q, w, now, self.lease_pressure_until):
+            with self.lock:
+                out = sq.return_lease(q, w)
+            if out:
+                self._carry_out(out)
+        else:
+            # Refill it after the whole batch of replies is read (one write per worker).
+            self._dirty_queues.add(q)
 
     def _pump_dirty(self):
         dirty = self._dirty_queues

@@ -44,6 +44,10 @@ UNKNOWN = "UNKNOWN"
 # call_done's answer when the call runs again (retry_exceptions matched).
 RETRIED = "retried"
 
+# Hot records are made with tuple.__new__: the same NamedTuple without its
+# Python-level __new__ (about 300 ns per actor call otherwise).
+_new = tuple.__new__
+
 # FailCalls reasons.
 FAIL_DEAD = "dead"                # with the actor's death cause (or ActorDiedError)
 FAIL_DIED_RUNNING = "died_running"  # restarting, and the call has no retries left
@@ -134,7 +138,7 @@ def pump(aq, now):
         aq.inflight[call.task_id] = call
         call.sent_at = now
         sends.append(call)
-    return [SendCalls(aq, sends)] if sends else []
+    return [_new(SendCalls, (aq, sends))] if sends else []
 
 
 def call_queued(aq, call, now):

@@ -56,10 +56,10 @@ from minray._ext.submit_py import (MAX_LEASE_REQUESTS, PIPELINE_DEPTH, RequestLe
 __all__ = [
     "IDLE_LEASE_S", "MAX_LEASE_REQUESTS", "PIPELINE_DEPTH", "STEAL_AFTER_S", "STEAL_FACTOR",
     "SendTask", "RequestLeases", "WithdrawLeases", "ReturnLease", "Steal", "FailTasks",
-    "Refill", "LEASE_NODE_GONE", "LEASE_WITHDRAWN", "LEASE_UNSCHEDULABLE", "LEASE_FAILED",
+    "LEASE_NODE_GONE", "LEASE_WITHDRAWN", "LEASE_UNSCHEDULABLE", "LEASE_FAILED",
     "LEASE_DROPPED", "SchedulingQueue", "LeasedWorker", "Task", "pump", "task_queued",
     "tasks_requeued", "cancel_queued", "lease_answered", "worker_joined", "lease_spilled",
-    "lease_refused", "task_done", "after_done", "return_lease", "revoke_idle", "tick",
+    "lease_refused", "task_done", "give_back_after_done", "return_lease", "revoke_idle", "tick",
     "tasks_stolen", "worker_lost", "pending_tasks"]
 
 IDLE_LEASE_S = 0.5
@@ -90,11 +90,6 @@ class FailTasks(NamedTuple):
     reason: str
 
 
-class Refill(NamedTuple):
-    """Pump ``queue`` once the current batch of replies is read (one write)."""
-    queue: Any
-
-
 # How a lease request ended without a worker (lease_refused's ``reason``).
 LEASE_NODE_GONE = "node_gone"          # our node manager died: fail what waits
 LEASE_WITHDRAWN = "withdrawn"          # we cancelled it (WithdrawLeases)
@@ -108,7 +103,7 @@ class SchedulingQueue:
     """Ready tasks of one scheduling class (resource shape, placement, environment)."""
 
     __slots__ = ("key", "resources", "pg", "env_key", "env_vars", "tasks", "workers",
-                 "lease_requests", "lease_req_ids", "refill")
+                 "lease_requests", "lease_req_ids")
 
     def __init__(self, key, resources, pg, env_key, env_vars):
         self.key = key
@@ -120,8 +115,6 @@ class SchedulingQueue:
         self.workers = []
         self.lease_requests = 0      # asked for, not yet answered
         self.lease_req_ids = set()   # their request ids (the shell fills it in)
-        # after_done's usual answer, made once: it is every finished task's.
-        self.refill = (Refill(self),)
 
 
 class LeasedWorker:
@@ -249,14 +242,12 @@ def task_done(q, w, task_id, retiring, now):
     return rec
 
 
-def after_done(q, w, now, pressure_until):
-    """What to do with ``w`` once a finished task's results are delivered:
-    give it back (idle while others wait for resources), or refill it."""
-    if w.returning:
-        return []
-    if not w.inflight and not q.tasks and now < pressure_until:
-        return return_lease(q, w)
-    return q.refill
+def give_back_after_done(q, w, now, pressure_until):
+    """Once a finished task's results are delivered: give ``w`` back now (it is
+    idle while others wait for resources: return_lease next)? Otherwise the
+    shell refills it with queued tasks (pump). Reads only, so the shell may ask
+    without its lock, on every task."""
+    return not w.inflight and not q.tasks and now < pressure_until
 
 
 def return_lease(q, w):
