@@ -165,15 +165,32 @@ def _arrow_block(data, options):
     types = pa.types
     for name, col in zip(names, table.columns):
         t = col.type
-        if types.is_null(t):
-            out[name] = np.full(len(col), np.nan)
-        elif types.is_int64(t) or types.is_float64(t):
-            out[name] = col.to_numpy()              # ints with nulls become float64 + NaN
-        elif types.is_boolean(t):
-            arr = col.to_numpy(zero_copy_only=False)
-            if arr.dtype == object:                 # with nulls: pandas has NaN there
-                arr[np.equal(arr, None)] = np.nan
-            out[name] = arr
-        else:
+        if not (types.is_null(t) or types.is_int64(t) or types.is_float64(t)
+                or types.is_boolean(t)):
             return None                             # strings, dates, ...: pandas' types
+        out[name] = _to_numpy(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
     return out
+
+
+def _to_numpy(arr):
+    """A numpy column from a pyarrow int64 / double / bool / null Array, as pandas types
+    it: ints with missing values become float64 with NaN, bools with missing values an
+    object column with NaN.  Reads the Arrow buffers directly: ``Array.to_numpy`` would
+    import pandas (a third of a second in every worker)."""
+    n, off = len(arr), arr.offset
+    if str(arr.type) == "null":                      # a column with no values at all
+        return np.full(n, np.nan)
+    validity, values = arr.buffers()[:2]
+    if arr.type.bit_width == 1:                      # bool: one bit per value
+        bits = np.unpackbits(np.frombuffer(values, np.uint8), bitorder="little")
+        col = bits[off:off + n].astype(bool)
+    else:
+        col = np.frombuffer(values, np.dtype("int64" if str(arr.type) == "int64"
+                                             else "float64"), count=n, offset=off * 8)
+    if not arr.null_count:
+        return col
+    valid = np.unpackbits(np.frombuffer(validity, np.uint8),
+                          bitorder="little")[off:off + n].astype(bool)
+    col = col.astype(object if col.dtype == bool else np.float64)
+    col[~valid] = np.nan
+    return col

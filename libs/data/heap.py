@@ -14,7 +14,6 @@ allocators, or platforms without glibc's ``mallopt``, are left alone too.
 """
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -35,8 +34,7 @@ def retain_freed_blocks(cache_bytes):
         return bool(_applied)
     _applied = False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt    # this process's libc (no ldconfig lookup)
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
