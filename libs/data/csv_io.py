@@ -120,7 +120,7 @@ def read_csv_range(path, start, end, include_paths, options):
         raise ValueError(f"read_csv: {path!r} is empty; a CSV file needs at least a header "
                          f"line (pandas.read_csv and Ray Data raise on it too). Remove it or "
                          f"choose the files with file_extensions=/a glob.")
-    block = _arrow_block(data, options) if not options else None
+    block = _arrow_block(data) if not options and pyarrow_csv() is not None else None
     if block is None:
         block = _pandas_block(data, options)
     return _with_path(block, path, include_paths)
@@ -141,12 +141,10 @@ def pyarrow_csv():
     return pyarrow
 
 
-def _arrow_block(data, options):
-    """The block pyarrow parses from ``data``, or None where pandas must parse it
-    (pyarrow missing, a column type pandas would not produce, odd header names)."""
+def _arrow_block(data):
+    """The block pyarrow parses from ``data`` (a header line, then rows), or None where
+    pandas must parse it (a column type pandas would not produce, odd header names)."""
     pa = pyarrow_csv()
-    if pa is None:
-        return None
     csv = pa.csv
     try:
         table = csv.read_csv(
