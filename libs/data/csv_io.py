@@ -131,6 +131,12 @@ def _pandas_block(data, options):
     return B.from_pandas(pd.read_csv(io.BytesIO(data), **options))
 
 
+def have_pyarrow():
+    """Whether pyarrow is installed, without importing it (the driver needs no parser)."""
+    import importlib.util
+    return importlib.util.find_spec("pyarrow") is not None
+
+
 def pyarrow_csv():
     """pyarrow with its csv module, or None when pyarrow is not installed (optional)."""
     try:

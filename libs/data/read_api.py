@@ -230,7 +230,7 @@ def read_csv(paths, *, include_paths=False, file_extensions=None, override_num_b
         ds = ray.data.read_csv("/tmp/data/*.csv")
     """
     options = _pandas_options(read_args, "csv")
-    if options or C.pyarrow_csv() is None:
+    if options or not C.have_pyarrow():
         B.require("pandas", "pandas")
     files = D.expand_paths(paths, file_extensions, "read_csv")
     tasks = [ReadTask(C.read_csv_range, f, a, b, include_paths, options)
