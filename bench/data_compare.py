@@ -41,14 +41,25 @@ def run_one(python, backend, workload, scale, timeout):
     return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
 
 
+def summarize(runs):
+    """Median and best seconds of one backend's runs, with every run listed."""
+    times = sorted(r["seconds"] for r in runs if "seconds" in r)
+    if not times:
+        return {"error": runs[-1].get("error", "failed"), "runs": []}
+    listed = [f"{r['seconds']:.2f}" if "seconds" in r else "error" for r in runs]
+    return {"seconds": times[len(times) // 2], "best": times[0], "runs": listed}
+
+
 def _fmt(result):
-    return f"{result['seconds']:.2f}" if "seconds" in result else f"error: {result['error']}"
+    if "seconds" not in result:
+        return f"error: {result['error']}"
+    return f"{result['seconds']:.2f} ({', '.join(result['runs'])})"
 
 
-def _ratio(a, b):
-    if "seconds" not in a or "seconds" not in b:
+def _ratio(a, b, key="seconds"):
+    if key not in a or key not in b:
         return "n/a"
-    return f"{a['seconds'] / b['seconds']:.2f}x"
+    return f"{a[key] / b[key]:.2f}x"
 
 
 def main(argv=None):
@@ -65,24 +76,24 @@ def main(argv=None):
         if workload not in chosen:
             continue
         pythons = {"minray": sys.executable, "pandas": sys.executable, "ray": args.ray_python}
-        best = {}
+        runs = {backend: [] for backend in pythons}
+        load_before = os.getloadavg()[0]
         for _ in range(max(1, args.repeat)):
             for backend, python in pythons.items():
                 if python is None:
-                    best[backend] = {"error": "no --ray-python"}
+                    runs[backend].append({"error": "no --ray-python"})
                     continue
-                r = run_one(python, backend, workload, args.scale, args.timeout)
-                if "seconds" in r and r["seconds"] < best.get(backend, {}).get("seconds", 1e30):
-                    best[backend] = r
-                elif backend not in best:
-                    best[backend] = r
-        results[workload] = best
+                runs[backend].append(run_one(python, backend, workload, args.scale,
+                                             args.timeout))
+        results[workload] = {b: summarize(rs) for b, rs in runs.items()}
+        results[workload]["load"] = (load_before, os.getloadavg()[0])
         print(json.dumps({workload: results[workload]}), file=sys.stderr)
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"Command: `python -m bench.data_compare --ray-python {args.ray_python} "
-        f"--scale {args.scale} --repeat {args.repeat}` (best of {args.repeat}, interleaved)",
+        f"--scale {args.scale} --repeat {args.repeat}` (median of {args.repeat} interleaved "
+        f"runs, every run in brackets)",
         "",
         "| workload | minray s | Ray Data 2.60 s | pandas (1 process) s | Ray / minray | "
         "pandas / minray |",
@@ -95,6 +106,14 @@ def main(argv=None):
         lines.append(f"| {title} | {_fmt(r['minray'])} | {_fmt(r['ray'])} | "
                      f"{_fmt(r['pandas'])} | {_ratio(r['ray'], r['minray'])} | "
                      f"{_ratio(r['pandas'], r['minray'])} |")
+    lines.append("")
+    for workload, title in ROWS:
+        if workload in results:
+            r = results[workload]
+            lines.append(f"- {workload}: best of {args.repeat}: Ray / minray "
+                         f"{_ratio(r['ray'], r['minray'], 'best')}, pandas / minray "
+                         f"{_ratio(r['pandas'], r['minray'], 'best')}; load average "
+                         f"{r['load'][0]:.1f} -> {r['load'][1]:.1f}")
     print("\n".join(lines))
 
 

@@ -22,6 +22,9 @@ class DataContext:
         self.read_op_min_num_blocks = 200
         self.enable_progress_bars = True
         self.max_blocks_in_flight_per_cpu = 2   # the streaming window: bounds memory in flight
+        # minray only: freed memory a map worker keeps for its next block instead of
+        # returning it to the OS and faulting it in again (heap.py); 0 turns it off.
+        self.worker_heap_cache_bytes = 512 * 1024 * 1024
         self.execution_options = ExecutionOptions()
         self.use_push_based_shuffle = False
         self.verbose_stats_logs = False

@@ -1,13 +1,13 @@
 """Files in and out: path expansion, one read function per format, block writers.
 
     paths (file | dir | glob, or a list) --expand_paths--> files --ReadTask per file
-                                                                    (or per byte range of a big CSV)
+                                                                    (csv_io.py: byte ranges of a big CSV)
     block(s) --write_block (remote)--> one file per block, or per min_rows_per_file rows:
                                        <prefix>_<index>.<ext>
 
 Readers run inside the first fused map task of a dataset, so reading and the
-maps that follow happen in one task per file.  CSV and JSON parse with pandas
-(a declared extra of minray[data]); JSON with the json module; Parquet needs pyarrow and images need
+maps that follow happen in one task per file.  CSV parses with pyarrow where
+installed, else pandas (csv_io.py); JSON with the json module; Parquet needs pyarrow and images need
 Pillow, both optional: a missing one raises ImportError naming the package.
 """
 
@@ -20,8 +20,6 @@ import numpy as np
 import minray as ray
 
 from . import block as B
-
-CSV_SPLIT_BYTES = 64 * 1024 * 1024   # CSV files larger than this read in parallel ranges
 
 
 def expand_paths(paths, extensions=None, what="read"):
@@ -79,42 +77,6 @@ def _with_path(block, path, include_paths):
 
 
 # ---------------------------------------------------------------- readers
-def csv_ranges(path):
-    """Byte ranges of a CSV file, cut at line ends, so big files read in parallel."""
-    size = os.path.getsize(path)
-    if size <= CSV_SPLIT_BYTES:
-        return [(0, size)]
-    n = -(-size // CSV_SPLIT_BYTES)
-    cuts = [0]
-    with open(path, "rb") as f:
-        header = f.readline()
-        cuts[0] = 0
-        for j in range(1, n):
-            f.seek(max(j * size // n, len(header)))
-            f.readline()
-            pos = f.tell()
-            if pos > cuts[-1] and pos < size:
-                cuts.append(pos)
-    cuts.append(size)
-    return list(zip(cuts, cuts[1:]))
-
-
-def read_csv_file(path, start, end, include_paths, options):
-    pd = B.require("pandas", "pandas")
-    import io
-    if start == 0 and end == os.path.getsize(path):
-        df = pd.read_csv(path, **options)
-    else:
-        with open(path, "rb") as f:
-            header = f.readline()
-            f.seek(start)
-            data = f.read(end - start)
-        if start > 0:
-            data = header + data
-        df = pd.read_csv(io.BytesIO(data), **options)
-    return _with_path(B.from_pandas(df), path, include_paths)
-
-
 def read_json_file(path, include_paths, options):
     with open(path, encoding=options.get("encoding", "utf-8")) as f:
         text = f.read()

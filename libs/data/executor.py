@@ -27,6 +27,7 @@ import minray as ray
 from . import block as B
 from . import transforms as T
 from .context import ActorPoolStrategy, DataContext, TaskPoolStrategy
+from .heap import retain_freed_blocks
 
 Meta = collections.namedtuple("Meta", "num_rows size_bytes")
 
@@ -145,7 +146,8 @@ def _meta(block):
 
 
 @ray.remote(num_returns=2)
-def _map_task(transforms, item, index):
+def _map_task(transforms, item, index, heap_cache=0):
+    retain_freed_blocks(heap_cache)
     block = item() if isinstance(item, ReadTask) else item
     block = T.apply(transforms, block, index)
     return block, _meta(block)
@@ -155,7 +157,8 @@ def _map_task(transforms, item, index):
 class _MapWorker:
     """One actor of a map stage's pool: builds the user's class once, then maps blocks."""
 
-    def __init__(self, transforms):
+    def __init__(self, transforms, heap_cache=0):
+        retain_freed_blocks(heap_cache)
         self.transforms = transforms
         for t in transforms:
             t.setup()
@@ -337,9 +340,10 @@ class _TaskRunner:
         # Put the (possibly closure-heavy) transforms once; each task gets them by ref.
         self.transforms = ray.put(transforms) if transforms else transforms
         self.fn = _map_task.options(**remote_args) if remote_args else _map_task
+        self.heap_cache = DataContext.get_current().worker_heap_cache_bytes
 
     def submit(self, item, index):
-        return self.fn.remote(self.transforms, item, index)
+        return self.fn.remote(self.transforms, item, index, self.heap_cache)
 
     def done(self, refs):
         pass
@@ -375,7 +379,8 @@ class _ActorRunner:
         return len(self.actors)
 
     def _add_actor(self):
-        actor = self.cls.remote(self.transforms)
+        actor = self.cls.remote(self.transforms,
+                                DataContext.get_current().worker_heap_cache_bytes)
         self.actors.append(actor)
         self.load.append(0)
         self.starting[actor.ready.remote()] = len(self.actors) - 1

@@ -16,6 +16,7 @@ import numpy as np
 import minray as ray
 
 from . import block as B
+from . import csv_io as C
 from . import datasource as D
 from .context import DataContext
 from .dataset import MaterializedDataset, Dataset
@@ -220,17 +221,20 @@ def _pandas_options(kwargs, reader):
 def read_csv(paths, *, include_paths=False, file_extensions=None, override_num_blocks=None,
              **read_args):
     """Read CSV files (a file, a directory, a glob, or a list of them); one block per file,
-    big files in parallel byte ranges. Extra keyword arguments go to ``pandas.read_csv``.
+    big files in parallel byte ranges (cut at line ends; a file with quote characters is
+    read whole). Parsed by pyarrow where installed, with the column types
+    ``pandas.read_csv`` gives; extra keyword arguments go to ``pandas.read_csv``.
 
     Example::
 
         ds = ray.data.read_csv("/tmp/data/*.csv")
     """
-    B.require("pandas", "pandas")
-    files = D.expand_paths(paths, file_extensions, "read_csv")
     options = _pandas_options(read_args, "csv")
-    tasks = [ReadTask(D.read_csv_file, f, a, b, include_paths, options)
-             for f in files for a, b in D.csv_ranges(f)]
+    if options or not C.have_pyarrow():
+        B.require("pandas", "pandas")
+    files = D.expand_paths(paths, file_extensions, "read_csv")
+    tasks = [ReadTask(C.read_csv_range, f, a, b, include_paths, options)
+             for f in files for a, b in C.csv_ranges(f, options)]
     return _file_dataset(tasks, "ReadCSV", files)
 
 

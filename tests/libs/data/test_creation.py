@@ -133,10 +133,10 @@ def test_csv_roundtrip_directory_glob_and_single_file(tmp_path):
 
 
 def test_big_csv_reads_in_parallel_ranges(tmp_path, monkeypatch):
-    from minray.data import datasource
+    from minray.data import csv_io
     path = tmp_path / "big.csv"
     path.write_text("a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(5000)))
-    monkeypatch.setattr(datasource, "CSV_SPLIT_BYTES", 4096)
+    monkeypatch.setattr(csv_io, "CSV_SPLIT_BYTES", 4096)
     ds = ray.data.read_csv(str(path))
     mat = ds.materialize()
     assert mat.num_blocks() > 5

@@ -1,0 +1,200 @@
+"""CSV reading: one file in parallel byte ranges, parsed by pyarrow where it is installed.
+
+    file --csv_ranges--> [(start, end), ...] cut at line ends (the header line repeated)
+    range --read_csv_range--> block: pyarrow.csv (one thread) when the options allow it
+                                     and its column types match pandas', else pandas.read_csv
+
+Splitting is only done where a line end is certainly a record end: the file is
+larger than ``CSV_SPLIT_BYTES``, uncompressed, in an ASCII-compatible encoding,
+read with options that do not count lines (no skiprows, nrows, comment, ...),
+and holds no quote character at all (a quoted field may contain a newline, so a
+file with quotes is read whole, as one block: the documented safe fallback).
+
+The result equals ``pandas.read_csv`` of the file: same column names, order,
+values and dtypes.  pyarrow parses only where that holds: a range whose columns
+pyarrow reads as anything but int64, double, bool or all-null (strings, dates,
+times) is parsed again by pandas, and pandas' defaults for missing values and
+booleans are given to pyarrow.  Each block infers its own types, as each of
+Ray's files does: a column that is int in one range and float in another is
+float once the blocks are combined (``to_pandas``, ``take_all``).
+
+Example::
+
+    csv_ranges("/tmp/big.csv", {})        # [(0, 67108901), (67108901, 134217790), ...]
+    read_csv_range("/tmp/big.csv", 0, 67108901, False, {})   # {"a": array([...]), ...}
+"""
+
+import io
+import logging
+import mmap
+import os
+
+import numpy as np
+
+from . import block as B
+from .datasource import _with_path
+
+logger = logging.getLogger(__name__)
+
+CSV_SPLIT_BYTES = 64 * 1024 * 1024   # files larger than this read in parallel ranges
+
+# pandas.read_csv options under which a line end outside quotes ends a record.
+_SPLIT_SAFE_OPTIONS = {"sep", "delimiter", "usecols", "dtype", "na_values", "keep_default_na",
+                       "na_filter", "true_values", "false_values", "decimal", "thousands",
+                       "quotechar", "float_precision", "low_memory", "engine", "encoding",
+                       "header", "skip_blank_lines", "skipinitialspace"}
+_ASCII_ENCODINGS = {None, "utf-8", "utf8", "ascii", "latin-1", "latin1", "iso-8859-1"}
+_COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst", ".tar")
+
+# pandas' default missing-value strings and booleans, given to pyarrow so both agree.
+_PANDAS_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+              "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+_PANDAS_TRUE = ["True", "TRUE", "true"]
+_PANDAS_FALSE = ["False", "FALSE", "false"]
+
+
+def splittable(path, options):
+    """Whether ``path`` may be cut at line ends under these pandas options."""
+    if path.lower().endswith(_COMPRESSED) or options.get("compression") not in (None, "infer"):
+        return False
+    if any(k not in _SPLIT_SAFE_OPTIONS for k in options):
+        return False
+    encoding = options.get("encoding")
+    if (encoding.lower() if isinstance(encoding, str) else encoding) not in _ASCII_ENCODINGS:
+        return False
+    return options.get("header", "infer") in ("infer", 0)
+
+
+def csv_ranges(path, options=None, split_bytes=None):
+    """Byte ranges ``[(start, end), ...]`` of ``path`` that parse independently.
+
+    One range for a small, compressed or quoted file (or unusual options); else cuts
+    at the line end after each multiple of about ``split_bytes``, past the header.
+    """
+    options = options or {}
+    split_bytes = split_bytes or CSV_SPLIT_BYTES
+    size = os.path.getsize(path)
+    if size <= split_bytes or not splittable(path, options):
+        return [(0, size)]
+    quote = str(options.get("quotechar", '"')).encode()
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if mm.find(quote) != -1:
+            logger.debug("read_csv: %s holds quote characters; reading it as one block", path)
+            return [(0, size)]
+        header_end = mm.find(b"\n") + 1
+        if header_end <= 0:
+            return [(0, size)]
+        n = -(-size // split_bytes)
+        cuts = [0]
+        for j in range(1, n):
+            pos = mm.find(b"\n", max(j * size // n, header_end)) + 1
+            if pos <= 0 or pos >= size:
+                break
+            if pos > cuts[-1]:
+                cuts.append(pos)
+    cuts.append(size)
+    return list(zip(cuts, cuts[1:]))
+
+
+def _range_bytes(path, start, end):
+    """The header line plus bytes [start, end) (the whole file when start is 0), read
+    into one buffer (no copy to join them)."""
+    with open(path, "rb", buffering=0) as f:
+        header = f.readline() if start else b""
+        buf = bytearray(len(header) + end - start)
+        buf[:len(header)] = header
+        view = memoryview(buf)[len(header):]
+        f.seek(start)
+        while len(view):
+            n = f.readinto(view)
+            if not n:
+                raise ValueError(f"read_csv: {path!r} shrank while it was being read.")
+            view = view[n:]
+    return buf
+
+
+def read_csv_range(path, start, end, include_paths, options):
+    """Parse bytes [start, end) of ``path`` (with its header line) into a block."""
+    data = _range_bytes(path, start, end)
+    if len(data) < 4096 and not bytes(data).strip():      # (a big range is not empty)
+        raise ValueError(f"read_csv: {path!r} is empty; a CSV file needs at least a header "
+                         f"line (pandas.read_csv and Ray Data raise on it too). Remove it or "
+                         f"choose the files with file_extensions=/a glob.")
+    block = _arrow_block(data) if not options and pyarrow_csv() is not None else None
+    if block is None:
+        block = _pandas_block(data, options)
+    return _with_path(block, path, include_paths)
+
+
+def _pandas_block(data, options):
+    pd = B.require("pandas", "pandas")
+    return B.from_pandas(pd.read_csv(io.BytesIO(data), **options))
+
+
+def have_pyarrow():
+    """Whether pyarrow is installed, without importing it (the driver needs no parser)."""
+    import importlib.util
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def pyarrow_csv():
+    """pyarrow with its csv module, or None when pyarrow is not installed (optional)."""
+    try:
+        import pyarrow
+        import pyarrow.csv
+    except ImportError:
+        return None
+    return pyarrow
+
+
+def _arrow_block(data):
+    """The block pyarrow parses from ``data`` (a header line, then rows), or None where
+    pandas must parse it (a column type pandas would not produce, odd header names)."""
+    pa = pyarrow_csv()
+    csv = pa.csv
+    try:
+        table = csv.read_csv(
+            pa.py_buffer(data),
+            read_options=csv.ReadOptions(use_threads=False, block_size=len(data) + 1),
+            convert_options=csv.ConvertOptions(null_values=_PANDAS_NA,
+                                               true_values=_PANDAS_TRUE,
+                                               false_values=_PANDAS_FALSE,
+                                               strings_can_be_null=True))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None                     # let pandas parse it (and raise its own error)
+    names = table.column_names
+    if table.num_rows == 0 or len(set(names)) != len(names) or not all(names):
+        return None
+    out = {}
+    types = pa.types
+    for name, col in zip(names, table.columns):
+        t = col.type
+        if not (types.is_null(t) or types.is_int64(t) or types.is_float64(t)
+                or types.is_boolean(t)):
+            return None                             # strings, dates, ...: pandas' types
+        out[name] = _to_numpy(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
+    return out
+
+
+def _to_numpy(arr):
+    """A numpy column from a pyarrow int64 / double / bool / null Array, as pandas types
+    it: ints with missing values become float64 with NaN, bools with missing values an
+    object column with NaN.  Reads the Arrow buffers directly: ``Array.to_numpy`` would
+    import pandas (a third of a second in every worker)."""
+    n, off = len(arr), arr.offset
+    if str(arr.type) == "null":                      # a column with no values at all
+        return np.full(n, np.nan)
+    validity, values = arr.buffers()[:2]
+    if arr.type.bit_width == 1:                      # bool: one bit per value
+        bits = np.unpackbits(np.frombuffer(values, np.uint8), bitorder="little")
+        col = bits[off:off + n].astype(bool)
+    else:
+        col = np.frombuffer(values, np.dtype("int64" if str(arr.type) == "int64"
+                                             else "float64"), count=n, offset=off * 8)
+    if not arr.null_count:
+        return col
+    valid = np.unpackbits(np.frombuffer(validity, np.uint8),
+                          bitorder="little")[off:off + n].astype(bool)
+    col = col.astype(object if col.dtype == bool else np.float64)
+    col[~valid] = np.nan
+    return col

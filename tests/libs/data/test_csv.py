@@ -1,0 +1,118 @@
+"""read_csv: parallel byte ranges and the pyarrow parser give what pandas.read_csv gives.
+
+Each case compares the dataset's rows (concatenated blocks) with ``pandas.read_csv``
+of the same file: column names and order, dtypes, values (NaN where pandas has NaN).
+"""
+import numpy as np
+import pandas as pd
+import pytest
+
+import minray as ray
+import minray.data
+from minray.data import block as B
+from minray.data import csv_io
+
+pytestmark = pytest.mark.usefixtures("ray_module")
+
+
+def _assert_like_pandas(blocks, *paths):
+    expected = B.from_pandas(pd.concat([pd.read_csv(p) for p in paths], ignore_index=True))
+    got = B.concat(blocks)
+    assert list(got) == list(expected)
+    for name, want in expected.items():
+        have = got[name]
+        assert have.dtype == want.dtype, (name, have.dtype, want.dtype)
+        if want.dtype.kind == "f":
+            np.testing.assert_array_equal(have, want)      # NaN == NaN here
+        else:
+            assert have.tolist() == want.tolist() or all(
+                (a == b) or (a != a and b != b) for a, b in zip(have, want)), name
+
+
+def _blocks(ds):
+    return [ray.get(ref) for ref, _ in ds.materialize()._plan.source.bundles]
+
+
+def _numeric_file(path, rows, trailing_newline=True):
+    rng = np.random.default_rng(1)
+    lines = [f"{i},{rng.random() * 1000:.4f},{i % 7},{'' if i % 11 == 0 else i * 3}"
+             for i in range(rows)]
+    path.write_text("id,x,k,maybe\n" + "\n".join(lines) + ("\n" if trailing_newline else ""))
+    return str(path)
+
+
+def test_split_ranges_equal_pandas_with_and_without_trailing_newline(tmp_path, monkeypatch):
+    monkeypatch.setattr(csv_io, "CSV_SPLIT_BYTES", 8192)
+    for trailing in (True, False):
+        path = _numeric_file(tmp_path / f"n{trailing}.csv", 3000, trailing)
+        ranges = csv_io.csv_ranges(path, {})
+        assert len(ranges) > 5 and ranges[0][0] == 0 and ranges[-1][1] == len(
+            open(path, "rb").read())
+        assert all(a == b for (_, a), (b, _) in zip(ranges, ranges[1:]))   # contiguous
+        ds = ray.data.read_csv(path)
+        blocks = _blocks(ds)
+        assert len(blocks) == len(ranges)
+        _assert_like_pandas(blocks, path)
+        assert [r["id"] for r in ds.take_all()] == list(range(3000))   # row order kept
+
+
+def test_quoted_commas_and_newlines_read_whole_and_equal_pandas(tmp_path, monkeypatch):
+    monkeypatch.setattr(csv_io, "CSV_SPLIT_BYTES", 256)
+    path = tmp_path / "quoted.csv"
+    rows = [f'{i},"line one, {i}\nline two",{i * 0.5}' for i in range(200)]
+    path.write_text('id,"text, with comma",v\n' + "\n".join(rows) + "\n")
+    assert csv_io.csv_ranges(str(path), {}) == [(0, path.stat().st_size)]
+    blocks = _blocks(ray.data.read_csv(str(path)))
+    _assert_like_pandas(blocks, str(path))
+    assert B.concat(blocks)["text, with comma"][3] == "line one, 3\nline two"
+
+
+def test_types_missing_values_bools_strings_and_dates_like_pandas(tmp_path):
+    path = tmp_path / "types.csv"
+    path.write_text("i,f,b,bn,s,d,empty,inull\n"
+                    "1,1.5,True,true,x,2020-01-01,,1\n"
+                    "2,NaN,False,,y,2020-01-02,,\n"
+                    "3,2.25,true,False,,2020-01-03,,3\n")
+    _assert_like_pandas(_blocks(ray.data.read_csv(str(path))), str(path))
+    numeric = tmp_path / "numeric.csv"
+    numeric.write_text("a,b,c\n1,,True\n2,NA,False\n3,4.5,\n")
+    block = csv_io.read_csv_range(str(numeric), 0, numeric.stat().st_size, False, {})
+    want = B.from_pandas(pd.read_csv(numeric))
+    assert [block[k].dtype for k in block] == [want[k].dtype for k in want]
+
+
+def test_many_files_keep_file_order(tmp_path):
+    paths = [_numeric_file(tmp_path / f"part{i}.csv", 50 + i) for i in range(6)]
+    ds = ray.data.read_csv(str(tmp_path / "part*.csv"))
+    assert ds.materialize().num_blocks() == 6
+    _assert_like_pandas(_blocks(ds), *paths)
+
+
+def test_empty_file_raises_and_header_only_file_has_no_rows(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        ray.data.read_csv(str(empty)).materialize()
+    header = tmp_path / "header.csv"
+    header.write_text("a,b\n")
+    assert ray.data.read_csv(str(header)).count() == 0
+
+
+def test_pandas_options_and_no_pyarrow_fallback(tmp_path, monkeypatch):
+    path = _numeric_file(tmp_path / "opts.csv", 400)
+    monkeypatch.setattr(csv_io, "CSV_SPLIT_BYTES", 2048)
+    # options that count lines are never split; they go to pandas as given
+    assert len(csv_io.csv_ranges(path, {"skiprows": [1]})) == 1
+    got = ray.data.read_csv(path, usecols=["id", "k"]).take_all()
+    assert got[:2] == [{"id": 0, "k": 0}, {"id": 1, "k": 1}]
+    monkeypatch.setattr(csv_io, "pyarrow_csv", lambda: None)   # as if not installed
+    ranges = csv_io.csv_ranges(path, {})
+    blocks = [csv_io.read_csv_range(path, a, b, False, {}) for a, b in ranges]
+    _assert_like_pandas(blocks, path)
+
+
+def test_split_skips_compressed_files_and_odd_encodings(tmp_path):
+    assert not csv_io.splittable("/x/data.csv.gz", {})
+    assert not csv_io.splittable("/x/data.csv", {"encoding": "utf-16"})
+    assert not csv_io.splittable("/x/data.csv", {"header": None})
+    assert csv_io.splittable("/x/data.csv", {"sep": ";", "encoding": "UTF-8"})
