@@ -121,7 +121,7 @@ setup(
     package_dir=PACKAGE_DIR,
     packages=sorted(PACKAGE_DIR),
     # The dashboard's page, served by the head (editable installs read the source tree).
-    package_data={"minray._private": ["dashboard_static/*"]},
+    package_data={"minray._private.observability": ["dashboard_static/*"]},
     ext_modules=extensions(),
     install_requires=["cloudpickle>=2.0", "numpy>=1.23", "psutil>=5.9"],
     extras_require=EXTRAS,

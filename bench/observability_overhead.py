@@ -65,7 +65,7 @@ def micro(n=100_000):
     import os
     import pickle
     import timeit
-    from minray._private import task_events as te
+    from minray._private.observability import task_events as te
     tid, res = os.urandom(16), {"CPU": 1.0}
 
     def owner():

@@ -15,8 +15,9 @@ import inspect
 import types
 
 from . import options as _options
-from ._private import ids, state
-from ._private.signature import ArgSpec
+from minray._private.core import ids
+from minray._private import state
+from minray._private.core.signature import ArgSpec
 from .remote_function import FunctionInfo
 
 
@@ -318,7 +319,7 @@ def exit_actor():
             def stop(self):
                 ray.actor.exit_actor()
     """
-    from ._private.worker_main import ActorExit, current_server
+    from minray._private.worker.main import ActorExit, current_server
     server = current_server()
     if server is None or server.actor is None:
         raise TypeError("exit_actor() can only be called inside an actor method.")

@@ -17,9 +17,9 @@ import uuid
 import psutil
 
 from . import exceptions
-from ._private import node as _node
-from ._private import state
-from ._private import transport as _transport
+from minray._private.node import launch as _node
+from minray._private import state
+from minray._private.net import transport as _transport
 from .actor import ActorClass, ActorHandle
 from .object_ref import ObjectRef, ObjectRefGenerator
 from .remote_function import RemoteFunction
@@ -110,7 +110,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                 runtime_env = {"env_vars": dict(job_env["env_vars"])}
         env_vars = dict((runtime_env or {}).get("env_vars") or {})
         if local_mode:
-            from ._private.local_mode import LocalClient
+            from minray._private.local.client import LocalClient
             total = _total_resources(num_cpus, num_gpus, resources)
             client = LocalClient(total, namespace or _anonymous_namespace(), env_vars)
             state.set_client(client)
@@ -138,7 +138,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                                  "'minray start' instead.")
             session_dir = _resolve_address(address, _temp_dir)
             _runtime.update(proc=None, session_dir=session_dir)
-        from ._private.core_client import CoreClient
+        from minray._private.client.core_client import CoreClient
         job_cfg = {"sys_path": [p for p in sys.path if p], "cwd": os.getcwd(),
                    "env_vars": env_vars, "namespace": namespace or _anonymous_namespace(),
                    "log_to_driver": log_to_driver}
@@ -158,7 +158,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
 
 
 def _import_client():
-    from ._private import core_client  # noqa: F401
+    from minray._private.client import core_client  # noqa: F401
 
 
 def _anonymous_namespace():
@@ -271,7 +271,7 @@ def _stop_owned_node():
                 pass
         if session_dir:
             # A node manager that was killed (SIGKILL) could not unlink its segments.
-            from ._private import shm
+            from minray._private.objects import shm
             for name in shm.list_segments("mr" + os.path.basename(session_dir)[-8:] + "_"):
                 shm.unlink(name)
         if session_dir and not os.environ.get("MINRAY_KEEP_SESSION"):
@@ -301,7 +301,7 @@ def shutdown(_exiting_interpreter=False):
         if not owned and hasattr(client, "flush_logs"):
             # A node that outlives this driver keeps its task records (state API,
             # dashboard): collect them from its workers before they are stopped.
-            from ._private import task_events
+            from minray._private.observability import task_events
             task_events.settle(client)
         client.shutting_down = True
         if owned and hasattr(client, "call"):

@@ -9,7 +9,8 @@ whoever receives it.
 """
 
 
-from ._private import serialization, state
+from minray._private.objects import serialization
+from minray._private import state
 
 
 class ObjectRef:

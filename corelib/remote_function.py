@@ -12,8 +12,9 @@ import inspect
 
 
 from . import options as _options
-from ._private import serialization, state
-from ._private.signature import ArgSpec
+from minray._private.objects import serialization
+from minray._private import state
+from minray._private.core.signature import ArgSpec
 
 
 # Tasks of a function measured as short (and never blocking in get) are
@@ -52,7 +53,7 @@ class FunctionInfo:
         try:
             self._blob = serialization.dumps_function(self.obj)
         except Exception as exc:
-            from ._private.serialization import unserializable_error
+            from minray._private.objects.serialization import unserializable_error
             raise unserializable_error(self.obj, exc, what=f"'{self.name}'") from None
         self._fn_id = hashlib.blake2b(self._blob, digest_size=16).digest()
 

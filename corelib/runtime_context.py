@@ -1,6 +1,6 @@
 """``get_runtime_context()``: where the calling code runs (job, task, actor, node)."""
 
-from ._private import state
+from minray._private import state
 
 
 class RuntimeContext:

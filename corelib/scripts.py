@@ -16,9 +16,9 @@ import socket
 import sys
 import time
 
-from ._private import node as _node
-from ._private import protocol as P
-from ._private import transport
+from minray._private.node import launch as _node
+from minray._private.net import protocol as P
+from minray._private.net import transport
 
 
 def cmd_demo(args):
@@ -94,7 +94,7 @@ def cmd_start(args):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         proc.wait()
-        from ._private import job_server
+        from minray._private.jobs import server as job_server
         job_server.stop(session_dir)
     return 0
 
@@ -133,7 +133,7 @@ def _bool_arg(value):
 def _start_job_server(session_dir, host, port):
     """The head's HTTP job server (minray/_private/job_server.py); a failure to
     start it leaves the head running and says why."""
-    from ._private import job_server
+    from minray._private.jobs import server as job_server
     try:
         url, _ = job_server.start(session_dir, host, port)
     except RuntimeError as exc:
@@ -170,7 +170,7 @@ def cmd_stop(args):
     import shutil
 
     import psutil
-    from ._private import job_server
+    from minray._private.jobs import server as job_server
     nodes = processes = 0
     for head in _heads(args.temp_dir):
         session_dir = head["session_dir"]
@@ -222,7 +222,7 @@ def _job_server_process(session_dir):
     try:
         with open(os.path.join(session_dir, "job_server.json")) as f:
             p = psutil.Process(int(json.load(f)["pid"]))
-        if "minray._private.job_server" in " ".join(p.cmdline()):
+        if "minray._private.jobs.server" in " ".join(p.cmdline()):
             return p
     except (OSError, ValueError, KeyError, psutil.Error):
         pass
@@ -231,7 +231,7 @@ def _job_server_process(session_dir):
 
 def _unlink_segments(session_dir):
     """What the node manager would have unlinked had it been asked to stop."""
-    from ._private import shm
+    from minray._private.objects import shm
     prefix = "mr" + os.path.basename(session_dir)[-8:] + "_"
     for name in shm.list_segments(prefix):
         shm.unlink(name)

@@ -15,7 +15,7 @@ import urllib.request
 import zipfile
 from typing import Any, AsyncIterator, Dict, List, Optional, Union
 
-from .._private import node as _node
+from minray._private.node import launch as _node
 from .models import JobDetails, JobStatus
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"

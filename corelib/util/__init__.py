@@ -45,7 +45,7 @@ def list_named_actors(all_namespaces=False):
         Counter.options(name="c").remote()
         assert "c" in ray.util.list_named_actors()
     """
-    from .._private import state
+    from minray._private import state
     return state.require_client().call("list_named_actors", bool(all_namespaces))
 
 
@@ -57,7 +57,7 @@ def get_node_ip_address(address="8.8.8.8:53"):
 
         ip = ray.util.get_node_ip_address()
     """
-    from .._private import state
+    from minray._private import state
     client = state.current_client()
     info = getattr(client, "info", None) or {}
     return info.get("node_ip", "127.0.0.1")

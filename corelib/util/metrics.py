@@ -15,7 +15,7 @@ dashboard serves them, with the runtime's own counters, as Prometheus text at
 
 import threading
 
-from .._private import task_events
+from minray._private.observability import task_events
 
 _lock = threading.Lock()
 _registry = {}       # name -> Metric

@@ -13,8 +13,8 @@ Semantics and validation messages follow ``ray.util.placement_group``.
 """
 
 from .. import api as _api
-from .._private import ids as _ids
-from .._private import state as _state
+from minray._private.core import ids as _ids
+from minray._private import state as _state
 from ..exceptions import GetTimeoutError as _GetTimeoutError
 
 VALID_PLACEMENT_GROUP_STRATEGIES = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"}

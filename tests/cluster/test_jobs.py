@@ -291,7 +291,7 @@ def test_bad_input_gets_clear_errors(head, tmp_path):
 
 
 def test_job_table_survives_a_job_server_restart(head):
-    from minray._private import job_server
+    from minray._private.jobs import server as job_server
     client = head.client
     done = [j.submission_id for j in client.list_jobs() if j.status.is_terminal()]
     sid = client.submit_job(entrypoint="sleep 60")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import minray as ray
-from minray._private import serialization, state
+from minray._private.objects import serialization
+from minray._private import state
 from minray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 sys.path.insert(0, os.path.dirname(__file__))

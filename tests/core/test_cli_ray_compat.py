@@ -15,7 +15,7 @@ import textwrap
 import psutil
 import pytest
 
-from minray._private import node as _node
+from minray._private.node import launch as _node
 
 
 def run(args, env=None, timeout=120):

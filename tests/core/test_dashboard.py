@@ -162,7 +162,7 @@ def test_on_a_lan_address_dashboard_reads_need_the_token(tmp_path):
     header, or ?token= once (then a cookie). Real HTTP through the job server's app."""
     import asyncio
     from aiohttp.test_utils import TestClient, TestServer
-    from minray._private import job_server
+    from minray._private.jobs import server as job_server
 
     session = tmp_path / "session"
     (session / "logs").mkdir(parents=True)

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from minray.util.metrics import Counter, Gauge, Histogram
-from minray._private.metrics_store import MetricsStore, render_prometheus
+from minray._private.observability.metrics_store import MetricsStore, render_prometheus
 
 from obs_head import Head
 

@@ -218,7 +218,7 @@ def test_two_gets_share_the_same_memory(ray_module):
 # large put (ObjectDirectory.alloc), so tests that watch one segment's name
 # use objects that are large (in shared memory) but too small to be pooled.
 try:
-    from minray._private.object_directory import POOL_MIN_BYTES
+    from minray._private.objects.directory import POOL_MIN_BYTES
 except ImportError:   # no pool
     POOL_MIN_BYTES = 1 << 20
 UNPOOLED = max(POOL_MIN_BYTES // 4, 128 * 1024) // 8     # float64 items: 256 KiB

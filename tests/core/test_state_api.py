@@ -11,7 +11,7 @@ import pytest
 
 import minray as ray
 from minray.util import state
-from minray._private import task_events as te
+from minray._private.observability import task_events as te
 
 from obs_head import Head, minray_cli
 

@@ -15,7 +15,8 @@ def _segments(prefix):
 @ray.remote
 class Holder:
     def make(self):
-        from minray._private import shm, state
+        from minray._private.objects import shm
+        from minray._private import state
         client = state.current_client()
         # A value this worker owns (256 KiB: below the reuse pool's size) ...
         self.ref = ray.put(np.ones(256 * 1024 // 8))

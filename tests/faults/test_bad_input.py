@@ -15,7 +15,7 @@ import pytest
 
 import minray as ray
 from minray._ext import frame
-from minray._private import protocol as P
+from minray._private.net import protocol as P
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from helpers import wait_until  # noqa: E402

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import minray as ray
-from minray._private import shm
+from minray._private.objects import shm
 from minray.exceptions import GetTimeoutError, ObjectStoreFullError, RayTaskError
 
 

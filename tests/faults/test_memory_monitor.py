@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import minray as ray
-from minray._private.memory_monitor import Candidate, MemoryMonitor, pick_victim
+from minray._private.node.memory_monitor import Candidate, MemoryMonitor, pick_victim
 from minray.exceptions import OutOfMemoryError
 
 MiB = 1 << 20

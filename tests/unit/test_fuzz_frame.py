@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 import minray._ext
 from minray._ext import errors
 from minray._ext import frame_py as twin
-from minray._private import transport
+from minray._private.net import transport
 
 
 def codecs():

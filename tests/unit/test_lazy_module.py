@@ -29,8 +29,8 @@ def test_a_dotted_name_binds_its_last_part():
 
 
 def test_node_manager_start_up_leaves_optional_modules_unimported():
-    code = ("import sys, minray._private.node_manager as nm; "
-            "print(sorted(m for m in ('cloudpickle', 'psutil', 'minray._private.cluster') "
+    code = ("import sys, minray._private.node.manager as nm; "
+            "print(sorted(m for m in ('cloudpickle', 'psutil', 'minray._private.node.cluster') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

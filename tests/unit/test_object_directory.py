@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from minray._private import shm
-from minray._private.object_directory import ObjectDirectory
+from minray._private.objects import shm
+from minray._private.objects.directory import ObjectDirectory
 
 MiB = 1 << 20
 
@@ -83,7 +83,7 @@ def test_freed_segment_is_reused_only_when_nobody_maps_it(directory):
 def test_a_pointer_to_another_nodes_copy_becomes_one_pull(directory):
     """S<size>@ip:port records where the bytes are; the first locate starts the one
     pull, later ones wait on it, and the pulled segment answers them all."""
-    from minray._private import serialization
+    from minray._private.objects import serialization
     d = directory
     size = 3 * MiB
     d.publish(b"r1", b"owner", serialization.remote_blob(size, "10.0.0.2:7000"))
@@ -99,7 +99,7 @@ def test_a_pointer_to_another_nodes_copy_becomes_one_pull(directory):
 
 
 def test_a_failed_pull_leaves_the_entry_pending_and_hands_back_its_waiters(directory):
-    from minray._private import serialization
+    from minray._private.objects import serialization
     d = directory
     d.locate(b"r2", "w1")        # asked for before anyone said where it is
     d.publish(b"r2", b"owner", serialization.remote_blob(2 * MiB, "10.0.0.3:7000"))

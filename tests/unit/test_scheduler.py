@@ -1,5 +1,5 @@
 """The scheduler's pure logic: leases, resources, placement groups, GPU ids (no processes)."""
-from minray._private.scheduler import LeaseRequest, PlacementGroupState, Scheduler
+from minray._private.scheduling.resources import LeaseRequest, PlacementGroupState, Scheduler
 
 
 def req(key, pg=None, **res):

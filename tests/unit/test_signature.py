@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from minray._private.signature import ArgSpec
+from minray._private.core.signature import ArgSpec
 
 SHAPES = [
     lambda a, b=1, *args, c, **kw: 0, lambda a, /, b, *, c=2: 0, lambda *args, **kw: 0,

@@ -415,6 +415,6 @@ def report_library_state(library, value):
     except (TypeError, ValueError) as exc:
         raise TypeError(f"report_library_state({library!r}, ...): the value must be "
                         f"JSON-serialisable ({exc}).") from None
-    from ..._private import state
+    from minray._private import state
     client = state.require_client()
     client.call("kv_put", LIBRARY_STATE_PREFIX + library, text, True)

@@ -11,8 +11,8 @@ import os
 import pickle
 import socket
 
-from ..._private import protocol as P
-from ..._private import transport
+from minray._private.net import protocol as P
+from minray._private.net import transport
 
 DEFAULT_TIMEOUT_S = 30
 
@@ -88,7 +88,7 @@ class DriverClient:
         return self.client.call(method, *args, timeout=timeout or self.timeout)
 
     def query(self, resource, options, timeout=None):
-        from ..._private import task_events
+        from minray._private.observability import task_events
         task_events.flush()   # ours first: the reply then includes what we just did
         return self.call("state_query", resource, options, timeout=timeout)
 
@@ -98,7 +98,7 @@ class DriverClient:
 
 def connect(address=None, timeout=DEFAULT_TIMEOUT_S):
     """A client for ``address`` (see the module docstring)."""
-    from ..._private import state
+    from minray._private import state
     if address is None:
         client = state.current_client()
         if client is not None and hasattr(client, "nm"):
@@ -110,7 +110,7 @@ def connect(address=None, timeout=DEFAULT_TIMEOUT_S):
 
 
 def resolve_session(address=None, temp_dir=None):
-    from ..._private import node as _node
+    from minray._private.node import launch as _node
     if address in (None, "auto"):
         env = os.environ.get("RAY_ADDRESS") or os.environ.get("MINRAY_ADDRESS")
         if env and env != "auto" and os.path.isdir(env):

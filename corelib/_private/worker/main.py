@@ -25,12 +25,16 @@ import time
 import traceback
 
 
-from .. import exceptions
-from . import protocol as P
-from . import serialization, state, task_events, transport, validation
-from .core_client import _EMPTY_ARGS, CoreClient, _ArgRef
-from .node_manager import TASK_NAME_MARKER
-from .serialization import TAG_SHM
+from minray import exceptions
+from minray._private.net import protocol as P
+from minray._private.objects import serialization
+from minray._private import state
+from minray._private.observability import task_events
+from minray._private.net import transport
+from minray._private.core import validation
+from minray._private.client.core_client import _EMPTY_ARGS, CoreClient, _ArgRef
+from minray._private.node.manager import TASK_NAME_MARKER
+from minray._private.objects.serialization import TAG_SHM
 
 
 class ActorExit(BaseException):

@@ -18,9 +18,9 @@ import sys
 import threading
 import time
 
-from . import protocol as P
-from . import transport
-from .scheduler import fits
+from minray._private.net import protocol as P
+from minray._private.net import transport
+from minray._private.scheduling.resources import fits
 
 HEARTBEAT_S = 0.5
 NODE_TIMEOUT_S = float(os.environ.get("MINRAY_NODE_TIMEOUT_S", "4.0"))

@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 
-from .._ext import frame as _frame
+from minray._ext import frame as _frame
 
 ProtocolError = _frame.ProtocolError
 _encode = _frame.encode

@@ -26,13 +26,15 @@ import threading
 import time
 import weakref
 
-from .. import _ext, exceptions
-from ..object_ref import ObjectRef, ObjectRefGenerator
-from . import ids, serialization, shm, transport, validation
-from . import protocol as P
-from . import task_events
-from .object_directory import POOL_MIN_BYTES
-from .serialization import TAG_DYNAMIC, TAG_ERROR, TAG_SHM
+from minray import _ext, exceptions
+from minray.object_ref import ObjectRef, ObjectRefGenerator
+from minray._private.core import ids, validation
+from minray._private.objects import serialization, shm
+from minray._private.net import transport
+from minray._private.net import protocol as P
+from minray._private.observability import task_events
+from minray._private.objects.directory import POOL_MIN_BYTES
+from minray._private.objects.serialization import TAG_DYNAMIC, TAG_ERROR, TAG_SHM
 
 _get_ident = threading.get_ident
 # Callers may read their own replies (see CoreClient._read_direct); needs poll().
@@ -404,7 +406,7 @@ class CoreClient:
     # ============================================================ other nodes
     def _token(self):
         if self.cluster_token is None:
-            from . import node
+            from minray._private.node import launch as node
             self.cluster_token = node.read_cluster_token(self.info.get("session_dir")) or ""
         return self.cluster_token
 
@@ -829,7 +831,7 @@ class CoreClient:
 
     def _dynamic_value(self, oid, blob):
         """A dynamic generator's items arrived: own each, and make the generator value."""
-        from ..object_ref import DynamicObjectRefGenerator
+        from minray.object_ref import DynamicObjectRefGenerator
         items = serialization.loads_inline(b"P" + bytes(blob[1:]))
         refs = []
         for item_oid, item_blob, item_contained in items:

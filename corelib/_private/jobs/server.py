@@ -2,7 +2,7 @@
 
 Run by ``minray start --head`` as its own process::
 
-    python -m minray._private.job_server --session-dir D --host H --port P
+    python -m minray._private.jobs.server --session-dir D --host H --port P
 
 It binds H:P (loopback unless the user named another address), records
 ``{"pid", "host", "port", "url"}`` in ``<session>/job_server.json`` once it
@@ -58,7 +58,7 @@ import zipfile
 
 import psutil
 
-from . import node as _node
+from minray._private.node import launch as _node
 
 log = logging.getLogger("minray.job_server")
 
@@ -469,7 +469,7 @@ def make_app(manager, token):
     from aiohttp import WSMsgType, web
     token_bytes = token.encode()
 
-    from . import dashboard
+    from minray._private.observability import dashboard
     open_reads = dashboard.is_loopback(manager.host)   # the dashboard, as Ray's: see dashboard.py
 
     @web.middleware
@@ -494,7 +494,7 @@ def make_app(manager, token):
             return web.Response(status=exc.status, text=exc.text)
 
     async def version(request):
-        from .. import __version__
+        from minray import __version__
         return web.json_response({"version": API_VERSION, "ray_version": __version__,
                                   "ray_commit": "minray"})
 
@@ -690,7 +690,7 @@ def start(session_dir, host, port, timeout=30.0):
     out_path = os.path.join(session_dir, "logs", "job_server.out")
     with open(out_path, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "minray._private.job_server", "--session-dir", session_dir,
+            [sys.executable, "-m", "minray._private.jobs.server", "--session-dir", session_dir,
              "--host", host, "--port", str(port)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
             close_fds=True)
@@ -724,7 +724,7 @@ def stop(session_dir, timeout=15.0):
         with open(os.path.join(session_dir, INFO_FILE)) as f:
             pid = int(json.load(f)["pid"])
         proc = psutil.Process(pid)
-        if "minray._private.job_server" not in " ".join(proc.cmdline()):
+        if "minray._private.jobs.server" not in " ".join(proc.cmdline()):
             return False               # the pid was reused by another program
         proc.terminate()
     except (OSError, ValueError, KeyError, psutil.Error):

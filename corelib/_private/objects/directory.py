@@ -33,7 +33,7 @@ import collections
 import os
 import time
 
-from . import serialization, shm
+from minray._private.objects import serialization, shm
 
 PENDING, READY = 0, 1
 LOST = ("lost",)   # what locate() returns for an object whose store copy is gone
@@ -446,7 +446,7 @@ class ObjectDirectory:
         free = shm.shm_free_bytes()
         if free and size > free:
             # Writing past a full tmpfs would kill this process with SIGBUS.
-            from ..exceptions import ObjectStoreFullError
+            from minray.exceptions import ObjectStoreFullError
             raise ObjectStoreFullError(
                 f"Cannot restore a spilled object of {size / 2**20:.1f} MiB: /dev/shm has "
                 f"only {free / 2**20:.1f} MiB free. Free references to large objects.")

@@ -21,8 +21,8 @@ import sys
 import threading
 import types
 
-from . import shm
-from .lazy import lazy_module
+from minray._private.objects import shm
+from minray._private.lazy import lazy_module
 
 # The node manager seldom pickles functions: it imports cloudpickle when it first does.
 cloudpickle = lazy_module("cloudpickle", globals())
@@ -179,7 +179,7 @@ def error_blob(error):
         return blob
     except Exception:
         # The exception itself does not pickle: keep its text and traceback.
-        from ..exceptions import RayTaskError
+        from minray.exceptions import RayTaskError
         cause = getattr(error, "cause", error)
         fallback = RayTaskError(
             getattr(error, "function_name", "<unknown>"),

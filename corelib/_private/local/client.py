@@ -45,12 +45,13 @@ import sys
 import threading
 import time
 
-from .. import exceptions
-from ..object_ref import ObjectRef, ObjectRefGenerator
-from . import ids, serialization, validation
-from .core_client import _ArgRef
-from . import scheduler as sched
-from .serialization import TAG_ERROR
+from minray import exceptions
+from minray.object_ref import ObjectRef, ObjectRefGenerator
+from minray._private.core import ids, validation
+from minray._private.objects import serialization
+from minray._private.client.core_client import _ArgRef
+from minray._private.scheduling import resources as sched
+from minray._private.objects.serialization import TAG_ERROR
 
 _TOKEN_SUFFIX = b"\xff\xff\xff\xff"   # an actor's token object: actor_id + this
 _NONE_BLOB = b"PN."                   # pickle of None, as the node manager writes tokens
@@ -243,7 +244,7 @@ class LocalClient:
         total.setdefault("node:__internal_head__", 1.0)
         total[f"_node_id:{self.node_id}"] = 1000.0    # NodeAffinitySchedulingStrategy
         if "object_store_memory" not in total:
-            from .node import default_object_store_memory
+            from minray._private.node.launch import default_object_store_memory
             total["object_store_memory"] = float(default_object_store_memory())
         self.sched = sched.Scheduler(total)
         self.info = {"node_id": self.node_id, "job_id": self.job_id, "session_dir": None,
@@ -1376,7 +1377,7 @@ def _is_actor_exit(exc):
     """exit_actor() raised worker_main.ActorExit (imported only once it was used)."""
     if isinstance(exc, exceptions.AsyncioActorExit):
         return True
-    worker_main = sys.modules.get(__package__ + ".worker_main")
+    worker_main = sys.modules.get("minray._private.worker.main")
     return worker_main is not None and isinstance(exc, worker_main.ActorExit)
 
 

@@ -18,9 +18,9 @@ import json
 import os
 import time
 
-from . import protocol as P
-from . import task_events as te
-from . import transport
+from minray._private.net import protocol as P
+from minray._private.observability import task_events as te
+from minray._private.net import transport
 
 FLUSH_WAIT_S = 1.0
 FRESH = {"tasks", "objects", "timeline", "task_counts", "metrics"}   # need a flush round first
@@ -55,7 +55,7 @@ class StateService:
 
     def h_metrics_report(self, conn, header, points):
         if self.metrics is None:
-            from .metrics_store import MetricsStore
+            from minray._private.observability.metrics_store import MetricsStore
             self.metrics = MetricsStore()
         self.metrics.apply(header, points)
         self._to_head("metrics_report", (header, points))

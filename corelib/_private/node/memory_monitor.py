@@ -26,7 +26,7 @@ Settings (``init(_system_config={...})`` or Ray's environment variables):
 
 import os
 
-from .lazy import lazy_module
+from minray._private.lazy import lazy_module
 
 psutil = lazy_module("psutil", globals())   # imported at the first check, after start-up
 

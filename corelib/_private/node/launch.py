@@ -14,7 +14,7 @@ import time
 
 import psutil
 
-from . import ids
+from minray._private.core import ids
 
 DEFAULT_TEMP_DIR = os.path.join(tempfile.gettempdir(), "minray-sessions")
 
@@ -76,7 +76,7 @@ def start_node(resources, object_store_memory, temp_dir=None, head=False, owner_
     if not head_address:
         resources.setdefault("node:__internal_head__", 1.0)
     resources[f"_node_id:{node_id}"] = 1000.0
-    cmd = [sys.executable, "-m", "minray._private.node_manager",
+    cmd = [sys.executable, "-m", "minray._private.node.manager",
            "--session-dir", session_dir, "--resources", json.dumps(resources),
            "--object-store-memory", str(int(object_store_memory)), "--node-id", node_id]
     if head:

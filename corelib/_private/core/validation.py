@@ -1,8 +1,8 @@
 """Checks of what users pass to get/wait, and of what tasks return: one copy,
 shared by the real client (core_client), local mode and the worker."""
 
-from .. import exceptions
-from ..object_ref import ObjectRef, ObjectRefGenerator
+from minray import exceptions
+from minray.object_ref import ObjectRef, ObjectRefGenerator
 
 
 def check_get_refs(refs):

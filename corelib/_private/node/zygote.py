@@ -59,7 +59,7 @@ def zygote_main(sock, preload=("numpy",)):
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    from . import worker_main  # noqa: F401  (warm the worker's imports)
+    from minray._private.worker import main as worker_main  # noqa: F401  (warm the worker's imports)
     import cloudpickle  # noqa: F401  (every worker unpickles functions; see serialization)
     # Heavy optional imports (numpy: ~0.1 s) are loaded when the zygote is idle,
     # never while a fork request waits: the first task of a fresh runtime must
@@ -113,7 +113,7 @@ def _run_worker(spec):
     """Become a worker: logs, environment, then the worker's main loop."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from . import ids
+    from minray._private.core import ids
     ids.reset_after_fork()
     out = os.open(spec["stdout"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     err = os.open(spec["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -136,7 +136,7 @@ def _run_worker(spec):
             os.chdir(cwd)
         except OSError:
             pass
-    from . import worker_main
+    from minray._private.worker import main as worker_main
     code = 0
     try:
         worker_main.main(spec)

@@ -27,13 +27,16 @@ import sys
 import time
 import traceback
 
-from .. import exceptions
-from . import protocol as P
-from . import scheduler as sched
-from . import serialization, shm, state_service, transport, zygote
-from .lazy import lazy_module
-from .memory_monitor import Candidate, MemoryMonitor, pick_victim
-from .object_directory import LOST, READY, ObjectDirectory
+from minray import exceptions
+from minray._private.net import protocol as P
+from minray._private.scheduling import resources as sched
+from minray._private.objects import serialization, shm
+from minray._private.observability import state_service
+from minray._private.net import transport
+from minray._private.node import zygote
+from minray._private.lazy import lazy_module
+from minray._private.node.memory_monitor import Candidate, MemoryMonitor, pick_victim
+from minray._private.objects.directory import LOST, READY, ObjectDirectory
 
 ACTOR_TOKEN_INDEX = 0xFFFFFFFF
 LOG_POLL_S = 0.1

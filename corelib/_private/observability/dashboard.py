@@ -21,7 +21,7 @@ import ipaddress
 import json
 import os
 
-from . import metrics_store, state_service
+from minray._private.observability import metrics_store, state_service
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "dashboard_static")
 RESOURCES = ("nodes", "actors", "tasks", "objects", "jobs", "placement_groups", "workers")
@@ -58,7 +58,7 @@ class StateReader:
         self.session_dir = session_dir
 
     def _query(self, resource, options):
-        from ..util.state._client import SessionClient
+        from minray.util.state._client import SessionClient
         client = SessionClient(self.session_dir, timeout=10)
         try:
             return client.query(resource, options)
@@ -133,7 +133,7 @@ def add_routes(app, session_dir):
 
     async def summarize(request):
         resource = request.match_info["resource"]
-        from ..util.state import common
+        from minray.util.state import common
         try:
             rows = (await reader.query(resource, {"limit": None}))["result"]
         except Exception as exc:
