@@ -24,13 +24,14 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 
 from minray import exceptions
 from minray._private.net import protocol as P
 from minray._private.scheduling import resources as sched
-from minray._private.objects import serialization, shm
+from minray._private.objects import serialization, shm, transfer
 from minray._private.observability import state_service
 from minray._private.net import transport
 from minray._private.node import zygote
@@ -118,11 +119,11 @@ class ActorInfo:
 
 class Pull:
     """A copy of an object streaming in from another node (NodeManager.start_pull)."""
-    __slots__ = ("oid", "conn", "address", "name", "fd", "size", "offset")
+    __slots__ = ("oid", "conn", "address", "name", "fd", "size")
 
     def __init__(self, oid, conn, address, name, fd, size):
         self.oid, self.conn, self.address = oid, conn, address
-        self.name, self.fd, self.size, self.offset = name, fd, size, 0
+        self.name, self.fd, self.size = name, fd, size
 
 
 class NodeManager:
@@ -172,6 +173,7 @@ class NodeManager:
         self.current_req_id = None
         self.revoke_timer = False
         self.pulls = {}              # oid -> Pull: copies streaming in from other nodes
+        self.outbox = None           # transfer.Outbox: copies streaming out (made on demand)
         self.token_borrows = {}      # token oid -> our borrow at the actor's keeper node
         self.pull_seq = itertools.count(1)
         self.state_service = state_service.StateService(self)   # state API, task events, metrics
@@ -192,8 +194,7 @@ class NodeManager:
             "hold": self.h_hold,
             "release_holds": self.h_release_holds,
             "get_object": self.h_get_object,
-            "read_object": self.h_read_object,
-            "end_read": self.h_end_read,
+            "open_stream": self.h_open_stream,
             "object_lost": self.h_object_lost,
             "alloc_segment": self.h_alloc_segment,
             "mapped": self.h_mapped,
@@ -387,8 +388,6 @@ class NodeManager:
         return f"{self.node_ip}:{self.cluster.port}" if self.cluster is not None else None
 
     def on_disconnect(self, conn):
-        for oid in list(conn.info.get("serving", ())):
-            self.h_end_read(conn, oid)
         if self.cluster is not None and "node_id" in conn.info:
             self.cluster.on_node_conn_closed(conn)
         info = self.clients.pop(conn, None)
@@ -1059,14 +1058,16 @@ class NodeManager:
 
     # ---------------------------------------------- copies from other nodes
     # A process here needs an object whose bytes are in another node's store
-    # (a pointer, see object_directory.py). This node manager pulls it from that
-    # node manager over their authenticated TCP connection, one chunk per request
-    # (read_object), each chunk written straight into a new segment of this store
-    # with pwrite. So at most one chunk is in memory besides the segment, on each
-    # side, and neither node manager maps the whole object. Every request for the
-    # object meanwhile waits on that one pull. If the other node dies or no longer
-    # has the object, the half-written segment is removed and the requests go the
-    # way of any lost object (on_object_lost: the owner rebuilds it, or an error).
+    # (a pointer, see object_directory.py). This node manager asks that node
+    # manager to open_stream it over their authenticated TCP connection: it pins
+    # the segment and answers with a one-time ticket for its Outbox. A thread here
+    # then streams the bytes into a new segment of this store (objects/transfer.py:
+    # sendfile there, recv_into one mapped window at a time here), so neither node
+    # manager's loop touches the bytes, nor maps the whole object. Every request for
+    # the object meanwhile waits on that one pull. If the other node dies or no
+    # longer has the object, the half-written segment is removed and the requests
+    # go the way of any lost object (on_object_lost: the owner rebuilds it, or an
+    # error).
     def start_pull(self, oid, address, size):
         if self.cluster is None or address == self.tcp_address:
             return self.pull_failed(oid, f"object {oid.hex()} points at this node's own "
@@ -1085,30 +1086,38 @@ class NodeManager:
         except OSError as exc:
             return self.pull_failed(oid, f"cannot create a segment of {size} bytes: {exc}")
         p = self.pulls[oid] = Pull(oid, conn, address, name, fd, size)
-        self._request_chunk(p)
+        self.cluster.peer_request(conn, "open_stream", (oid,),
+                                  lambda ok, value: self._on_offer(p, ok, value))
 
-    def _request_chunk(self, p):
-        n = min(TRANSFER_CHUNK_BYTES, p.size - p.offset)
-        self.cluster.peer_request(p.conn, "read_object", (p.oid, p.offset, n),
-                                  lambda ok, value: self._on_chunk(p, n, ok, value))
-
-    def _on_chunk(self, p, n, ok, data):
+    def _on_offer(self, p, ok, value):
         if self.pulls.get(p.oid) is not p:
             return
-        if not ok or type(data) is not bytes or len(data) != n:
-            why = data if not ok else f"a chunk of {len(data)} bytes, not {n}"
-            return self._abort_pull(p, f"the node at {p.address} could not send it: {why}")
+        if not ok:
+            return self._abort_pull(p, f"the node at {p.address} could not send it: {value}")
+        port, key, size = value
         try:
-            view = memoryview(data)
-            written = 0
-            while written < n:
-                written += os.pwrite(p.fd, view[written:], p.offset + written)
+            os.ftruncate(p.fd, max(size, 1))    # the written part of a pooled segment
         except OSError as exc:
             return self._abort_pull(p, f"writing the copy failed: {exc}")
-        p.offset += n
-        self.objects.num_pull_chunks += 1
-        if p.offset < p.size:
-            return self._request_chunk(p)
+        p.size = size
+        threading.Thread(target=self._receive, args=(p, port, key),
+                         name="minray-object-in", daemon=True).start()
+
+    def _receive(self, p, port, key):
+        """The pull's own thread: the bytes, then the rest back on the loop."""
+        host = p.address.rsplit(":", 1)[0]
+        try:
+            windows = transfer.receive(host, port, self.cluster.token, key, p.fd, p.size,
+                                       TRANSFER_CHUNK_BYTES)
+            error = None
+        except (OSError, transport.AuthenticationError) as exc:
+            windows, error = 0, exc
+        self.loop.call_soon(self._on_received, p, windows, error)
+
+    def _on_received(self, p, windows, error):
+        if error is not None:
+            return self._abort_pull(p, f"the stream from {p.address} broke: {error}")
+        self.objects.num_pull_chunks += windows
         del self.pulls[p.oid]
         os.close(p.fd)
         self.answer_waiters(self.objects.pulled(p.oid, p.name, p.size))
@@ -1118,11 +1127,6 @@ class NodeManager:
         del self.pulls[p.oid]
         os.close(p.fd)
         shm.unlink(p.name)          # never leave a half-written copy behind
-        if not p.conn.closed:
-            try:
-                p.conn.send(P.NOTICE, ("end_read", (p.oid,)))
-            except transport.ConnectionClosed:
-                pass
         self.pull_failed(p.oid, why)
 
     def pull_failed(self, oid, why):
@@ -1139,42 +1143,48 @@ class NodeManager:
             else:
                 self.reply(conn, req_id, True, ("inline", lost))
 
-    def h_read_object(self, conn, oid, offset, length):
-        """A chunk of an object in this store, for a node pulling a copy."""
-        serving = conn.info.setdefault("serving", {})
-        src = serving.get(oid)
-        if src is None:
-            e = self.objects.entries.get(oid)
-            loc = self.objects.locate(oid, None) if e is not None and \
-                e.state == READY and e.remote is None else None
-            if loc is None or loc[0] != "shm" or offset != 0:
-                raise exceptions.ObjectLostError(oid.hex(), message=(
-                    f"node {self.node_id[:12]} no longer holds object {oid.hex()}"))
-            name, size = loc[1], loc[2]
-            self.objects.mapped(name)   # never reused while the copy streams out
-            try:
-                fd = shm.open_fd(name)
-            except FileNotFoundError:
-                self.objects.unmapped(name)
-                raise exceptions.ObjectLostError(oid.hex()) from None
-            src = serving[oid] = (name, size, fd)
-            if e.copies is None:
-                e.copies = set()
-            e.copies.add(conn)
-        name, size, fd = src
-        if offset < 0 or length < 0 or offset + length > size:
-            raise ValueError(f"read_object: bytes {offset}..{offset + length} are outside "
-                             f"object {oid.hex()} of {size} bytes")
-        data = os.pread(fd, length, offset)
-        if offset + length >= size:
-            self.h_end_read(conn, oid)
-        return data
+    def h_open_stream(self, conn, oid):
+        """Another node pulls a copy of an object in this store: pin its segment and
+        offer it on the Outbox. Returns (port, ticket, bytes to stream)."""
+        e = self.objects.entries.get(oid)
+        loc = self.objects.locate(oid, None) if e is not None and \
+            e.state == READY and e.remote is None else None
+        if loc is None or loc[0] != "shm":
+            raise exceptions.ObjectLostError(oid.hex(), message=(
+                f"node {self.node_id[:12]} no longer holds object {oid.hex()}"))
+        name = loc[1]
+        self.objects.mapped(name)   # never reused while the copy streams out
+        try:
+            fd = shm.open_fd(name)
+        except FileNotFoundError:
+            self.objects.unmapped(name)
+            raise exceptions.ObjectLostError(oid.hex()) from None
+        try:
+            size = shm.payload_size(fd, loc[2])
+        except (OSError, ValueError) as exc:
+            os.close(fd)
+            self.objects.unmapped(name)
+            raise exceptions.ObjectLostError(oid.hex(), message=(
+                f"object {oid.hex()}'s segment on node {self.node_id[:12]} is unreadable: "
+                f"{exc}")) from None
+        if e.copies is None:
+            e.copies = set()
+        e.copies.add(conn)
+        if self.outbox is None:
+            self.outbox = transfer.Outbox(self.node_ip, self.cluster.token,
+                                          lambda t, err: self.loop.call_soon(self._sent, t))
+        key = self.outbox.offer(oid, name, fd, size)
+        self.loop.call_later(transfer.TICKET_TTL_S, self._withdraw_offer, key)
+        return (self.outbox.port, key, size)
 
-    def h_end_read(self, conn, oid):
-        src = conn.info.get("serving", {}).pop(oid, None)
-        if src is not None:
-            os.close(src[2])
-            self.objects.unmapped(src[0])
+    def _sent(self, ticket):
+        os.close(ticket.fd)
+        self.objects.unmapped(ticket.name)
+
+    def _withdraw_offer(self, key):
+        ticket = self.outbox.take(key)
+        if ticket is not None:      # nobody came for it (the puller died): unpin
+            self._sent(ticket)
 
     def h_object_stats(self, conn):
         return self.objects.stats()
@@ -1788,6 +1798,8 @@ class NodeManager:
         if self.stopping:
             return
         self.stopping = True
+        if self.outbox is not None:
+            self.outbox.close()
         for w in list(self.workers.values()):
             if w.pid:
                 try:

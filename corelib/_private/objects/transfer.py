@@ -1,0 +1,175 @@
+"""Large objects between node managers: one TCP stream per pull.
+
+A node manager that needs an object held by another node's store asks that node
+manager to ``open_stream`` it (a request on their authenticated connection).
+The holder pins the segment, opens it and answers with a one-time ticket and the
+port of its ``Outbox``; the puller's thread then connects there, proves the
+cluster token, sends the ticket, and reads the bytes:
+
+    holder: os.sendfile(socket, segment fd)   the kernel reads the tmpfs pages
+                                              straight into the socket
+    puller: sock.recv_into(window of its new segment, mapped, filled, unmapped)
+
+No pickling and no request per chunk, and neither node manager's event loop
+touches the bytes: each side's thread reports back with ``loop.call_soon``. The
+puller maps one window (``TRANSFER_CHUNK_BYTES``) of the new segment at a time,
+so its node manager never maps the whole object.
+
+    >>> out = Outbox("127.0.0.1", token, on_sent=print)          # doctest: +SKIP
+    >>> key = out.offer(oid, name, fd, size)                     # doctest: +SKIP
+    >>> receive("127.0.0.1", out.port, token, key, new_fd, size, 8 << 20)  # doctest: +SKIP
+    13
+"""
+
+import logging
+import mmap
+import os
+import secrets
+import socket
+import struct
+import threading
+from typing import NamedTuple
+
+from minray._private.net import transport
+
+logger = logging.getLogger(__name__)
+
+TICKET_BYTES = 32
+TICKET_TTL_S = 60.0     # an offer nobody came for is withdrawn (its segment unpinned)
+STALL_TIMEOUT_S = 60.0  # a stream that moves no byte for this long fails
+
+
+class Ticket(NamedTuple):
+    """One offered object: which segment, its open fd, and how many bytes to send."""
+    oid: bytes
+    name: str
+    fd: int
+    size: int
+
+
+class Outbox:
+    """The holder's side: a TCP listener on this node's address, a thread per stream.
+
+    ``on_sent(ticket, error)`` runs on the stream's thread once the ticket's
+    bytes went out (error None) or the stream failed; the fd stays open for the
+    caller to close (it also unpins the segment).
+    """
+
+    def __init__(self, host, token, on_sent):
+        self.token, self.on_sent = token, on_sent
+        self.listener = transport.listen_tcp(host, 0)
+        self.port = self.listener.getsockname()[1]
+        self.tickets = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept_loop, name="minray-object-out",
+                         daemon=True).start()
+
+    def offer(self, oid, name, fd, size):
+        """A ticket (bytes) for one stream of ``size`` bytes of ``fd``."""
+        key = secrets.token_bytes(TICKET_BYTES)
+        with self.lock:
+            self.tickets[key] = Ticket(oid, name, fd, size)
+        return key
+
+    def take(self, key):
+        """The ticket for ``key``, now used up; None if unknown or already taken."""
+        with self.lock:
+            return self.tickets.pop(key, None)
+
+    def close(self):
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+
+    def _accept_loop(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), name="minray-object-send",
+                             daemon=True).start()
+
+    def _serve(self, sock):
+        ticket, error = None, None
+        try:
+            transport.server_handshake(sock, self.token)
+            sock.settimeout(STALL_TIMEOUT_S)
+            key = _recv_exactly(sock, TICKET_BYTES)
+            ticket = self.take(key)
+            if ticket is None:
+                raise ConnectionError("an unknown or expired object ticket")
+            # sendfile needs a blocking socket (a Python timeout makes it non-blocking);
+            # the kernel's own send timeout ends a stream whose reader stalls.
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                            struct.pack("ll", int(STALL_TIMEOUT_S), 0))
+            send_file(sock, ticket.fd, ticket.size)
+        except (OSError, transport.AuthenticationError) as exc:
+            error = exc
+            logger.info("object stream failed: %s", exc)
+        finally:
+            sock.close()
+        if ticket is not None:
+            self.on_sent(ticket, error)
+
+
+def send_file(sock, fd, size):
+    """All ``size`` bytes of ``fd`` from offset 0 into ``sock``, by os.sendfile."""
+    offset = 0
+    while offset < size:
+        n = os.sendfile(sock.fileno(), fd, offset, size - offset)
+        if n == 0:
+            raise ConnectionError(f"the segment ended at {offset} of {size} bytes")
+        offset += n
+
+
+def receive(host, port, token, key, fd, size, window):
+    """Puller's side (its own thread): stream ticket ``key`` from ``host:port`` into
+    ``fd`` (a new segment of ``size`` bytes), one mapped ``window`` at a time.
+    Returns the number of windows written; raises OSError if the stream breaks."""
+    gran = mmap.ALLOCATIONGRANULARITY
+    window = max(gran, (window + gran - 1) // gran * gran)
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    sock = transport.connect_tcp(host, port, token)
+    windows = offset = 0
+    deadline_msg = f"the stream from {host}:{port} stalled for {STALL_TIMEOUT_S:.0f} s"
+    try:
+        sock.settimeout(STALL_TIMEOUT_S)
+        sock.sendall(key)
+        while offset < size:
+            n = min(window, size - offset)
+            m = mmap.mmap(fd, n, flags=flags, offset=offset)
+            try:
+                with memoryview(m) as view:
+                    got = 0
+                    while got < n:
+                        r = sock.recv_into(view[got:], n - got)
+                        if r == 0:
+                            raise ConnectionError(
+                                f"{host}:{port} closed the stream at {offset + got} of "
+                                f"{size} bytes")
+                        got += r
+            finally:
+                m.close()
+            offset += n
+            windows += 1
+        return windows
+    except socket.timeout:
+        raise TimeoutError(deadline_msg) from None
+    finally:
+        sock.close()
+
+
+def _recv_exactly(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("the peer closed the stream before its ticket")
+        buf += chunk
+    return bytes(buf)
+
+
+__all__ = ["Outbox", "Ticket", "TICKET_TTL_S", "receive", "send_file"]

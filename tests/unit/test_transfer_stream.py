@@ -1,0 +1,119 @@
+"""Object streams between node managers (objects/transfer.py), on real sockets and
+real shared-memory segments: a holder's Outbox sends a segment with sendfile, a
+puller receives it window by window into a new segment."""
+
+import math
+import os
+import threading
+import uuid
+
+import numpy as np
+import pytest
+
+from minray._private.net import transport
+from minray._private.objects import shm, transfer
+
+TOKEN = "t" * 32
+
+
+@pytest.fixture
+def segments():
+    names = []
+
+    def make(size, data=None):
+        name = f"mrtest_{uuid.uuid4().hex[:12]}"
+        names.append(name)
+        fd = shm.create_fd(name, size)
+        if data is not None:
+            os.pwrite(fd, data, 0)
+        return name, fd
+    yield make
+    for name in names:
+        shm.unlink(name)
+
+
+@pytest.fixture
+def outbox():
+    sent = []
+    done = threading.Event()
+
+    def on_sent(ticket, error):
+        sent.append((ticket, error))
+        done.set()
+    box = transfer.Outbox("127.0.0.1", TOKEN, on_sent)
+    box.sent, box.done = sent, done
+    yield box
+    box.close()
+
+
+def read_all(fd, size):
+    return os.pread(fd, size, 0)
+
+
+def test_payload_size_is_the_written_part_of_a_larger_segment(segments):
+    arr = np.arange(1000, dtype=np.int64)
+    inband = b"pickle-bytes"
+    need = shm.layout_size(len(inband), [arr.nbytes])
+    name, fd = segments(2 * need)
+    buf = shm.open_rw(name)
+    shm.write(buf, inband, [memoryview(arr)])
+    buf.close()
+    try:
+        assert shm.payload_size(fd, 2 * need) == need
+        with pytest.raises(ValueError, match="claims"):
+            shm.payload_size(fd, need - 1)
+    finally:
+        os.close(fd)
+    _, junk = segments(4096, b"not a segment at all")
+    try:
+        with pytest.raises(ValueError, match="bad magic"):
+            shm.payload_size(junk, 4096)
+    finally:
+        os.close(junk)
+
+
+def test_a_stream_copies_every_byte_window_by_window(segments, outbox):
+    size = (20 << 20) + 12345          # not a whole number of windows
+    data = np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes()
+    src_name, src = segments(size, data)
+    _, dst = segments(size)
+    key = outbox.offer(b"oid", src_name, src, size)
+    windows = transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, size, 1 << 20)
+    assert windows == math.ceil(size / (1 << 20))
+    assert read_all(dst, size) == data
+    assert outbox.done.wait(10)
+    (ticket, error), = outbox.sent
+    assert error is None and ticket.name == src_name and ticket.size == size
+    assert outbox.take(key) is None     # a ticket is good for one stream only
+    os.close(src)
+    os.close(dst)
+
+
+def test_a_wrong_token_or_an_unknown_ticket_gets_no_bytes(segments, outbox):
+    src_name, src = segments(1 << 20, b"x" * (1 << 20))
+    _, dst = segments(1 << 20)
+    key = outbox.offer(b"oid", src_name, src, 1 << 20)
+    with pytest.raises(transport.AuthenticationError):
+        transfer.receive("127.0.0.1", outbox.port, "w" * 32, key, dst, 1 << 20, 1 << 20)
+    with pytest.raises(ConnectionError, match="closed the stream at 0 of"):
+        transfer.receive("127.0.0.1", outbox.port, TOKEN, b"k" * 32, dst, 1 << 20, 1 << 20)
+    # The offer is still there for the puller that has the ticket.
+    assert transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, 1 << 20, 1 << 20) == 1
+    assert read_all(dst, 1 << 20) == b"x" * (1 << 20)
+    os.close(src)
+    os.close(dst)
+
+
+def test_a_stream_cut_short_fails_on_both_sides(segments, outbox):
+    """The holder's segment ends before the bytes it offered: the sender reports the
+    error and the receiver sees the stream close early (as when a node dies)."""
+    src_name, src = segments(1 << 20, b"y" * (1 << 20))
+    _, dst = segments(4 << 20)
+    key = outbox.offer(b"oid", src_name, src, 4 << 20)
+    with pytest.raises(ConnectionError, match=f"closed the stream at {1 << 20} of"):
+        transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, 4 << 20, 1 << 20)
+    assert outbox.done.wait(10)
+    (_, error), = outbox.sent
+    assert isinstance(error, ConnectionError) and "segment ended" in str(error)
+    os.close(src)
+    os.close(dst)
