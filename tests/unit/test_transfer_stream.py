@@ -72,14 +72,18 @@ def test_payload_size_is_the_written_part_of_a_larger_segment(segments):
         os.close(junk)
 
 
-def test_a_stream_copies_every_byte_window_by_window(segments, outbox):
+@pytest.mark.parametrize("spliced", [True, False], ids=["splice", "mapped-windows"])
+def test_a_stream_copies_every_byte_window_by_window(segments, outbox, monkeypatch, spliced):
+    if spliced and not transfer._HAS_SPLICE:
+        pytest.skip("os.splice needs Linux and Python 3.10+")
+    monkeypatch.setattr(transfer, "_HAS_SPLICE", spliced)
     size = (20 << 20) + 12345          # not a whole number of windows
     data = np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes()
     src_name, src = segments(size, data)
     _, dst = segments(size)
     key = outbox.offer(b"oid", src_name, src, size)
-    windows = transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, size, 1 << 20)
-    assert windows == math.ceil(size / (1 << 20))
+    windows = transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, size, 3 << 20)
+    assert windows == math.ceil(size / (3 << 20))
     assert read_all(dst, size) == data
     assert outbox.done.wait(10)
     (ticket, error), = outbox.sent

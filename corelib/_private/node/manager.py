@@ -1062,7 +1062,7 @@ class NodeManager:
     # manager to open_stream it over their authenticated TCP connection: it pins
     # the segment and answers with a one-time ticket for its Outbox. A thread here
     # then streams the bytes into a new segment of this store (objects/transfer.py:
-    # sendfile there, recv_into one mapped window at a time here), so neither node
+    # sendfile there, splice into the segment here), so neither node
     # manager's loop touches the bytes, nor maps the whole object. Every request for
     # the object meanwhile waits on that one pull. If the other node dies or no
     # longer has the object, the half-written segment is removed and the requests
