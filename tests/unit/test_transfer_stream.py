@@ -5,6 +5,7 @@ puller receives it window by window into a new segment."""
 import math
 import os
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -46,6 +47,26 @@ def outbox():
     box.close()
 
 
+def wait_for(pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_split_cuts_whole_windows_into_at_most_n_parts():
+    assert transfer.split(10, 4, 2) == [(0, 8), (8, 2)]
+    assert transfer.split(8, 4, 4) == [(0, 4), (4, 4)]        # no more parts than windows
+    assert transfer.split(1, 4, 4) == [(0, 1)]
+    assert transfer.split(100, 4, 1) == [(0, 100)]
+    for size, window, n in [(12345, 4096, 3), (1 << 20, 4096, 4), (5, 4096, 2)]:
+        parts = transfer.split(size, window, n)
+        assert len(parts) <= n and sum(p.size for p in parts) == size
+        assert all(p.offset % window == 0 for p in parts)
+
+
 def read_all(fd, size):
     return os.pread(fd, size, 0)
 
@@ -81,13 +102,26 @@ def test_a_stream_copies_every_byte_window_by_window(segments, outbox, monkeypat
     data = np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes()
     src_name, src = segments(size, data)
     _, dst = segments(size)
-    key = outbox.offer(b"oid", src_name, src, size)
-    windows = transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, size, 3 << 20)
-    assert windows == math.ceil(size / (3 << 20))
+    parts = transfer.split(size, 3 << 20, 3)
+    assert [p.size for p in parts] == [9 << 20, 9 << 20, size - (18 << 20)]
+    keys = [outbox.offer(b"oid", src_name, src, p.offset, p.size) for p in parts]
+    got = [0] * len(parts)
+
+    def pull(i):        # the parts in parallel, as a node manager pulls them
+        got[i] = transfer.receive("127.0.0.1", outbox.port, TOKEN, keys[i], dst,
+                                  parts[i].offset, parts[i].size, 3 << 20)
+    threads = [threading.Thread(target=pull, args=(i,)) for i in range(len(parts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sum(got) == math.ceil(size / (3 << 20))
     assert read_all(dst, size) == data
-    assert outbox.done.wait(10)
-    (ticket, error), = outbox.sent
-    assert error is None and ticket.name == src_name and ticket.size == size
+    assert wait_for(lambda: len(outbox.sent) == len(parts))
+    assert all(error is None for _, error in outbox.sent)
+    assert sorted((t.offset, t.size) for t, _ in outbox.sent) == \
+        [(p.offset, p.size) for p in parts]
+    key = keys[0]
     assert outbox.take(key) is None     # a ticket is good for one stream only
     os.close(src)
     os.close(dst)
@@ -96,13 +130,15 @@ def test_a_stream_copies_every_byte_window_by_window(segments, outbox, monkeypat
 def test_a_wrong_token_or_an_unknown_ticket_gets_no_bytes(segments, outbox):
     src_name, src = segments(1 << 20, b"x" * (1 << 20))
     _, dst = segments(1 << 20)
-    key = outbox.offer(b"oid", src_name, src, 1 << 20)
+    key = outbox.offer(b"oid", src_name, src, 0, 1 << 20)
     with pytest.raises(transport.AuthenticationError):
-        transfer.receive("127.0.0.1", outbox.port, "w" * 32, key, dst, 1 << 20, 1 << 20)
+        transfer.receive("127.0.0.1", outbox.port, "w" * 32, key, dst, 0, 1 << 20, 1 << 20)
     with pytest.raises(ConnectionError, match="closed the stream at 0 of"):
-        transfer.receive("127.0.0.1", outbox.port, TOKEN, b"k" * 32, dst, 1 << 20, 1 << 20)
+        transfer.receive("127.0.0.1", outbox.port, TOKEN, b"k" * 32, dst, 0, 1 << 20,
+                         1 << 20)
     # The offer is still there for the puller that has the ticket.
-    assert transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, 1 << 20, 1 << 20) == 1
+    assert transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, 0, 1 << 20,
+                            1 << 20) == 1
     assert read_all(dst, 1 << 20) == b"x" * (1 << 20)
     os.close(src)
     os.close(dst)
@@ -113,9 +149,9 @@ def test_a_stream_cut_short_fails_on_both_sides(segments, outbox):
     error and the receiver sees the stream close early (as when a node dies)."""
     src_name, src = segments(1 << 20, b"y" * (1 << 20))
     _, dst = segments(4 << 20)
-    key = outbox.offer(b"oid", src_name, src, 4 << 20)
+    key = outbox.offer(b"oid", src_name, src, 0, 4 << 20)
     with pytest.raises(ConnectionError, match=f"closed the stream at {1 << 20} of"):
-        transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, 4 << 20, 1 << 20)
+        transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, 0, 4 << 20, 1 << 20)
     assert outbox.done.wait(10)
     (_, error), = outbox.sent
     assert isinstance(error, ConnectionError) and "segment ended" in str(error)

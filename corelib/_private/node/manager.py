@@ -119,11 +119,13 @@ class ActorInfo:
 
 class Pull:
     """A copy of an object streaming in from another node (NodeManager.start_pull)."""
-    __slots__ = ("oid", "conn", "address", "name", "fd", "size")
+    __slots__ = ("oid", "conn", "address", "name", "fd", "size", "parts_left", "windows",
+                 "error")
 
     def __init__(self, oid, conn, address, name, fd, size):
         self.oid, self.conn, self.address = oid, conn, address
         self.name, self.fd, self.size = name, fd, size
+        self.parts_left, self.windows, self.error = 0, 0, None
 
 
 class NodeManager:
@@ -1086,7 +1088,7 @@ class NodeManager:
         except OSError as exc:
             return self.pull_failed(oid, f"cannot create a segment of {size} bytes: {exc}")
         p = self.pulls[oid] = Pull(oid, conn, address, name, fd, size)
-        self.cluster.peer_request(conn, "open_stream", (oid,),
+        self.cluster.peer_request(conn, "open_stream", (oid, transfer.STREAMS),
                                   lambda ok, value: self._on_offer(p, ok, value))
 
     def _on_offer(self, p, ok, value):
@@ -1094,30 +1096,37 @@ class NodeManager:
             return
         if not ok:
             return self._abort_pull(p, f"the node at {p.address} could not send it: {value}")
-        port, key, size = value
+        port, size, parts = value
         try:
             os.ftruncate(p.fd, max(size, 1))    # the written part of a pooled segment
         except OSError as exc:
             return self._abort_pull(p, f"writing the copy failed: {exc}")
-        p.size = size
-        threading.Thread(target=self._receive, args=(p, port, key),
-                         name="minray-object-in", daemon=True).start()
+        p.size, p.parts_left = size, len(parts)
+        for key, offset, length in parts:
+            threading.Thread(target=self._receive, args=(p, port, key, offset, length),
+                             name="minray-object-in", daemon=True).start()
 
-    def _receive(self, p, port, key):
-        """The pull's own thread: the bytes, then the rest back on the loop."""
+    def _receive(self, p, port, key, offset, length):
+        """One stream's own thread: its part's bytes, then the rest back on the loop."""
         host = p.address.rsplit(":", 1)[0]
         try:
-            windows = transfer.receive(host, port, self.cluster.token, key, p.fd, p.size,
-                                       TRANSFER_CHUNK_BYTES)
+            windows = transfer.receive(host, port, self.cluster.token, key, p.fd, offset,
+                                       length, transfer.aligned(TRANSFER_CHUNK_BYTES))
             error = None
         except (OSError, transport.AuthenticationError) as exc:
             windows, error = 0, exc
         self.loop.call_soon(self._on_received, p, windows, error)
 
     def _on_received(self, p, windows, error):
-        if error is not None:
-            return self._abort_pull(p, f"the stream from {p.address} broke: {error}")
-        self.objects.num_pull_chunks += windows
+        """A part is in (or failed); once all are, the copy is sealed or dropped."""
+        p.windows += windows
+        p.error = p.error or error
+        p.parts_left -= 1
+        if p.parts_left:
+            return
+        if p.error is not None:
+            return self._abort_pull(p, f"the stream from {p.address} broke: {p.error}")
+        self.objects.num_pull_chunks += p.windows
         del self.pulls[p.oid]
         os.close(p.fd)
         self.answer_waiters(self.objects.pulled(p.oid, p.name, p.size))
@@ -1143,9 +1152,10 @@ class NodeManager:
             else:
                 self.reply(conn, req_id, True, ("inline", lost))
 
-    def h_open_stream(self, conn, oid):
+    def h_open_stream(self, conn, oid, streams=1):
         """Another node pulls a copy of an object in this store: pin its segment and
-        offer it on the Outbox. Returns (port, ticket, bytes to stream)."""
+        offer it on the Outbox in up to ``streams`` parts. Returns (port, bytes to
+        stream, [(ticket, offset, length) per part])."""
         e = self.objects.entries.get(oid)
         loc = self.objects.locate(oid, None) if e is not None and \
             e.state == READY and e.remote is None else None
@@ -1173,9 +1183,16 @@ class NodeManager:
         if self.outbox is None:
             self.outbox = transfer.Outbox(self.node_ip, self.cluster.token,
                                           lambda t, err: self.loop.call_soon(self._sent, t))
-        key = self.outbox.offer(oid, name, fd, size)
-        self.loop.call_later(transfer.TICKET_TTL_S, self._withdraw_offer, key)
-        return (self.outbox.port, key, size)
+        parts = []
+        for i, part in enumerate(transfer.split(size, transfer.aligned(TRANSFER_CHUNK_BYTES),
+                                                max(1, min(int(streams), 16)))):
+            if i:       # each part its own fd and pin, let go when its stream ends
+                self.objects.mapped(name)
+                fd = os.dup(fd)
+            key = self.outbox.offer(oid, name, fd, part.offset, part.size)
+            self.loop.call_later(transfer.TICKET_TTL_S, self._withdraw_offer, key)
+            parts.append((key, part.offset, part.size))
+        return (self.outbox.port, size, parts)
 
     def _sent(self, ticket):
         os.close(ticket.fd)

@@ -16,8 +16,8 @@ manager's event loop touches the bytes: each side's thread reports back with
 ``loop.call_soon``. The puller's node manager never maps the object.
 
     >>> out = Outbox("127.0.0.1", token, on_sent=print)          # doctest: +SKIP
-    >>> key = out.offer(oid, name, fd, size)                     # doctest: +SKIP
-    >>> receive("127.0.0.1", out.port, token, key, new_fd, size, 8 << 20)  # doctest: +SKIP
+    >>> key = out.offer(oid, name, fd, 0, size)                  # doctest: +SKIP
+    >>> receive("127.0.0.1", out.port, token, key, new_fd, 0, size, 8 << 20)  # doctest: +SKIP
     13
 """
 
@@ -41,12 +41,41 @@ TICKET_TTL_S = 60.0     # an offer nobody came for is withdrawn (its segment unp
 STALL_TIMEOUT_S = 60.0  # a stream that moves no byte for this long fails
 
 
+# Parallel streams per pull: one stream is one thread's copy on each side, and on
+# loopback or a fast LAN a single stream is CPU-bound well before the link is.
+STREAMS = max(1, min(4, os.cpu_count() or 1))
+
+
 class Ticket(NamedTuple):
-    """One offered object: which segment, its open fd, and how many bytes to send."""
+    """One offered part of an object: its segment, an open fd, which bytes to send."""
     oid: bytes
     name: str
     fd: int
+    offset: int
     size: int
+
+
+class Part(NamedTuple):
+    offset: int
+    size: int
+
+
+def aligned(window):
+    """``window`` rounded up to whole mmap allocation units (parts start on them)."""
+    gran = mmap.ALLOCATIONGRANULARITY
+    return max(gran, -(-window // gran) * gran)
+
+
+def split(size, window, streams):
+    """``size`` bytes cut into at most ``streams`` parts of whole windows (the last
+    part takes the rest), so the parts' windows add up to ceil(size / window).
+
+    >>> split(10, 4, 2)
+    [Part(offset=0, size=8), Part(offset=8, size=2)]
+    """
+    windows = max(1, -(-size // window))
+    per = -(-windows // max(1, min(streams, windows))) * window
+    return [Part(off, min(per, size - off)) for off in range(0, max(size, 1), per)]
 
 
 class Outbox:
@@ -66,11 +95,11 @@ class Outbox:
         threading.Thread(target=self._accept_loop, name="minray-object-out",
                          daemon=True).start()
 
-    def offer(self, oid, name, fd, size):
-        """A ticket (bytes) for one stream of ``size`` bytes of ``fd``."""
+    def offer(self, oid, name, fd, offset, size):
+        """A ticket (bytes) for one stream of ``size`` bytes of ``fd`` from ``offset``."""
         key = secrets.token_bytes(TICKET_BYTES)
         with self.lock:
-            self.tickets[key] = Ticket(oid, name, fd, size)
+            self.tickets[key] = Ticket(oid, name, fd, offset, size)
         return key
 
     def take(self, key):
@@ -107,7 +136,7 @@ class Outbox:
             sock.settimeout(None)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                             struct.pack("ll", int(STALL_TIMEOUT_S), 0))
-            send_file(sock, ticket.fd, ticket.size)
+            send_file(sock, ticket.fd, ticket.offset, ticket.size)
         except (OSError, transport.AuthenticationError) as exc:
             error = exc
             logger.info("object stream failed: %s", exc)
@@ -117,20 +146,22 @@ class Outbox:
             self.on_sent(ticket, error)
 
 
-def send_file(sock, fd, size):
-    """All ``size`` bytes of ``fd`` from offset 0 into ``sock``, by os.sendfile."""
-    offset = 0
-    while offset < size:
-        n = os.sendfile(sock.fileno(), fd, offset, size - offset)
+def send_file(sock, fd, offset, size):
+    """``size`` bytes of ``fd`` from ``offset`` into ``sock``, by os.sendfile."""
+    sent = 0
+    while sent < size:
+        n = os.sendfile(sock.fileno(), fd, offset + sent, size - sent)
         if n == 0:
-            raise ConnectionError(f"the segment ended at {offset} of {size} bytes")
-        offset += n
+            raise ConnectionError(f"the segment ended at {offset + sent} of "
+                                  f"{offset + size} bytes")
+        sent += n
 
 
-def receive(host, port, token, key, fd, size, window):
+def receive(host, port, token, key, fd, offset, size, window):
     """Puller's side (its own thread): stream ticket ``key`` from ``host:port`` into
-    ``fd`` (a new segment of ``size`` bytes), ``window`` bytes at a time. Returns
-    the number of windows written; raises OSError if the stream breaks.
+    bytes ``offset`` .. ``offset + size`` of ``fd`` (a new segment), ``window`` bytes
+    at a time. Returns the number of windows written; raises OSError if the
+    stream breaks.
 
     On Linux the bytes go socket -> pipe -> segment with os.splice: one copy, in
     the kernel, and the segment is never mapped here. Elsewhere each window of the
@@ -143,8 +174,8 @@ def receive(host, port, token, key, fd, size, window):
             sock.settimeout(None)   # splice needs a blocking socket: SO_RCVTIMEO instead
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                             struct.pack("ll", int(STALL_TIMEOUT_S), 0))
-            return _receive_spliced(sock, fd, size, window, f"{host}:{port}")
-        return _receive_mapped(sock, fd, size, window, f"{host}:{port}")
+            return _receive_spliced(sock, fd, offset, size, window, f"{host}:{port}")
+        return _receive_mapped(sock, fd, offset, size, window, f"{host}:{port}")
     except (socket.timeout, BlockingIOError):
         raise TimeoutError(f"the stream from {host}:{port} stalled for "
                            f"{STALL_TIMEOUT_S:.0f} s") from None
@@ -157,7 +188,7 @@ _F_SETPIPE_SZ = 1031
 PIPE_BYTES = 1 << 20    # the most a pipe holds by default (/proc/sys/fs/pipe-max-size)
 
 
-def _receive_spliced(sock, fd, size, window, where):
+def _receive_spliced(sock, fd, start, size, window, where):
     r, w = os.pipe()
     try:
         try:
@@ -165,14 +196,14 @@ def _receive_spliced(sock, fd, size, window, where):
             step = PIPE_BYTES
         except OSError:
             step = 64 << 10     # the default pipe
-        src, offset, windows = sock.fileno(), 0, 0
-        while offset < size:
-            end = min(offset + window, size)
+        src, offset, windows = sock.fileno(), start, 0
+        while offset < start + size:
+            end = min(offset + window, start + size)
             while offset < end:
                 n = os.splice(src, w, min(step, end - offset))
                 if n == 0:
                     raise ConnectionError(f"{where} closed the stream at {offset} of "
-                                          f"{size} bytes")
+                                          f"{start + size} bytes")
                 while n:
                     k = os.splice(r, fd, n, offset_dst=offset)
                     offset += k
@@ -184,13 +215,14 @@ def _receive_spliced(sock, fd, size, window, where):
         os.close(w)
 
 
-def _receive_mapped(sock, fd, size, window, where):
-    gran = mmap.ALLOCATIONGRANULARITY
-    window = max(gran, (window + gran - 1) // gran * gran)
+def _receive_mapped(sock, fd, start, size, window, where):
+    # mmap offsets are whole allocation units: parts start on them (the node
+    # manager splits by aligned(window)), and so do the windows here.
+    window = aligned(window)
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-    offset = windows = 0
-    while offset < size:
-        n = min(window, size - offset)
+    offset, windows = start, 0
+    while offset < start + size:
+        n = min(window, start + size - offset)
         m = mmap.mmap(fd, n, flags=flags, offset=offset)
         try:
             with memoryview(m) as view:
@@ -199,7 +231,7 @@ def _receive_mapped(sock, fd, size, window, where):
                     r = sock.recv_into(view[got:], n - got)
                     if r == 0:
                         raise ConnectionError(f"{where} closed the stream at "
-                                              f"{offset + got} of {size} bytes")
+                                              f"{offset + got} of {start + size} bytes")
                     got += r
         finally:
             m.close()
@@ -218,4 +250,5 @@ def _recv_exactly(sock, n):
     return bytes(buf)
 
 
-__all__ = ["Outbox", "Ticket", "TICKET_TTL_S", "receive", "send_file"]
+__all__ = ["Outbox", "Part", "STREAMS", "Ticket", "TICKET_TTL_S", "receive", "send_file",
+           "split"]
