@@ -8,12 +8,16 @@ head on 127.0.0.1 (`minray start --head --block` / `ray start --head --block`,
 the custom resource ``node_b`` that only it has), each node its own process
 group. A driver on the head then runs bench/cluster_workloads.py against node B,
 ends by SIGKILLing B's process group, and the whole cluster is stopped. Runs
-alternate backends (minray, Ray, then the raw TCP copy that is the link's
-limit); every run's figure is listed and the table shows the medians.
+alternate backends; every run's figure is listed and the table shows the
+medians.
 
-Linux routes all of 127/8 over loopback, so "the link" is the loopback device:
-the raw TCP copy sends the same 1 GiB from 127.0.0.1 to a receiver on
-127.0.0.2 that reads it into a fresh buffer with recv_into.
+Linux routes all of 127/8 over loopback, so "the link" is the loopback device.
+Its limit is a raw TCP copy of the same 1 GiB from 127.0.0.1 to a receiver
+process on 127.0.0.2 that reads it into a fresh buffer with recv_into; the
+driver makes one just before each pull, and each pull is compared with its own
+raw copy (on a shared machine, figures from different moments do not compare).
+Ray 2.60 replaces a head address of 127.0.0.1 by the machine's own address
+(also loopback-routed): its head listens there.
 """
 
 import argparse
@@ -247,66 +251,6 @@ def run_backend(backend, python, kill=True, timeout=600, only=None, size=GiB):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-# ------------------------------------------------------------------ the link's limit
-def _receiver(port_file, size, reps):
-    import numpy as np
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((B_IP, 0))
-    srv.listen(1)
-    with open(port_file + ".tmp", "w") as f:
-        f.write(str(srv.getsockname()[1]))
-    os.rename(port_file + ".tmp", port_file)
-    for _ in range(reps):
-        conn, _ = srv.accept()
-        buf = np.empty(size, dtype=np.uint8)     # fresh, as a new copy would be
-        view, got = memoryview(buf), 0
-        while got < size:
-            n = conn.recv_into(view[got:])
-            if not n:
-                raise ConnectionError("sender closed early")
-            got += n
-        conn.sendall(b"k")
-        conn.close()
-        del view, buf
-
-
-def raw_tcp_copy(size=GiB, reps=2):
-    """GB/s of one TCP connection from 127.0.0.1 to a receiver process on 127.0.0.2
-    copying ``size`` bytes into a fresh buffer: the best of ``reps``."""
-    import numpy as np
-    port_file = tempfile.mktemp(prefix="mrcl-port-")
-    code = (f"import sys; sys.path.insert(0, {HERE!r}); import cluster_compare as C; "
-            f"C._receiver({port_file!r}, {size}, {reps})")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(port_file):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the raw TCP receiver did not start")
-            time.sleep(0.02)
-        with open(port_file) as f:
-            port = int(f.read())
-        data = np.full(size, 1, dtype=np.uint8)
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            with socket.create_connection((B_IP, port), source_address=(HEAD_IP, 0)) as s:
-                s.sendall(memoryview(data))
-                if s.recv(1) != b"k":
-                    raise ConnectionError("no acknowledgement from the receiver")
-            times.append(time.perf_counter() - t)
-        proc.wait(timeout=30)
-        best = min(times)
-        return {"seconds": best, "gb_per_s": size / best / 1e9, "runs_s": times}
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if os.path.exists(port_file):
-            os.unlink(port_file)
-
-
 # ------------------------------------------------------------------ the table
 def pick(result, path):
     cur = result
@@ -348,14 +292,13 @@ def fmt(v, unit):
     return f"{v:.2f} s"
 
 
-def table(runs, tcp_runs, ray_version, loads):
+def table(runs, ray_version, loads):
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
              f"{platform.python_version()}, Ray {ray_version or 'not installed'}; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; two nodes on one "
              "machine (127.0.0.1 and 127.0.0.2), 2 CPUs each.", ""]
     lines.append("| figure | minray | Ray 2.60 | minray / Ray | other reference | target |")
     lines.append("|---|---|---|---|---|---|")
-    tcp = median(pick(r, ("gb_per_s",)) for r in tcp_runs)
     for title, path, unit, higher, target in ROWS:
         mv = median(pick(r, path) for r in runs["minray"])
         rv = median(pick(r, path) for r in runs["ray"])
@@ -363,8 +306,15 @@ def table(runs, tcp_runs, ray_version, loads):
         if mv and rv:
             ratio = f"{mv / rv:.1f}x" if higher else f"{rv / mv:.1f}x less"
         other = ""
-        if path[-1] == "gb_per_s" and tcp:
-            other = f"raw TCP copy: {tcp:.2f} GB/s" + (f" ({mv / tcp * 100:.0f}%)" if mv else "")
+        if path[-1] == "gb_per_s":
+            parts = []
+            for b in ("minray", "ray"):
+                of = median(pick(r, ("figures", "transfer", "of_raw")) for r in runs[b])
+                tcp = median(pick(r, ("figures", "transfer", "raw_gb_per_s"))
+                             for r in runs[b])
+                if of is not None:
+                    parts.append(f"{b} {of * 100:.0f}% (raw {tcp:.2f} GB/s)")
+            other = "of a raw TCP copy just before it: " + ", ".join(parts)
         if path[-1] == "seconds" and "broadcast" in path:
             parts = []
             for b in ("minray", "ray"):
@@ -388,8 +338,11 @@ def table(runs, tcp_runs, ray_version, loads):
             if vals:
                 per.append(f"{b} " + ", ".join(fmt(v, unit) for v in vals))
         if path[-1] == "gb_per_s":
-            per.append("raw TCP " + ", ".join(fmt(pick(r, ("gb_per_s",)), unit)
-                                               for r in tcp_runs))
+            for b in ("minray", "ray"):
+                per.append(f"{b} of raw TCP (paired) " + ", ".join(
+                    "n/a" if pick(r, ("figures", "transfer", "of_raw")) is None else
+                    f"{pick(r, ('figures', 'transfer', 'of_raw')) * 100:.0f}%"
+                    for r in runs[b]))
         lines.append(f"- {title}: " + "; ".join(per))
     for b in ("minray", "ray"):
         for i, r in enumerate(runs[b]):
@@ -408,7 +361,7 @@ def main(argv=None):
                         help="comma-separated: tasks_sync,tasks_async,actor_calls_sync,"
                              "transfer,broadcast (the kill test runs unless --no-kill)")
     parser.add_argument("--no-kill", action="store_true")
-    parser.add_argument("--backends", default="minray,ray,tcp")
+    parser.add_argument("--backends", default="minray,ray")
     parser.add_argument("--json", default=None, help="also write every run's result here")
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.dirname(HERE))
@@ -416,15 +369,12 @@ def main(argv=None):
     ray_python, ray_version = find_ray_python(args.ray_python)
     backends = args.backends.split(",")
     runs = {"minray": [], "ray": []}
-    tcp_runs, loads = [], []
+    loads = []
     for i in range(args.repeat):
         for backend in backends:
             loads.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
             print(f"  {backend} run {i + 1}/{args.repeat} (load {loads[-1]}) ...",
                   file=sys.stderr, flush=True)
-            if backend == "tcp":
-                tcp_runs.append(raw_tcp_copy(args.size))
-                continue
             python = sys.executable if backend == "minray" else ray_python
             if python is None:
                 continue
@@ -432,11 +382,11 @@ def main(argv=None):
                               size=args.size)
             print(f"    {json.dumps(res)}", file=sys.stderr, flush=True)
             runs[backend].append(res)
-    out = table(runs, tcp_runs, ray_version, loads)
+    out = table(runs, ray_version, loads)
     print(out)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"runs": runs, "tcp": tcp_runs, "loads": loads}, f, indent=1)
+            json.dump({"runs": runs, "loads": loads}, f, indent=1)
     return 0
 
 

@@ -13,9 +13,12 @@ the driver, after the figures, SIGKILLs node B's whole process group while B
 runs work that may run elsewhere, and times how long that work takes to run
 again on the head.
 
-Bytes that cross into node B are counted the same way for both backends: the
-kernel's per-socket ``bytes_received`` (``ss -ti``) summed over every TCP socket
-of node B's process tree (its node manager or raylet, and their workers).
+Bytes that cross into node B during the broadcast: for Ray, the kernel's
+per-socket ``bytes_received`` (``ss -ti``) summed over every TCP socket of node
+B's process tree (its raylet and workers: Ray's object manager keeps its
+connections open); for minray, node B's pull statistics (``object_stats``),
+since each pull streams on a connection of its own that is closed (and its
+kernel counters gone) once the bytes are in.
 """
 
 import argparse
@@ -23,6 +26,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +35,7 @@ import numpy as np
 
 MiB = 1 << 20
 GiB = 1 << 30
+B_IP = "127.0.0.2"      # node B's address; the head's is 127.0.0.1
 
 
 # --------------------------------------------------------- node B's traffic
@@ -151,26 +156,105 @@ def actor_calls_sync(ray, on_b, n=1000):
     return rate
 
 
-def transfer(ray, on_b, traffic, size=GiB, reps=2):
+def transfer(ray, on_b, size=GiB, reps=3, raw=None):
     """Seconds for a task on node B to get a ``size``-byte array put by the driver on
-    the head (the object pulled across, plus one task round trip); best of ``reps``."""
+    the head (the object pulled across, plus one task round trip). With ``raw`` (a
+    RawTcp), each pull is paired with a raw TCP copy of as many bytes on the same
+    link just before it: on a shared, noisy machine the ratio of a pair holds where
+    figures from different moments do not."""
     f = ray.remote(nbytes_of).options(**on_b)
     ray.get(f.remote(np.zeros(8, dtype=np.uint8)))
-    times, received = [], []
+    times, raw_times = [], []
     for i in range(reps):
         arr = np.full(size, i + 1, dtype=np.uint8)
         ref = ray.put(arr)
+        if raw is not None:
+            raw_times.append(raw.copy(arr))
         del arr
-        traffic.start()
         t = time.perf_counter()
         assert ray.get(f.remote(ref), timeout=300) == size
         times.append(time.perf_counter() - t)
-        received.append(traffic.received())
         del ref
         time.sleep(1.0)     # both nodes free their copies before the next one
-    best = min(times)
-    return {"seconds": best, "gb_per_s": size / best / 1e9, "runs_s": times,
-            "bytes_received": received}
+    out = {"seconds": min(times), "gb_per_s": size / min(times) / 1e9, "runs_s": times}
+    if raw_times:
+        ratios = sorted(r / t for r, t in zip(raw_times, times))
+        out.update(raw_runs_s=raw_times, raw_gb_per_s=size / min(raw_times) / 1e9,
+                   of_raw=ratios[(len(ratios) - 1) // 2])
+    return out
+
+
+# --------------------------------------------------------- the link's limit
+def raw_receiver(port_file, host=B_IP):
+    """A plain TCP receiver on ``host``: per connection, an 8-byte length, then that
+    many bytes read with recv_into into a fresh buffer, then a 1-byte answer."""
+    srv = socket.socket()
+    srv.bind((host, 0))
+    srv.listen(4)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(srv.getsockname()[1]))
+    os.rename(port_file + ".tmp", port_file)
+    while True:
+        conn, _ = srv.accept()
+        with conn:
+            head = conn.recv(8, socket.MSG_WAITALL)
+            if len(head) < 8:
+                return          # the sender is done
+            size = int.from_bytes(head, "little")
+            buf = np.empty(size, dtype=np.uint8)     # fresh, as a new copy would be
+            view, got = memoryview(buf), 0
+            while got < size:
+                n = conn.recv_into(view[got:])
+                if not n:
+                    raise ConnectionError("sender closed early")
+                got += n
+            del view
+            conn.sendall(b"k")
+
+
+class RawTcp:
+    """A receiver process on node B's address, and copies to it from the head's."""
+
+    def __init__(self, python=sys.executable, head_ip="127.0.0.1"):
+        import tempfile
+        self.head_ip = head_ip
+        self.port_file = tempfile.mktemp(prefix="mrcl-port-")
+        code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r});"
+                f" import cluster_workloads as W; W.raw_receiver({self.port_file!r})")
+        self.proc = subprocess.Popen([python, "-c", code])
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.port_file):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the raw TCP receiver did not start")
+            time.sleep(0.02)
+        with open(self.port_file) as f:
+            self.port = int(f.read())
+
+    def copy(self, data):
+        """Seconds to send ``data`` (a numpy array) and hear that it all arrived."""
+        data = memoryview(np.ascontiguousarray(data)).cast("B")
+        t = time.perf_counter()
+        with socket.create_connection((B_IP, self.port),
+                                      source_address=(self.head_ip, 0)) as s:
+            s.sendall(len(data).to_bytes(8, "little"))
+            s.sendall(data)
+            if s.recv(1) != b"k":
+                raise ConnectionError("no answer from the raw TCP receiver")
+        return time.perf_counter() - t
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                socket.create_connection((B_IP, self.port), timeout=5).close()
+                self.proc.wait(timeout=10)
+            except (OSError, AttributeError, subprocess.TimeoutExpired):
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if os.path.exists(self.port_file):
+            os.unlink(self.port_file)
 
 
 def broadcast(ray, on_b, traffic, n_tasks=4, size=100 * MiB, extra=None):
@@ -185,12 +269,16 @@ def broadcast(ray, on_b, traffic, n_tasks=4, size=100 * MiB, extra=None):
     assert ray.get([f.remote(ref) for _ in range(n_tasks)], timeout=300) == [7] * n_tasks
     seconds = time.perf_counter() - t
     received = traffic.received()
-    out = {"seconds": seconds, "tasks": n_tasks, "bytes_received": received,
-           "copies_received": round(received / size, 2)}
+    out = {"seconds": seconds, "tasks": n_tasks, "socket_bytes": received,
+           "copies_received": round(received / size, 2), "counted_by": "socket counters"}
     if extra:
+        # minray pulls each copy on a connection of its own, closed once the bytes
+        # are in: gone before ss can read its counters. Its store counts them.
         after = extra()
         out["num_pulls"] = after["num_pulls"] - before["num_pulls"]
         out["pulled_bytes"] = after["pulled_bytes"] - before["pulled_bytes"]
+        out["copies_received"] = round(out["pulled_bytes"] / size, 2)
+        out["counted_by"] = "node B's pull statistics"
     del ref
     time.sleep(0.5)
     return out
@@ -205,9 +293,6 @@ def where(marker_dir, i, t_sleep):
             f.write(str(started))
         time.sleep(t_sleep)     # never finishes on B: B is killed first
     return ip, started
-
-
-B_IP = "127.0.0.2"
 
 
 def _node_ip():
@@ -288,15 +373,18 @@ def main():
             return ray.get(b_stats.remote())
     figures = {}
     only = set(args.only.split(",")) if args.only else None
+    raw = RawTcp() if only is None or "transfer" in only else None
     todo = [("tasks_sync", lambda: tasks_sync(ray, on_b)),
             ("tasks_async", lambda: tasks_async(ray, on_b)),
             ("actor_calls_sync", lambda: actor_calls_sync(ray, on_b)),
-            ("transfer", lambda: transfer(ray, on_b, traffic, size=args.size)),
+            ("transfer", lambda: transfer(ray, on_b, size=args.size, raw=raw)),
             ("broadcast", lambda: broadcast(ray, on_b, traffic, extra=extra))]
     for name, fn in todo:
         if only is None or name in only:
             print(f"    {args.backend} {name} ...", file=sys.stderr, flush=True)
             figures[name] = fn()
+    if raw is not None:
+        raw.close()
     result = {"figures": figures}
     if args.kill:
         print(f"    {args.backend} kill ...", file=sys.stderr, flush=True)
