@@ -157,3 +157,10 @@ def test_a_stream_cut_short_fails_on_both_sides(segments, outbox):
     assert isinstance(error, ConnectionError) and "segment ended" in str(error)
     os.close(src)
     os.close(dst)
+
+
+def test_the_number_of_streams_is_checked():
+    assert transfer._streams(None) == 4 and transfer._streams("3") == 3
+    for bad in ("0", "17", "many"):
+        with pytest.raises(ValueError, match="MINRAY_TRANSFER_STREAMS must be"):
+            transfer._streams(bad)
