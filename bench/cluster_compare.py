@@ -348,6 +348,8 @@ def table(runs, ray_version, loads):
         for i, r in enumerate(runs[b]):
             if "error" in r:
                 lines.append(f"- {b} run {i + 1} failed: {' '.join(r['error'])[:300]}")
+            elif isinstance(r.get("kill"), dict) and "error" in r["kill"]:
+                lines.append(f"- {b} run {i + 1}: the kill test failed: {r['kill']['error']}")
     lines.append(f"- load averages (1/5/15 min) before each run: {loads}")
     return "\n".join(lines)
 
