@@ -7,6 +7,7 @@ the driver. The same workloads as bench/cluster_workloads.py at smaller sizes
 raw TCP copy come from ``python -m bench.cluster_compare``.
 """
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -46,6 +47,7 @@ def two_nodes():
     finally:
         ray.shutdown()
         left = cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         assert not left, f"processes outlived the cluster: {left}"
 
 
@@ -120,7 +122,9 @@ def test_node_sigkill_to_tasks_rerunning(benchmark, tmp_path):
                                              str(tmp_path / f"m{len(result)}")))
         finally:
             ray.shutdown()
-            assert not cluster.stop()
+            left = cluster.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+            assert not left, f"processes outlived the cluster: {left}"
         return result["all_rerun_s"]
     benchmark.pedantic(run, rounds=1)
     benchmark.extra_info.update(result)    # the figure: all_rerun_s (the time is startup too)
