@@ -3,6 +3,7 @@ cleanly (no half-written segment stays), and the object is rebuilt from lineage
 where it can be, else get() raises ObjectLostError. Own cluster: the node dies."""
 
 import os
+import signal
 import sys
 import threading
 
@@ -38,8 +39,7 @@ def test_a_node_dying_mid_transfer(tmp_path):
         ray.shutdown()
     c = Cluster(tmp_path)
     try:
-        # Small chunks on the head, so that its pull takes long enough to cut.
-        c.start_head(num_cpus=2, env={"MINRAY_TRANSFER_CHUNK_BYTES": str(32 << 10)})
+        c.start_head(num_cpus=2)
         c.add_node("127.0.0.2", num_cpus=2)   # room for both tasks below
         ray.init(address=c.address, _temp_dir=c.head.temp_dir)
         c.wait_for_nodes(ray, 2)
@@ -59,7 +59,12 @@ def test_a_node_dying_mid_transfer(tmp_path):
             blob = client.objects[ref._id].blob
             assert serialization.remote_address(blob).startswith("127.0.0.2:"), blob[:40]
 
+        # One pull from B first: the head's connection to B's node manager exists.
+        assert ray.get(once.remote(3), timeout=60)[0] == make(3)[0]
         box = {}
+        # B's node manager stops answering (as a host does that froze or lost its
+        # link), so the head's pull is under way, and stays so, when B dies.
+        os.kill(c.nodes[1].nm_pid, signal.SIGSTOP)
 
         def get_lost():
             try:

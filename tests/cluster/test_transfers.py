@@ -126,3 +126,26 @@ def test_the_driver_gets_a_large_value_made_on_another_node(cluster):
     after = store_stats()
     assert after["num_pulls"] - before["num_pulls"] == 1
     assert after["pulled_bytes"] - before["pulled_bytes"] >= got.nbytes
+
+
+def test_a_copy_of_an_object_in_a_reused_larger_segment_moves_only_the_object(cluster):
+    """The head's store hands a freed segment of 60 MiB or more (its pool holds up to a
+    quarter of the store) to the next put of 48 MiB; node B's copy is the 48 MiB that
+    were written, not the whole segment."""
+    big = ray.put(np.ones((60 << 20) // 8))
+    del big
+    assert wait_until(lambda: store_stats()["pool_bytes"] >= 60 << 20, timeout=20), \
+        store_stats()
+    reused = store_stats()["num_reused"]
+    arr = np.arange((48 << 20) // 8, dtype=np.int64)
+    ref = ray.put(arr)
+    assert store_stats()["num_reused"] == reused + 1     # the larger segment, reused
+    before = stats_on_b(cluster)
+
+    def check(a):
+        return digest(a)
+
+    assert ray.get(on_b(cluster, check).remote(ref), timeout=120) == digest(arr)
+    after = stats_on_b(cluster)
+    assert after["num_pulls"] - before["num_pulls"] == 1
+    assert arr.nbytes <= after["pulled_bytes"] - before["pulled_bytes"] < arr.nbytes + 4096

@@ -26,10 +26,12 @@ Worker -> submitter:
                                                 or blob None: ask the NM at nm_address
 
 Node manager -> node manager (TCP, token proven; the puller is a client there):
-    REQUEST read_object(oid, offset, length) -> bytes   one chunk of a large object in
-                                                the server's store, for a node pulling
-                                                a copy (the first chunk pins the segment)
-    NOTICE  end_read(oid)                       a pull gave up: unpin
+    REQUEST open_stream(oid) -> (port, ticket, size)   a node pulls a copy of a large
+                                                object in the server's store: the server
+                                                pins it and offers it on its object port,
+                                                where the puller sends the ticket (after
+                                                the token handshake) and reads size bytes
+                                                (objects/transfer.py)
     REQUEST borrow / NOTICE unborrow ([token],) a node's handles of an actor kept there
     PUSH    free_copy(oid)                      the server freed an object the puller
                                                 copied: drop that copy too
@@ -40,8 +42,8 @@ A large value crosses nodes as the blob S<size>@ip:port (serialization.remote_bl
 import os
 
 # Objects up to this size cross nodes inline, in the message that needs them; larger
-# ones stay in their node's store and the node that needs one pulls a copy, this
-# many bytes per request (node_manager.py, "copies from other nodes").
+# ones stay in their node's store and the node that needs one pulls a copy, mapping
+# this many bytes of it at a time (node/manager.py, "copies from other nodes").
 def _chunk_bytes(text):
     try:
         value = int(text)

@@ -117,6 +117,7 @@ class NodeManager(Workers, MemoryHook, Leases, ObjectStore, Transfers, Actors, T
         self.current_req_id = None
         self.revoke_timer = False
         self.pulls = {}              # oid -> Pull: copies streaming in from other nodes
+        self.outbox = None           # transfer.Outbox: copies streaming out (made on demand)
         self.token_borrows = {}      # token oid -> our borrow at the actor's keeper node
         self.pull_seq = itertools.count(1)
         self.state_service = state_service.StateService(self)   # state API, task events, metrics
@@ -137,8 +138,7 @@ class NodeManager(Workers, MemoryHook, Leases, ObjectStore, Transfers, Actors, T
             "hold": self.h_hold,
             "release_holds": self.h_release_holds,
             "get_object": self.h_get_object,
-            "read_object": self.h_read_object,
-            "end_read": self.h_end_read,
+            "open_stream": self.h_open_stream,
             "object_lost": self.h_object_lost,
             "alloc_segment": self.h_alloc_segment,
             "mapped": self.h_mapped,
@@ -306,8 +306,6 @@ class NodeManager(Workers, MemoryHook, Leases, ObjectStore, Transfers, Actors, T
         return f"{self.node_ip}:{self.cluster.port}" if self.cluster is not None else None
 
     def on_disconnect(self, conn):
-        for oid in list(conn.info.get("serving", ())):
-            self.h_end_read(conn, oid)
         if self.cluster is not None and "node_id" in conn.info:
             self.cluster.on_node_conn_closed(conn)
         info = self.clients.pop(conn, None)
@@ -432,6 +430,8 @@ class NodeManager(Workers, MemoryHook, Leases, ObjectStore, Transfers, Actors, T
         if self.stopping:
             return
         self.stopping = True
+        if self.outbox is not None:
+            self.outbox.close()
         for w in list(self.workers.values()):
             if w.pid:
                 try:

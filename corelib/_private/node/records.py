@@ -26,13 +26,6 @@ class PendingLease(NamedTuple):
     req_id: int
 
 
-class Serving(NamedTuple):
-    """An object this node streams out to another node (transfers.h_read_object)."""
-    segment: str
-    size: int
-    fd: int
-
-
 class WorkerInfo:
     __slots__ = ("worker_id", "pid", "job_id", "env_key", "address", "conn", "state",
                  "lease", "charge", "blocked_charge", "actor_id", "log_out", "log_err",
@@ -100,11 +93,13 @@ class ActorInfo:
 
 class Pull:
     """A copy of an object streaming in from another node (NodeManager.start_pull)."""
-    __slots__ = ("oid", "conn", "address", "name", "fd", "size", "offset")
+    __slots__ = ("oid", "conn", "address", "name", "fd", "size", "parts_left", "windows",
+                 "error")
 
     def __init__(self, oid, conn, address, name, fd, size):
         self.oid, self.conn, self.address = oid, conn, address
-        self.name, self.fd, self.size, self.offset = name, fd, size, 0
+        self.name, self.fd, self.size = name, fd, size
+        self.parts_left, self.windows, self.error = 0, 0, None
 
 
 # A handler that returns DEFERRED answers later (the node manager sends no reply now).

@@ -1,6 +1,6 @@
-"""Copies of objects between nodes, one chunk per request over the node
-managers' authenticated TCP connection: pulling a copy in (start_pull ...) and
-serving one out (h_read_object, h_end_read).
+"""Copies of objects between nodes: pulling a copy in (start_pull ...) and
+streaming one out (h_open_stream), the bytes on threads of their own
+(objects/transfer.py), never on the node manager's loop.
 
 A component of NodeManager (manager.py): its methods run on the node
 manager's one loop thread, with the state the NodeManager holds.
@@ -8,12 +8,12 @@ manager's one loop thread, with the state the NodeManager holds.
 
 import logging
 import os
+import threading
 
 from minray import exceptions
-from minray._private.net import protocol as P
 from minray._private.net import transport
-from minray._private.node.records import TRANSFER_CHUNK_BYTES, Pull, Serving
-from minray._private.objects import serialization, shm
+from minray._private.node.records import TRANSFER_CHUNK_BYTES, Pull
+from minray._private.objects import serialization, shm, transfer
 from minray._private.objects.directory import LOST, READY
 
 log = logging.getLogger("minray")
@@ -24,14 +24,16 @@ class Transfers:
 
     # ---------------------------------------------- copies from other nodes
     # A process here needs an object whose bytes are in another node's store
-    # (a pointer, see object_directory.py). This node manager pulls it from that
-    # node manager over their authenticated TCP connection, one chunk per request
-    # (read_object), each chunk written straight into a new segment of this store
-    # with pwrite. So at most one chunk is in memory besides the segment, on each
-    # side, and neither node manager maps the whole object. Every request for the
-    # object meanwhile waits on that one pull. If the other node dies or no longer
-    # has the object, the half-written segment is removed and the requests go the
-    # way of any lost object (on_object_lost: the owner rebuilds it, or an error).
+    # (a pointer, see objects/directory.py). This node manager asks that node
+    # manager to open_stream it over their authenticated TCP connection: it pins
+    # the segment and answers with one-time tickets for its Outbox. Threads here
+    # then stream the bytes into a new segment of this store (objects/transfer.py:
+    # sendfile there, splice into the segment here), so neither node manager's
+    # loop touches the bytes, nor maps the whole object. Every request for the
+    # object meanwhile waits on that one pull. If the other node dies or no
+    # longer has the object, the half-written segment is removed and the requests
+    # go the way of any lost object (on_object_lost: the owner rebuilds it, or an
+    # error).
     def start_pull(self, oid, address, size):
         if self.cluster is None or address == self.tcp_address:
             return self.pull_failed(oid, f"object {oid.hex()} points at this node's own "
@@ -50,30 +52,45 @@ class Transfers:
         except OSError as exc:
             return self.pull_failed(oid, f"cannot create a segment of {size} bytes: {exc}")
         p = self.pulls[oid] = Pull(oid, conn, address, name, fd, size)
-        self._request_chunk(p)
+        self.cluster.peer_request(conn, "open_stream", (oid, transfer.STREAMS),
+                                  lambda ok, value: self._on_offer(p, ok, value))
 
-    def _request_chunk(self, p):
-        n = min(TRANSFER_CHUNK_BYTES, p.size - p.offset)
-        self.cluster.peer_request(p.conn, "read_object", (p.oid, p.offset, n),
-                                  lambda ok, value: self._on_chunk(p, n, ok, value))
-
-    def _on_chunk(self, p, n, ok, data):
+    def _on_offer(self, p, ok, value):
         if self.pulls.get(p.oid) is not p:
             return
-        if not ok or type(data) is not bytes or len(data) != n:
-            why = data if not ok else f"a chunk of {len(data)} bytes, not {n}"
-            return self._abort_pull(p, f"the node at {p.address} could not send it: {why}")
+        if not ok:
+            return self._abort_pull(p, f"the node at {p.address} could not send it: {value}")
+        port, size, parts = value
         try:
-            view = memoryview(data)
-            written = 0
-            while written < n:
-                written += os.pwrite(p.fd, view[written:], p.offset + written)
+            os.ftruncate(p.fd, max(size, 1))    # the written part of a pooled segment
         except OSError as exc:
             return self._abort_pull(p, f"writing the copy failed: {exc}")
-        p.offset += n
-        self.objects.num_pull_chunks += 1
-        if p.offset < p.size:
-            return self._request_chunk(p)
+        p.size, p.parts_left = size, len(parts)
+        for key, offset, length in parts:
+            threading.Thread(target=self._receive, args=(p, port, key, offset, length),
+                             name="minray-object-in", daemon=True).start()
+
+    def _receive(self, p, port, key, offset, length):
+        """One stream's own thread: its part's bytes, then the rest back on the loop."""
+        host = p.address.rsplit(":", 1)[0]
+        try:
+            windows = transfer.receive(host, port, self.cluster.token, key, p.fd, offset,
+                                       length, transfer.aligned(TRANSFER_CHUNK_BYTES))
+            error = None
+        except (OSError, transport.AuthenticationError) as exc:
+            windows, error = 0, exc
+        self.loop.call_soon(self._on_received, p, windows, error)
+
+    def _on_received(self, p, windows, error):
+        """A part is in (or failed); once all are, the copy is sealed or dropped."""
+        p.windows += windows
+        p.error = p.error or error
+        p.parts_left -= 1
+        if p.parts_left:
+            return
+        if p.error is not None:
+            return self._abort_pull(p, f"the stream from {p.address} broke: {p.error}")
+        self.objects.num_pull_chunks += p.windows
         del self.pulls[p.oid]
         os.close(p.fd)
         self.answer_waiters(self.objects.pulled(p.oid, p.name, p.size))
@@ -83,11 +100,6 @@ class Transfers:
         del self.pulls[p.oid]
         os.close(p.fd)
         shm.unlink(p.name)          # never leave a half-written copy behind
-        if not p.conn.closed:
-            try:
-                p.conn.send(P.NOTICE, ("end_read", (p.oid,)))
-            except transport.ConnectionClosed:
-                pass
         self.pull_failed(p.oid, why)
 
     def pull_failed(self, oid, why):
@@ -103,39 +115,54 @@ class Transfers:
             else:
                 self.reply(conn, req_id, True, ("inline", lost))
 
-    def h_read_object(self, conn, oid, offset, length):
-        """A chunk of an object in this store, for a node pulling a copy."""
-        serving = conn.info.setdefault("serving", {})
-        src = serving.get(oid)
-        if src is None:
-            e = self.objects.entries.get(oid)
-            loc = self.objects.locate(oid, None) if e is not None and \
-                e.state == READY and e.remote is None else None
-            if loc is None or loc[0] != "shm" or offset != 0:
-                raise exceptions.ObjectLostError(oid.hex(), message=(
-                    f"node {self.node_id[:12]} no longer holds object {oid.hex()}"))
-            name, size = loc[1], loc[2]
-            self.objects.mapped(name)   # never reused while the copy streams out
-            try:
-                fd = shm.open_fd(name)
-            except FileNotFoundError:
-                self.objects.unmapped(name)
-                raise exceptions.ObjectLostError(oid.hex()) from None
-            src = serving[oid] = Serving(name, size, fd)
-            if e.copies is None:
-                e.copies = set()
-            e.copies.add(conn)
-        name, size, fd = src
-        if offset < 0 or length < 0 or offset + length > size:
-            raise ValueError(f"read_object: bytes {offset}..{offset + length} are outside "
-                             f"object {oid.hex()} of {size} bytes")
-        data = os.pread(fd, length, offset)
-        if offset + length >= size:
-            self.h_end_read(conn, oid)
-        return data
+    # ---------------------------------------------- copies to other nodes
+    def h_open_stream(self, conn, oid, streams=1):
+        """Another node pulls a copy of an object in this store: pin its segment and
+        offer it on the Outbox in up to ``streams`` parts. Returns (port, bytes to
+        stream, [(ticket, offset, length) per part])."""
+        e = self.objects.entries.get(oid)
+        loc = self.objects.locate(oid, None) if e is not None and \
+            e.state == READY and e.remote is None else None
+        if loc is None or loc[0] != "shm":
+            raise exceptions.ObjectLostError(oid.hex(), message=(
+                f"node {self.node_id[:12]} no longer holds object {oid.hex()}"))
+        name = loc[1]
+        self.objects.mapped(name)   # never reused while the copy streams out
+        try:
+            fd = shm.open_fd(name)
+        except FileNotFoundError:
+            self.objects.unmapped(name)
+            raise exceptions.ObjectLostError(oid.hex()) from None
+        try:
+            size = shm.payload_size(fd, loc[2])
+        except (OSError, ValueError) as exc:
+            os.close(fd)
+            self.objects.unmapped(name)
+            raise exceptions.ObjectLostError(oid.hex(), message=(
+                f"object {oid.hex()}'s segment on node {self.node_id[:12]} is unreadable: "
+                f"{exc}")) from None
+        if e.copies is None:
+            e.copies = set()
+        e.copies.add(conn)
+        if self.outbox is None:
+            self.outbox = transfer.Outbox(self.node_ip, self.cluster.token,
+                                          lambda t, err: self.loop.call_soon(self._sent, t))
+        parts = []
+        for i, part in enumerate(transfer.split(size, transfer.aligned(TRANSFER_CHUNK_BYTES),
+                                                max(1, min(int(streams), 16)))):
+            if i:       # each part its own fd and pin, let go when its stream ends
+                self.objects.mapped(name)
+                fd = os.dup(fd)
+            key = self.outbox.offer(oid, name, fd, part.offset, part.size)
+            self.loop.call_later(transfer.TICKET_TTL_S, self._withdraw_offer, key)
+            parts.append((key, part.offset, part.size))
+        return (self.outbox.port, size, parts)
 
-    def h_end_read(self, conn, oid):
-        src = conn.info.get("serving", {}).pop(oid, None)
-        if src is not None:
-            os.close(src.fd)
-            self.objects.unmapped(src.segment)
+    def _sent(self, ticket):
+        os.close(ticket.fd)
+        self.objects.unmapped(ticket.name)
+
+    def _withdraw_offer(self, key):
+        ticket = self.outbox.take(key)
+        if ticket is not None:      # nobody came for it (the puller died): unpin
+            self._sent(ticket)

@@ -190,6 +190,33 @@ def read(buf):
     return mv[inband_off:inband_off + inband_len], buffers
 
 
+def payload_size(fd, capacity):
+    """Bytes of ``fd``'s segment that hold its object: a pooled segment can be up to
+    twice as large as what was written into it (directory.ObjectDirectory.alloc),
+    and a copy for another node needs only the written part. Raises ValueError
+    for a segment that is not an object's.
+
+    >>> payload_size(open_fd(name), os.fstat(open_fd(name)).st_size)  # doctest: +SKIP
+    104857664
+    """
+    head = os.pread(fd, _HEAD.size, 0)
+    if len(head) < _HEAD.size:
+        raise ValueError("not a minray object segment (too short)")
+    magic, n, _, inband_off, inband_len = _HEAD.unpack(head)
+    if magic != MAGIC:
+        raise ValueError("not a minray object segment (bad magic)")
+    end = inband_off + inband_len
+    table = os.pread(fd, _BUF.size * n, _HEAD.size) if n else b""
+    if len(table) < _BUF.size * n:
+        raise ValueError("not a minray object segment (truncated buffer table)")
+    for i in range(n):
+        off, ln = _BUF.unpack_from(table, _BUF.size * i)
+        end = max(end, off + ln)
+    if end > capacity:
+        raise ValueError(f"a segment of {capacity} bytes claims {end}")
+    return max(end, 1)
+
+
 def list_segments(prefix):
     """Names of the segments in /dev/shm that start with ``prefix``."""
     try:
