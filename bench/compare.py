@@ -1,6 +1,12 @@
 """Side-by-side comparison: minray vs Ray 2.60 vs multiprocessing.Pool, in one run.
 
     python -m bench.compare [--ray-python /path/to/venv/bin/python] [--write docs/performance.md]
+                            [--baseline-python /path/to/old-minray/venv/bin/python]
+
+With --baseline-python (an older minray in its own venv, e.g. a `git worktree` of
+the commit before a change, installed there), that minray takes its turn in the
+same alternation on the same workloads, and a before/after table is added: the
+way to show a change costs no figure more than a few percent.
 
 Ray is never a dependency of minray: install ``ray==2.60.0`` in a separate
 virtual environment and pass its interpreter (or set MINRAY_BENCH_RAY_PYTHON).
@@ -161,6 +167,9 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of each table row per backend, alternating backends; "
                              "the median is reported (default 3)")
+    parser.add_argument("--baseline-python", default=None,
+                        help="an older minray's interpreter: measured in the same alternation, "
+                             "with a before/after table")
     parser.add_argument("--only", default=None,
                         help="comma-separated workload names: run just these rows")
     args = parser.parse_args(argv)
@@ -169,7 +178,8 @@ def main(argv=None):
     if setup_warning:
         print("warning: " + setup_warning, file=sys.stderr, flush=True)
     me = sys.executable
-    results = {"minray": {}, "ray": {}, "pool": {}}
+    results = {"minray": {}, "ray": {}, "pool": {}, "baseline": {}}
+    baseline = args.baseline_python
     names = [r[0] for r in ROWS] + [n for n in EXTRA if not (args.skip_million and
                                                               n == "million_tasks")]
     if args.only:
@@ -178,14 +188,18 @@ def main(argv=None):
     for name in names:
         key = "uss_bytes" if name == "idle_memory_bytes" else None
         repeat = max(1, args.repeat) if name in table_rows else 1
-        runs = {"minray": [], "ray": [], "pool": []}
+        runs = {"minray": [], "ray": [], "pool": [], "baseline": []}
         for i in range(repeat):
-            for backend, python in (("minray", me), ("ray", ray_python)):
+            sides = [("minray", me), ("ray", ray_python)]
+            if baseline and name in table_rows:
+                sides.insert(i % 2, ("baseline", baseline))   # before and after take turns
+            for backend, python in sides:
                 if python is None or (backend == "ray" and name in MINRAY_ONLY):
                     continue
                 print(f"  {backend:6s} {name} ({i + 1}/{repeat}) ...", file=sys.stderr,
                       flush=True)
-                runs[backend].append(run_workload(python, backend, name))
+                runs[backend].append(run_workload(
+                    python, "minray" if backend == "baseline" else backend, name))
             if name in POOL_ROWS:   # the Pool takes its turn in the same alternation
                 runs["pool"].append({"value": pool_figure(name), "unit": "tasks/s"})
         for backend, got in runs.items():
@@ -255,6 +269,8 @@ def main(argv=None):
                 lines.append(f"- {name} [{backend}]: {json.dumps(res['value'])}")
             elif res:
                 lines.append(f"- {name} [{backend}]: error {res['error']}")
+    if baseline:
+        lines.extend(_before_after(results, baseline))
     lines.append("")
     lines.append("Compiled hot path (`_ext`) against the pure-Python twins "
                  "(MINRAY_NO_EXTENSIONS=1), whole runtime:")
@@ -277,6 +293,30 @@ def main(argv=None):
         with open(args.write, "w") as f:
             f.write(_DOC_HEAD + table + "\n" + _DOC_TAIL)
     return 0
+
+
+def _before_after(results, baseline):
+    """The table of this minray against the --baseline-python one (same run)."""
+    out = ["", f"This minray against the baseline minray ({baseline}), same run, same "
+           "alternation (change: positive is better):", "",
+           "| figure | before | after | change |", "|---|---|---|---|"]
+    for name, title, higher, _ in ROWS:
+        key = "uss_bytes" if name == "idle_memory_bytes" else None
+        b, a = results["baseline"].get(name), results["minray"].get(name)
+        bv, av = scalar(b, key), scalar(a, key)
+        unit = (a or {}).get("unit") or (b or {}).get("unit") or ""
+        change = "n/a"
+        if bv and av:
+            pct = (av / bv - 1) * 100 if higher else (bv / av - 1) * 100
+            change = f"{pct:+.1f}%"
+        out.append(f"| {title} | {fmt(bv, unit)} | {fmt(av, unit)} | {change} |")
+    out.append("")
+    for name, title, _, _ in ROWS:
+        res = results["baseline"].get(name)
+        if res and res.get("runs"):
+            out.append(f"- before, {title}: " + ", ".join(fmt(v, res.get("unit", ""))
+                                                          for v in res["runs"]))
+    return out
 
 
 _DOC_HEAD = """# Performance
