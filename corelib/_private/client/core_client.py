@@ -21,13 +21,14 @@ import collections
 import itertools
 import os
 import select
+import logging
 import sys
 import threading
 import time
 import weakref
 
 from minray import _ext, exceptions
-from minray.object_ref import ObjectRef, ObjectRefGenerator
+from minray._private.core.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import ids, validation
 from minray._private.objects import serialization, shm
 from minray._private.net import transport
@@ -445,8 +446,8 @@ class CoreClient:
             conn = self._remote_nm(address)
         except (OSError, transport.AuthenticationError) as exc:
             if not self.shutting_down:
-                print(f"minray: cannot reach the node at {address} for a lease: {exc}",
-                      file=sys.stderr)
+                logging.getLogger("minray.client").warning("cannot reach the node at %s for a "
+                                                       "lease: %s", address, exc)
             self.loop.call_later(0.2, self._pump, q)
             return
         req_id = next(self.req_seq)
@@ -502,11 +503,11 @@ class CoreClient:
             self._finish_with_error(rec, blob)
 
     def _push_warning(self, text):
-        print(text, file=sys.stderr, flush=True)
+        logging.getLogger("minray.client").warning("%s", text)
 
     def _push_infeasible(self, resources, pg, text):
         self.infeasible[(tuple(sorted(resources.items())), pg)] = text
-        print(text, file=sys.stderr, flush=True)
+        logging.getLogger("minray.client").warning("%s", text)
 
     def _infeasible_reason(self, refs):
         """The infeasibility warning about one of ``refs``' pending tasks, if any."""
@@ -831,7 +832,7 @@ class CoreClient:
 
     def _dynamic_value(self, oid, blob):
         """A dynamic generator's items arrived: own each, and make the generator value."""
-        from minray.object_ref import DynamicObjectRefGenerator
+        from minray._private.core.object_ref import DynamicObjectRefGenerator
         items = serialization.loads_inline(b"P" + bytes(blob[1:]))
         refs = []
         for item_oid, item_blob, item_contained in items:
@@ -1577,7 +1578,7 @@ class CoreClient:
                     self._finish_with_error(rec, blob)
                 return
             if not isinstance(value, exceptions.WorkerCrashedError) and not self.shutting_down:
-                print(f"minray: lease request failed: {value!r}", file=sys.stderr)
+                logging.getLogger("minray.client").warning("lease request failed: %r", value)
             self._pump(q)
             return
         if value[0] == "spill":

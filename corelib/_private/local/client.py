@@ -41,12 +41,12 @@ import inspect
 import itertools
 import os
 import socket
-import sys
+import logging
 import threading
 import time
 
 from minray import exceptions
-from minray.object_ref import ObjectRef, ObjectRefGenerator
+from minray._private.core.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import ids, validation
 from minray._private.objects import serialization
 from minray._private.client.core_client import _ArgRef
@@ -488,13 +488,13 @@ class LocalClient:
                         return False
                     if warn and now - start > WARN_BLOCKED_GET_S:
                         warn = False
-                        print(f"Warning: get() has waited {now - start:.0f} s for calls that "
+                        logging.getLogger("minray.local").warning(f"get() has waited {now - start:.0f} s for calls that "
                               "wait for resources (held by actors or placement groups) or "
                               "for a placement group to be placed. In local mode nothing "
                               "runs in the background: only another thread can free them "
                               "(ray.kill an actor, remove a placement group), so this may "
                               "wait forever, as it would in the real runtime.",
-                              file=sys.stderr)
+                              )
                     self.changed.wait(min(left or WARN_BLOCKED_GET_S, WARN_BLOCKED_GET_S))
             return True
         finally:
@@ -648,10 +648,10 @@ class LocalClient:
             return
         self.warned_shapes.add(shape)
         where = f"placement group bundle {pg}" if pg else "this node"
-        print(f"Warning: {what} requests {resources}, which {where} can never provide "
+        logging.getLogger("minray.local").warning(f"{what} requests {resources}, which {where} can never provide "
               f"(total: {self.sched.total}). It stays pending until a node with these "
               "resources joins. Lower the request or start minray with more resources "
-              "(init(num_cpus=..., resources={...})).", file=sys.stderr)
+              "(init(num_cpus=..., resources={...})).")
 
     def _fits_now(self, resources, pg):
         if pg is None:
@@ -1203,9 +1203,9 @@ class LocalClient:
                                        owner=self.client_id)
         with self.lock:
             if not self.sched.pg_feasible(pg):
-                print(f"Warning: placement group {name or pg_id.hex()} with bundles {bundles} "
+                logging.getLogger("minray.local").warning(f"placement group {name or pg_id.hex()} with bundles {bundles} "
                       f"and strategy {strategy} cannot be placed on this cluster (resources "
-                      f"{self.sched.total}, 1 node); it stays pending.", file=sys.stderr)
+                      f"{self.sched.total}, 1 node); it stays pending.")
             self.sched.create_pg(pg)
             self.changed.notify_all()
         return True
@@ -1374,11 +1374,9 @@ def _retryable(exc, retry_exceptions):
 
 
 def _is_actor_exit(exc):
-    """exit_actor() raised worker_main.ActorExit (imported only once it was used)."""
-    if isinstance(exc, exceptions.AsyncioActorExit):
-        return True
-    worker_main = sys.modules.get("minray._private.worker.main")
-    return worker_main is not None and isinstance(exc, worker_main.ActorExit)
+    """exit_actor() raised state.ActorExit (or an async actor's AsyncioActorExit)."""
+    from minray._private.state import ActorExit
+    return isinstance(exc, (ActorExit, exceptions.AsyncioActorExit))
 
 
 def _actor_repr(a):

@@ -16,6 +16,11 @@ not block.  ``Connection.send`` may be called from any thread: by default it
 writes synchronously under a lock; connections owned by the node manager use
 ``buffered=True`` so a slow or stopped peer can never block the node manager,
 whose writes then queue and drain when the socket becomes writable.
+
+A handler that raises is a bug on our side: the loop logs it with its traceback
+(logger ``minray.net``) and closes that connection, so the peer's close path fails
+or retries the work it had in flight there (a silent drop would leave a ``get()``
+waiting forever).  ``conn.info["handler_error"]`` keeps the error's repr.
 """
 
 import collections
@@ -29,10 +34,14 @@ import select
 import selectors
 import socket
 import threading
+import logging
 import time
-import traceback
 
 from minray._ext import frame as _frame
+from minray._private import log as _log   # every runtime process: the minray logger's handler
+from minray._private.net import protocol
+
+logger = logging.getLogger(_log.LOGGER_NAME + ".net")
 
 ProtocolError = _frame.ProtocolError
 _encode = _frame.encode
@@ -47,6 +56,46 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 class ConnectionClosed(ConnectionError):
     pass
+
+
+def record_frames(directory):
+    """Debug hook: append every frame this process encodes to ``directory/<pid>.frames``.
+
+    For tests that check what is sent (tests/core/test_wire_records.py). Runtime
+    processes turn it on at import when MINRAY_DEBUG_RECORD_FRAMES names a
+    directory (they inherit the driver's environment); a driver calls it itself.
+    The file holds the frames as they went out; ``read_recorded_frames`` reads them.
+    Costs nothing unless enabled: it swaps the module's encoder.
+    """
+    global _encode
+    os.makedirs(directory, exist_ok=True)
+    plain = _frame.encode
+    lock = threading.Lock()
+
+    def encode(kind, payload):
+        data = plain(kind, payload)
+        # The pid at call time: a worker forked from the zygote records to its own file.
+        with lock, open(os.path.join(directory, f"{os.getpid()}.frames"), "ab") as f:
+            f.write(data)
+        return data
+
+    _encode = encode
+
+
+def read_recorded_frames(directory):
+    """[(pid, kind, message)] for every frame ``record_frames`` saved under ``directory``."""
+    out = []
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".frames"):
+            continue
+        with open(os.path.join(directory, name), "rb") as f:
+            frames = _frame.FrameReader().feed(f.read())
+        out.extend((int(name[:-7]), kind, _loads(payload)) for kind, payload in frames)
+    return out
+
+
+if os.environ.get("MINRAY_DEBUG_RECORD_FRAMES"):
+    record_frames(os.environ["MINRAY_DEBUG_RECORD_FRAMES"])
 
 
 def encode_msg(kind, msg):
@@ -585,14 +634,14 @@ class Loop:
                 try:
                     self.batch_end()
                 except Exception:
-                    traceback.print_exc()
+                    logger.exception("%s: the batch-end handler raised", self.name)
             self._woken = False
             while self._callbacks:
                 fn, args = self._callbacks.popleft()
                 try:
                     fn(*args)
                 except Exception:
-                    traceback.print_exc()
+                    logger.exception("%s: callback %r raised", self.name, fn)
             if self._timers:
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
@@ -600,7 +649,7 @@ class Loop:
                     try:
                         fn(*args)
                     except Exception:
-                        traceback.print_exc()
+                        logger.exception("%s: timer %r raised", self.name, fn)
         for _, data in sel.entries():
             if isinstance(data, Connection):
                 conn = data
@@ -635,6 +684,15 @@ class Loop:
             finally:
                 rl.release()
         # else: a caller reads it now (detach); it was readable before that.
+
+    def _handler_failed(self, conn, kind, exc):
+        """A frame handler raised: log it and close the connection (see the module doc)."""
+        conn.info["handler_error"] = repr(exc)
+        logger.error("%s: the handler of a %s frame from %s raised; closing that connection "
+                     "so its peer fails or retries the work in flight there",
+                     self.name, protocol.KIND_NAMES.get(kind, kind), conn.peer or "a peer",
+                     exc_info=exc)
+        self.close_connection(conn)
 
     def read(self, conn, view=None):
         """Read what ``conn`` has and run its handlers (its reader thread only).
@@ -675,8 +733,9 @@ class Loop:
                 return
             try:
                 on_frame(conn, kind, msg)
-            except Exception:
-                traceback.print_exc()
+            except Exception as exc:
+                self._handler_failed(conn, kind, exc)
+                return
             if conn.sock is None:
                 return
 

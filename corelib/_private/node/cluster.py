@@ -14,7 +14,7 @@ this runs and the node manager behaves as a one-node cluster.
 """
 
 import os
-import sys
+import logging
 import threading
 import time
 
@@ -190,8 +190,8 @@ class Membership:
         try:
             transport.server_handshake(sock, self.token)
         except transport.AuthenticationError as exc:
-            print(f"minray: refused a TCP connection from {peer[0]}:{peer[1]}: {exc}",
-                  file=sys.stderr, flush=True)
+            logging.getLogger("minray.node").warning("refused a TCP connection from %s:%s: %s",
+                                                 peer[0], peer[1], exc)
             sock.close()
             return
         sock.setsockopt(transport.socket.IPPROTO_TCP, transport.socket.TCP_NODELAY, 1)
@@ -215,8 +215,8 @@ class Membership:
             if ok:
                 callback(value)
             else:
-                print(f"minray: the head refused a request: {value!r}", file=sys.stderr,
-                      flush=True)
+                logging.getLogger("minray.node").error("the head refused a request: %r",
+                                                 value)
         self.peer_request(self.head_conn, method, args, answered)
 
     def _on_head_frame(self, conn, kind, msg):
@@ -228,8 +228,8 @@ class Membership:
                 self.on_node_died(*args)
 
     def _on_head_closed(self, conn):
-        print("minray: lost the connection to the head node; shutting down this node",
-              file=sys.stderr, flush=True)
+        logging.getLogger("minray.node").error("lost the connection to the head node; "
+                                             "shutting down this node")
         self.nm.loop.call_soon(self.nm.shutdown)
 
     def _on_view(self, snapshot):
@@ -251,8 +251,8 @@ class Membership:
         rec.session_dir = session_dir
         self.node_conns[node_id] = conn
         conn.info["node_id"] = node_id
-        print(f"minray: node {node_id[:12]} joined from {ip}:{port} with "
-              f"{_public(total)}", file=sys.stderr, flush=True)
+        logging.getLogger("minray.node").info("node %s joined from %s:%s with %s", node_id[:12],
+                                            ip, port, _public(total))
         return self.snapshot()
 
     def h_heartbeat(self, conn, node_id, available):
@@ -279,7 +279,7 @@ class Membership:
                 self.nm.loop.close_connection(conn)
 
     def announce_death(self, node_id, why):
-        print(f"minray: node {node_id[:12]} died: {why}", file=sys.stderr, flush=True)
+        logging.getLogger("minray.node").warning("node %s died: %s", node_id[:12], why)
         self.close_peers_of(node_id)
         for conn in list(self.nm.clients):
             if not conn.closed:

@@ -23,9 +23,8 @@ import os
 import shutil
 import signal
 import socket
-import sys
+import logging
 import time
-import traceback
 
 from minray import exceptions
 from minray._private.net import protocol as P
@@ -41,7 +40,7 @@ from minray._private.objects.directory import LOST, READY, ObjectDirectory
 ACTOR_TOKEN_INDEX = 0xFFFFFFFF
 LOG_POLL_S = 0.1
 IDLE_WORKER_LIMIT_FACTOR = 2
-TASK_NAME_MARKER = "\x1e:task_name:"
+TASK_NAME_MARKER = P.TASK_NAME_MARKER
 TRANSFER_CHUNK_BYTES = P.TRANSFER_CHUNK_BYTES
 
 cluster = lazy_module(__package__ + ".cluster", globals())   # many nodes only
@@ -276,7 +275,7 @@ class NodeManager:
             self.oom_kills.popitem(last=False)
         mon.num_kills += 1
         self.oom_victim = w
-        print(f"minray: memory monitor: {why}", file=sys.stderr, flush=True)
+        logging.getLogger("minray.node").warning("memory monitor: %s", why)
         self.kill_worker(w)
 
     def h_unretriable_task(self, conn, worker_id, task_id, running):
@@ -310,8 +309,8 @@ class NodeManager:
             # drop only that connection (its objects and leases are cleaned up as
             # for any disconnect), never the node manager.
             conn.info["protocol_error"] = bad
-            print(f"minray: closing a connection that sent a malformed message: {bad}",
-                  file=sys.stderr, flush=True)
+            logging.getLogger("minray.node").warning("closing a connection that sent a malformed "
+                                                 "message: %s", bad)
             self.loop.close_connection(conn)
             return
         try:
@@ -339,7 +338,7 @@ class NodeManager:
                 except Exception:
                     self.reply(conn, msg[0], False, RuntimeError(repr(exc)))
             else:
-                traceback.print_exc()
+                raise   # a notice has no reply: the loop logs it and closes the connection
 
     def reply(self, conn, req_id, ok, value):
         if not conn.closed:
@@ -871,7 +870,7 @@ class NodeManager:
                 "is lost, but /dev/shm may fill up. Free disk space (or point "
                 "_system_config['object_spilling_config'] elsewhere), or free references "
                 "to large objects.")
-        print(text, file=sys.stderr, flush=True)
+        logging.getLogger("minray.node").warning("%s", text)
         for job in self.jobs.values():
             if job["end"] is None:
                 self.push(job["driver"], "warning", (text,))
@@ -1126,8 +1125,8 @@ class NodeManager:
         self.pull_failed(p.oid, why)
 
     def pull_failed(self, oid, why):
-        print(f"minray: could not copy object {oid.hex()} from another node: {why}",
-              file=sys.stderr, flush=True)
+        logging.getLogger("minray.node").warning("could not copy object %s from another node: "
+                                               "%s", oid.hex(), why)
         e = self.objects.entries.get(oid)
         waiters = self.objects.pull_failed(oid)
         lost = serialization.error_blob(exceptions.ObjectLostError(oid.hex(), message=(
@@ -1363,8 +1362,8 @@ class NodeManager:
         try:
             conn = self.cluster.peer(target.address, a.job_id, job.get("config") or {})
         except (OSError, transport.AuthenticationError) as exc:
-            print(f"minray: cannot reach node {target.address} to start an actor there: "
-                  f"{exc}", file=sys.stderr, flush=True)
+            logging.getLogger("minray.node").warning("cannot reach node %s to start an actor "
+                                                 "there: %s", target.address, exc)
             return False
         sched.subtract(target.available, a.spec["resources"])
         opts = dict(a.spec["options"], name=None, lifetime=None, max_restarts=0,
@@ -1594,8 +1593,8 @@ class NodeManager:
         if self.sched.pgs.get(pg.pg_id) is not pg:
             return   # removed meanwhile
         if not ok:
-            print(f"minray: a node refused bundles of placement group {pg.pg_id.hex()}: "
-                  f"{value!r}", file=sys.stderr, flush=True)
+            logging.getLogger("minray.node").warning("a node refused bundles of placement group "
+                                                 "%s: %r", pg.pg_id.hex(), value)
             return
         pg.remote_pending -= 1
         self.schedule()
@@ -1849,8 +1848,8 @@ class _ZygoteReader:
             return
         if not data:
             if not nm.stopping:
-                print("minray: the worker template process died; shutting down",
-                      file=sys.stderr)
+                logging.getLogger("minray.node").error("the worker template process died; "
+                                                   "shutting down")
                 nm.shutdown()
             return
         for msg in nm.zreader.feed(data):

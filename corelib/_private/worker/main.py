@@ -19,6 +19,7 @@ import os
 import pickle
 import signal
 import socket
+import logging
 import sys
 import threading
 import time
@@ -33,12 +34,9 @@ from minray._private.observability import task_events
 from minray._private.net import transport
 from minray._private.core import validation
 from minray._private.client.core_client import _EMPTY_ARGS, CoreClient, _ArgRef
-from minray._private.node.manager import TASK_NAME_MARKER
+from minray._private.net.protocol import TASK_NAME_MARKER
 from minray._private.objects.serialization import TAG_SHM
-
-
-class ActorExit(BaseException):
-    """Raised by exit_actor() to leave the actor after the current call."""
+from minray._private.state import ActorExit  # noqa: F401  (exit_actor() raises it)
 
 
 class TaskContext:
@@ -139,8 +137,8 @@ class WorkerServer:
             try:
                 transport.server_handshake(sock, token)
             except transport.AuthenticationError as exc:
-                print(f"minray: worker refused a connection from {peer[0]}: {exc}",
-                      file=sys.stderr, flush=True)
+                logging.getLogger("minray.worker").warning("worker refused a connection from "
+                                                       "%s: %s", peer[0], exc)
                 sock.close()
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -666,7 +664,7 @@ class WorkerServer:
             import atexit
             atexit._run_exitfuncs()   # as a normal interpreter exit would (Ray does)
         except Exception:
-            traceback.print_exc()
+            logging.getLogger("minray.worker").exception("an atexit function raised")
         try:
             sys.stdout.flush()
             sys.stderr.flush()
