@@ -9,8 +9,8 @@ module is not importable (not built, or built for another Python).
 
     frame      the wire format and its codec: length-prefixed frames, see the
                docstring of `frame_py.py` (also `minray._ext.frame.__doc__`).
-    ids        task and object ids: generation, return ids, parsing.
-    resources  resource accounting: fits / add / subtract, first-fit granting.
+    ids        task and object ids: generation, object ids of returns, parsing.
+    resources  resource accounting: fits / add / subtract / total.
     deps       dependency counting: which tasks wait for which objects.
 
 The modules take and return plain bytes, ints and lists and never reach into

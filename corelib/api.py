@@ -9,9 +9,7 @@ import atexit
 import inspect
 import os
 import shutil
-import signal
 import sys
-import threading
 import uuid
 
 import psutil
@@ -443,14 +441,6 @@ def timeline(filename=None):
     with open(filename, "w") as f:
         json.dump({"traceEvents": events, "displayTimeUnit": "ms"}, f)
     return None
-
-
-def _kill_process_tree_on_signal():  # pragma: no cover - helper for scripts
-    signal.signal(signal.SIGTERM, lambda *a: (shutdown(), os._exit(143)))
-
-
-def _threads_alive():
-    return [t.name for t in threading.enumerate()]
 
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",

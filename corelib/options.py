@@ -5,7 +5,6 @@
 when it is given (at decoration time), never deep inside the runtime.
 """
 
-import pickle
 
 _COMMON = {
     "num_cpus", "num_gpus", "resources", "memory", "accelerator_type", "runtime_env",

@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import signal
-import socket
 import sys
 import time
 

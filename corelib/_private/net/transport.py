@@ -24,7 +24,6 @@ waiting forever).  ``conn.info["handler_error"]`` keeps the error's repr.
 """
 
 import collections
-import errno
 import heapq
 import itertools
 import math
@@ -739,7 +738,3 @@ class Loop:
             if conn.sock is None:
                 return
 
-
-def is_connection_error(exc):
-    return isinstance(exc, (ConnectionClosed, BrokenPipeError, ConnectionResetError)) or (
-        isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.EBADF))
