@@ -83,7 +83,7 @@ def test_truncated_frame_then_hangup_is_harmless(ray_start_regular):
     s.connect(path)
     s.sendall((512 << 20).to_bytes(4, "little") + b"\x01" + b"x" * 1000)
     import psutil
-    nm = [p for p in psutil.Process().children() if "node_manager" in " ".join(p.cmdline())][0]
+    nm = [p for p in psutil.Process().children() if "minray._private.node.manager" in " ".join(p.cmdline())][0]
     assert nm.memory_info().rss < 400 << 20
     s.close()
     assert ray.get([square.remote(i) for i in range(20)], timeout=30) == \
