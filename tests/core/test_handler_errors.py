@@ -127,3 +127,29 @@ def test_driver_handler_bug_fails_the_get_instead_of_hanging(ray_start_regular):
         client._on_worker_frame = original
     # The runtime still works afterwards.
     assert ray.get(ray.remote(lambda: 7).remote(), timeout=60) == 7
+
+
+def test_node_manager_closes_a_connection_whose_notice_handler_raised(ray_start_regular):
+    # A known notice with arguments its handler cannot take: the handler raises, the
+    # node manager logs it and closes that connection (a notice has no reply to carry
+    # the error). An unknown notice (a typo) only costs a warning.
+    import pickle
+    import socket
+
+    from minray._ext import frame
+    path = os.path.join(ray_start_regular["session_dir"], "nm.sock")
+    typo = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    typo.connect(path)
+    typo.sendall(frame.encode(P.NOTICE, pickle.dumps(("no_such_notice", ()))) +
+                 frame.encode(P.REQUEST, pickle.dumps((1, "ping", ()))))
+    typo.settimeout(10)
+    [(kind, payload)] = frame.FrameReader().feed(typo.recv(4096))
+    assert pickle.loads(payload) == (1, True, "pong")
+    bad = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bad.connect(path)
+    bad.sendall(frame.encode(P.NOTICE, pickle.dumps(("return_lease", ("too", "many", "args")))))
+    bad.settimeout(10)
+    assert bad.recv(4096) == b""           # closed by the node manager
+    typo.close()
+    bad.close()
+    assert ray.get(ray.remote(lambda: 1).remote(), timeout=60) == 1

@@ -337,8 +337,10 @@ class NodeManager:
                     self.reply(conn, msg[0], False, exc)
                 except Exception:
                     self.reply(conn, msg[0], False, RuntimeError(repr(exc)))
-            else:
-                raise   # a notice has no reply: the loop logs it and closes the connection
+            elif kind == P.NOTICE and msg[0] in self.handlers:
+                raise   # a bug in a notice's handler: the loop logs it, closes the connection
+            else:   # an unknown notice (a client's typo) costs no connection
+                logging.getLogger("minray.node").warning("dropped a notice: %s", exc)
 
     def reply(self, conn, req_id, ok, value):
         if not conn.closed:
