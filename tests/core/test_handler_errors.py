@@ -153,3 +153,34 @@ def test_node_manager_closes_a_connection_whose_notice_handler_raised(ray_start_
     typo.close()
     bad.close()
     assert ray.get(ray.remote(lambda: 1).remote(), timeout=60) == 1
+
+
+def test_the_loop_outlives_raising_close_handlers_and_readers():
+    import socket
+    loop = transport.Loop("test-loop")
+    a, b = socket.socketpair()
+    r, w = socket.socketpair()
+    conn = transport.Connection(a)
+
+    def on_close(c):
+        raise RuntimeError("bug in a close handler")
+
+    class Reader:
+        def on_readable(self):
+            raise RuntimeError("bug in a reader")
+
+    loop.add_connection(conn, lambda c, k, m: None, on_close)
+    loop.add_reader(r, Reader())
+    loop.start()
+    try:
+        b.close()                 # EOF -> close -> on_close raises
+        w.send(b"x")              # readable -> on_readable raises
+        alive = threading.Event()
+        loop.call_later(0.2, alive.set)
+        assert alive.wait(10), "the loop thread died"
+        assert loop.thread.is_alive() and conn.closed
+    finally:
+        loop.stop()
+        loop.thread.join(5)
+        r.close()
+        w.close()

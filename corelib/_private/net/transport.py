@@ -597,7 +597,11 @@ class Loop:
         conn.close()
         if not already and conn.on_close is not None:
             cb, conn.on_close = conn.on_close, None
-            cb(conn)
+            try:
+                cb(conn)
+            except Exception:   # the loop outlives a bug in a close handler
+                logger.exception("%s: the close handler of %s raised", self.name,
+                                 conn.peer or "a connection")
 
     def run(self):
         self.thread = threading.current_thread()
@@ -617,9 +621,20 @@ class Loop:
                         pass
                     self._woken = False
                 elif type(data) is tuple:
-                    self._accept(fileobj, data[1])
+                    try:
+                        self._accept(fileobj, data[1])
+                    except Exception:   # a bug in on_accept must not stop the loop
+                        logger.exception("%s: accepting a connection raised", self.name)
                 elif type(data) is not Connection:
-                    data.on_readable()
+                    try:
+                        data.on_readable()
+                    except Exception:
+                        logger.exception("%s: reader %r raised; no longer watching it",
+                                         self.name, data)
+                        try:
+                            sel.unregister(fileobj)
+                        except (KeyError, ValueError, OSError):
+                            pass
                 else:
                     if mask & WRITE and data.buffered:
                         if data.flush_some() and data.sock is not None:
