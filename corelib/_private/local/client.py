@@ -488,13 +488,13 @@ class LocalClient:
                         return False
                     if warn and now - start > WARN_BLOCKED_GET_S:
                         warn = False
-                        logging.getLogger("minray.local").warning(f"get() has waited {now - start:.0f} s for calls that "
+                        logging.getLogger("minray.local").warning(
+                              f"get() has waited {now - start:.0f} s for calls that "
                               "wait for resources (held by actors or placement groups) or "
                               "for a placement group to be placed. In local mode nothing "
                               "runs in the background: only another thread can free them "
                               "(ray.kill an actor, remove a placement group), so this may "
-                              "wait forever, as it would in the real runtime.",
-                              )
+                              "wait forever, as it would in the real runtime.")
                     self.changed.wait(min(left or WARN_BLOCKED_GET_S, WARN_BLOCKED_GET_S))
             return True
         finally:
@@ -648,7 +648,8 @@ class LocalClient:
             return
         self.warned_shapes.add(shape)
         where = f"placement group bundle {pg}" if pg else "this node"
-        logging.getLogger("minray.local").warning(f"{what} requests {resources}, which {where} can never provide "
+        logging.getLogger("minray.local").warning(
+              f"{what} requests {resources}, which {where} can never provide "
               f"(total: {self.sched.total}). It stays pending until a node with these "
               "resources joins. Lower the request or start minray with more resources "
               "(init(num_cpus=..., resources={...})).")
@@ -1203,7 +1204,8 @@ class LocalClient:
                                        owner=self.client_id)
         with self.lock:
             if not self.sched.pg_feasible(pg):
-                logging.getLogger("minray.local").warning(f"placement group {name or pg_id.hex()} with bundles {bundles} "
+                logging.getLogger("minray.local").warning(
+                      f"placement group {name or pg_id.hex()} with bundles {bundles} "
                       f"and strategy {strategy} cannot be placed on this cluster (resources "
                       f"{self.sched.total}, 1 node); it stays pending.")
             self.sched.create_pg(pg)
