@@ -12,6 +12,7 @@ module is not importable (not built, or built for another Python).
     ids        task and object ids: generation, object ids of returns, parsing.
     resources  resource accounting: fits / add / subtract / total.
     deps       dependency counting: which tasks wait for which objects.
+    policy     the cluster policy's loops: strategy hints, node picking, locality.
 
 The modules take and return plain bytes, ints and lists and never reach into
 the runtime, so the test suite compares each pair on random inputs and CI runs
@@ -30,6 +31,7 @@ __all__ = [
     "ids",
     "resources",
     "deps",
+    "policy",
     "load",
     "is_compiled",
     "USING_EXTENSIONS",
@@ -78,8 +80,9 @@ frame = load("frame")
 ids = load("ids")
 resources = load("resources")
 deps = load("deps")
+policy = load("policy")
 
-MODULES = (frame, ids, resources, deps)
+MODULES = (frame, ids, resources, deps, policy)
 
 # True when every module above is the compiled one.
 USING_EXTENSIONS = all(is_compiled(module) for module in MODULES)

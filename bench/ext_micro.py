@@ -12,9 +12,10 @@ import importlib
 import sys
 import timeit
 
-from minray._ext import deps_py, frame_py, ids_py, resources_py
+from minray._ext import deps_py, frame_py, ids_py, policy_py, resources_py
 
-TWINS = {"frame": frame_py, "ids": ids_py, "resources": resources_py, "deps": deps_py}
+TWINS = {"frame": frame_py, "ids": ids_py, "resources": resources_py, "deps": deps_py,
+         "policy": policy_py}
 
 
 def _frame_cases(m):
@@ -60,8 +61,39 @@ def _deps_cases(m):
     return [("deps: 2 tasks over 4 objects, watch + resolve", cycle, 2)]
 
 
+def _policy_cases(m):
+    # One lease decision on a 16-node cluster, through the whole ClusterPolicy
+    # with `m` as its kernels (what a node manager pays per lease request).
+    from minray._private.scheduling.policy import (ArgLocation, ClusterPolicy, Here,
+                                                   LeaseAsk, NodeView)
+    here = Here("n00", {"CPU": 8.0}, {"CPU": 0.0})
+    nodes = {f"n{i:02d}": NodeView(f"n{i:02d}", f"h:{i}", {"CPU": 8.0, "GPU": 1.0},
+                                   {"CPU": float(i % 5), "GPU": 0.0}) for i in range(16)}
+    nodes["n00"] = here
+    pol = ClusterPolicy("n00", m)
+    busy = LeaseAsk({"CPU": 1.0})
+    spread = LeaseAsk({"CPU": 1.0, "_spread": 1e-12})
+    local = LeaseAsk({"CPU": 1.0}, args=tuple(ArgLocation(f"n{i % 16:02d}", 3 << 20)
+                                              for i in range(8)))
+    alone = Here("n00", {"CPU": 8.0}, {"CPU": 8.0})
+    rows = list(nodes.values())
+    return [
+        ("policy kernel: pick_node over 16 nodes",
+         lambda: m.pick_node(rows, busy.resources, "n00"), 1),
+        ("policy kernel: locality_pick, 8 args",
+         lambda: m.locality_pick(local.args, nodes, 1 << 20), 1),
+        ("policy: decide, one machine (the common lease)",
+         lambda: pol.decide(busy, alone, None), 1),
+        ("policy: decide, busy here -> spill (16 nodes)",
+         lambda: pol.decide(busy, here, nodes), 1),
+        ("policy: decide, SPREAD (16 nodes)", lambda: pol.decide(spread, here, nodes), 1),
+        ("policy: decide, locality over 8 args (16 nodes)",
+         lambda: pol.decide(local, here, nodes), 1),
+    ]
+
+
 CASES = {"frame": _frame_cases, "ids": _ids_cases, "resources": _resources_cases,
-         "deps": _deps_cases}
+         "deps": _deps_cases, "policy": _policy_cases}
 
 
 def _per_op_ns(fn, ops, budget_s=0.2):

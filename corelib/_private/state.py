@@ -21,14 +21,6 @@ _lock = threading.RLock()
 _auto_init = None
 
 
-class ActorExit(BaseException):
-    """Raised by exit_actor() to leave the actor after the current call.
-
-    Defined here, not in worker/main.py, so that ``minray.actor.exit_actor`` and
-    local mode raise and catch it without importing the worker's shell.
-    """
-
-
 def current_client():
     return _client
 

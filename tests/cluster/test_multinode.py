@@ -100,6 +100,28 @@ def test_spread_and_soft_affinity_across_nodes(cluster):
         by_ip["127.0.0.3"]
 
 
+def test_a_task_runs_where_its_large_argument_is(cluster):
+    """Locality: a task whose large argument is in node B's store runs on B (it has
+    room). (Small arguments give no preference: tests/unit/test_policy.py.)"""
+    by_ip = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}
+    b = by_ip["127.0.0.2"]
+    on_b = NodeAffinitySchedulingStrategy(b, soft=False)
+
+    @ray.remote
+    def make(n):
+        return np.ones(n, dtype=np.uint8)
+
+    @ray.remote
+    def where(x):
+        return node_of(), len(x)
+
+    big = make.options(scheduling_strategy=on_b).remote(16 << 20)   # > a transfer chunk
+    ray.wait([big], timeout=60)
+    wait_available("CPU", 4.0)
+    time.sleep(0.6)    # the nodes' heartbeats said so
+    assert ray.get(where.remote(big), timeout=60) == (b, 16 << 20)
+
+
 def test_a_strict_spread_placement_group_spans_the_nodes(cluster):
     from minray.util.placement_group import placement_group, remove_placement_group
     from minray.util.scheduling_strategies import PlacementGroupSchedulingStrategy

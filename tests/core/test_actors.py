@@ -53,12 +53,14 @@ class Recorder:
 
 
 # ---------------------------------------------------------------- basics
+@pytest.mark.both_backends
 def test_actor_keeps_state_between_calls(ray_module):
     c = Counter.remote()
     assert ray.get([c.incr.remote() for _ in range(5)]) == [1, 2, 3, 4, 5]
     assert ray.get(c.get.remote()) == 5
 
 
+@pytest.mark.both_backends
 def test_constructor_args_and_kwargs(ray_module):
     c = Counter.remote(10, step=5)
     assert ray.get(c.incr.remote()) == 15
@@ -72,6 +74,7 @@ def test_each_actor_has_its_own_process_and_state(ray_module):
     assert pa != pb and os.getpid() not in (pa, pb)
 
 
+@pytest.mark.both_backends
 def test_calls_from_one_caller_run_in_submission_order(ray_module):
     r = Recorder.remote()
     refs = [r.record.remote(i) for i in range(200)]
@@ -85,6 +88,7 @@ def _slow_value(x, delay):
     return x
 
 
+@pytest.mark.both_backends
 def test_submission_order_kept_when_an_earlier_argument_resolves_later(ray_module):
     r = Recorder.remote()
     slow = _slow_value.remote("first", 0.5)
@@ -93,6 +97,7 @@ def test_submission_order_kept_when_an_earlier_argument_resolves_later(ray_modul
     assert ray.get(r.log.remote(), timeout=20) == ["first", "second"]
 
 
+@pytest.mark.both_backends
 def test_top_level_ref_args_are_resolved_nested_refs_are_not(ray_module):
     @ray.remote
     class Inspect:
@@ -104,6 +109,7 @@ def test_top_level_ref_args_are_resolved_nested_refs_are_not(ray_module):
     assert ray.get(i.kinds.remote(ref, [ref])) == ("int", "ObjectRef", 41)
 
 
+@pytest.mark.both_backends
 def test_method_num_returns(ray_module):
     @ray.remote
     class Pair:
@@ -122,6 +128,7 @@ def test_method_num_returns(ray_module):
     assert ray.get(refs) == [1, 2]
 
 
+@pytest.mark.both_backends
 def test_actor_method_cannot_be_called_directly(ray_module):
     c = Counter.remote()
     with pytest.raises(TypeError, match=r"incr\.remote\(\)"):
@@ -130,6 +137,7 @@ def test_actor_method_cannot_be_called_directly(ray_module):
         Counter()
 
 
+@pytest.mark.both_backends
 def test_unknown_method_raises_attribute_error_on_access(ray_module):
     c = Counter.remote()
     with pytest.raises(AttributeError, match="no_such_method"):
@@ -138,6 +146,7 @@ def test_unknown_method_raises_attribute_error_on_access(ray_module):
     assert ray.get(c.incr.remote()) == 1
 
 
+@pytest.mark.both_backends
 def test_method_error_propagates_and_actor_keeps_working(ray_module):
     @ray.remote
     class Flaky:
@@ -161,6 +170,7 @@ def test_method_error_propagates_and_actor_keeps_working(ray_module):
     assert ray.get(f.count.remote()) == 2
 
 
+@pytest.mark.both_backends
 def test_runtime_context_inside_actor(ray_module):
     @ray.remote
     class WhoAmI:
@@ -181,12 +191,14 @@ def _incr_via_handle(counter, times):
     return ray.get([counter.incr.remote() for _ in range(times)])[-1]
 
 
+@pytest.mark.both_backends
 def test_handle_passed_to_task(ray_module):
     c = Counter.remote()
     assert ray.get(_incr_via_handle.remote(c, 3)) == 3
     assert ray.get(c.get.remote()) == 3
 
 
+@pytest.mark.both_backends
 def test_handle_passed_to_other_actor(ray_module):
     @ray.remote
     class Forwarder:
@@ -206,6 +218,7 @@ def test_handle_passed_to_other_actor(ray_module):
     assert ray.get(c.get.remote()) == 3
 
 
+@pytest.mark.both_backends
 def test_handle_inside_a_container_argument(ray_module):
     c = Counter.remote()
     assert ray.get(_incr_via_handle.remote(c, 1)) == 1
@@ -217,6 +230,7 @@ def test_handle_inside_a_container_argument(ray_module):
     assert ray.get(use.remote({"c": c})) == 2
 
 
+@pytest.mark.both_backends
 def test_actor_created_inside_task_is_usable(ray_module):
     @ray.remote
     def make_and_use():
@@ -227,6 +241,7 @@ def test_actor_created_inside_task_is_usable(ray_module):
 
 
 # ----------------------------------------------------------------- names
+@pytest.mark.both_backends
 def test_named_actor_and_get_actor(ray_module):
     c = Counter.options(name="test_named_counter").remote()
     ray.get(c.incr.remote())
@@ -235,11 +250,13 @@ def test_named_actor_and_get_actor(ray_module):
     assert same == c
 
 
+@pytest.mark.both_backends
 def test_get_actor_unknown_name_raises_value_error(ray_module):
     with pytest.raises(ValueError):
         ray.get_actor("no_actor_has_this_name")
 
 
+@pytest.mark.both_backends
 def test_duplicate_name_raises_value_error(ray_module):
     c = Counter.options(name="test_dup_name").remote()
     ray.get(c.get.remote())
@@ -247,6 +264,7 @@ def test_duplicate_name_raises_value_error(ray_module):
         Counter.options(name="test_dup_name").remote()
 
 
+@pytest.mark.both_backends
 def test_get_if_exists_returns_the_existing_actor(ray_module):
     a = Counter.options(name="test_get_if_exists", get_if_exists=True).remote(5)
     assert ray.get(a.incr.remote()) == 6
@@ -255,6 +273,7 @@ def test_get_if_exists_returns_the_existing_actor(ray_module):
     assert b == a
 
 
+@pytest.mark.both_backends
 def test_namespaces_separate_names(ray_module):
     c = Counter.options(name="test_ns_counter", namespace="ns_one").remote()
     ray.get(c.incr.remote())
@@ -268,6 +287,7 @@ def test_namespaces_separate_names(ray_module):
     assert d != c
 
 
+@pytest.mark.both_backends
 def test_get_actor_from_a_task(ray_module):
     c = Counter.options(name="test_named_from_task").remote()
 
@@ -279,6 +299,7 @@ def test_get_actor_from_a_task(ray_module):
     assert ray.get(c.get.remote()) == 1
 
 
+@pytest.mark.both_backends
 def test_named_actor_name_visible_in_runtime_context(ray_module):
     @ray.remote
     class Named:
@@ -342,6 +363,7 @@ def test_custom_resources_limit_actor_placement(shutdown_only):
     assert ray.get(pending, timeout=20) == 1   # placed once a slot freed
 
 
+@pytest.mark.both_backends
 def test_scheduling_strategies_for_actors(ray_module):
     node_id = ray.get_runtime_context().get_node_id()
     spread = Counter.options(scheduling_strategy="SPREAD").remote()
@@ -352,12 +374,14 @@ def test_scheduling_strategies_for_actors(ray_module):
                    timeout=20) == [1, 1, 1]
 
 
+@pytest.mark.both_backends
 def test_node_affinity_to_unknown_node_soft_runs_elsewhere(ray_module):
     soft = Counter.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         node_id="ab" * 14, soft=True)).remote()
     assert ray.get(soft.incr.remote(), timeout=20) == 1
 
 
+@pytest.mark.both_backends
 def test_node_affinity_to_unknown_node_hard_fails(ray_module):
     hard = Counter.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         node_id="ab" * 14, soft=False)).remote()
@@ -403,6 +427,7 @@ def test_threaded_actor_runs_calls_concurrently(ray_module):
     assert sorted(ray.get([m.join.remote() for _ in range(4)], timeout=30)) == [0, 1, 2, 3]
 
 
+@pytest.mark.both_backends
 def test_default_actor_runs_one_call_at_a_time(ray_module):
     @ray.remote
     class Serial:
@@ -460,6 +485,7 @@ def test_async_actor_max_concurrency_limits(ray_module):
     assert ray.get(a.get_peak.remote()) == 2
 
 
+@pytest.mark.both_backends
 def test_async_actor_can_await_object_refs(ray_module):
     @ray.remote
     class Awaiter:
@@ -558,6 +584,7 @@ def test_async_actor_concurrency_groups(ray_module):
 
 
 # ------------------------------------------------------------- generators
+@pytest.mark.both_backends
 def test_generator_method_streams(ray_module):
     @ray.remote
     class Gen:
@@ -571,6 +598,7 @@ def test_generator_method_streams(ray_module):
     assert [ray.get(ref) for ref in gen] == [0, 10, 20, 30]
 
 
+@pytest.mark.both_backends
 def test_generator_method_error_surfaces_at_the_failing_item(ray_module):
     @ray.remote
     class Gen:
@@ -584,6 +612,7 @@ def test_generator_method_error_surfaces_at_the_failing_item(ray_module):
         ray.get(next(gen))
 
 
+@pytest.mark.both_backends
 def test_async_generator_method_streams(ray_module):
     @ray.remote
     class AsyncGen:
@@ -597,6 +626,7 @@ def test_async_generator_method_streams(ray_module):
     assert [ray.get(ref) for ref in gen] == [0, 1, 2]
 
 
+@pytest.mark.both_backends
 def test_explicit_streaming_num_returns(ray_module):
     @ray.remote
     class Gen:
@@ -619,6 +649,7 @@ def test_actor_exits_when_all_handles_are_gone(ray_module):
         "actor process still running after its last handle was deleted"
 
 
+@pytest.mark.both_backends
 def test_actor_stays_alive_while_a_task_holds_a_handle(ray_module):
     @ray.remote
     def hold_then_use(handles, delay):
@@ -669,6 +700,7 @@ def _name_gone(name, namespace=None):
         return True
 
 
+@pytest.mark.both_backends
 def test_kill_frees_the_name_at_once(ray_module):
     # The name used to be freed only once the worker's socket closed, a race that
     # about 1 in 3 calls lost: repeat so a regression shows.

@@ -38,6 +38,7 @@ class LockHolder:
 
 
 # ------------------------------------------------------------ task errors
+@pytest.mark.both_backends
 def test_task_exception_is_value_error_and_ray_task_error(ray_module):
     @ray.remote
     def raises_value_error(x):
@@ -60,6 +61,7 @@ def test_task_exception_is_value_error_and_ray_task_error(ray_module):
         ray.get(raises_value_error.remote(1))
 
 
+@pytest.mark.both_backends
 def test_custom_exception_type_and_attributes(ray_module):
     @ray.remote
     def fail():
@@ -72,6 +74,7 @@ def test_custom_exception_type_and_attributes(ray_module):
     assert info.value.cause.code == 42
 
 
+@pytest.mark.both_backends
 def test_unpicklable_exception_still_reaches_the_driver(ray_module):
     @ray.remote
     def fail():
@@ -84,6 +87,7 @@ def test_unpicklable_exception_still_reaches_the_driver(ray_module):
     assert "the original message" in str(info.value)
 
 
+@pytest.mark.both_backends
 def test_nested_task_error_propagates(ray_module):
     @ray.remote
     def inner_fails():
@@ -101,6 +105,7 @@ def test_nested_task_error_propagates(ray_module):
     assert "inner_fails" in text and "outer_calls" in text
 
 
+@pytest.mark.both_backends
 def test_failed_argument_fails_dependent_task(ray_module, tmp_path):
     marker = str(tmp_path / "dependent-ran")
 
@@ -125,6 +130,7 @@ def test_failed_argument_fails_dependent_task(ray_module, tmp_path):
     assert not os.path.exists(marker), "the dependent task ran with a failed argument"
 
 
+@pytest.mark.both_backends
 def test_failed_kwarg_fails_dependent_task(ray_module):
     @ray.remote
     def producer():
@@ -139,6 +145,7 @@ def test_failed_kwarg_fails_dependent_task(ray_module):
 
 
 # --------------------------------------------------------- serialization
+@pytest.mark.both_backends
 def test_unpicklable_argument_names_the_attribute(ray_module):
     @ray.remote
     def use(x):
@@ -151,12 +158,14 @@ def test_unpicklable_argument_names_the_attribute(ray_module):
     assert ray.get(use.remote(type("Picklable", (), {"name": "ok"})())) == "ok"
 
 
+@pytest.mark.both_backends
 def test_unpicklable_put_raises_type_error(ray_module):
     with pytest.raises(TypeError) as info:
         ray.put({"outer": LockHolder()})
     assert "my_mutex" in str(info.value)
 
 
+@pytest.mark.both_backends
 def test_unpicklable_return_value_is_an_error(ray_module):
     @ray.remote
     def returns_lock():
@@ -212,6 +221,7 @@ def test_remote_decorator_rejects_positional_arguments():
 
 
 # ------------------------------------------------------------- API misuse
+@pytest.mark.both_backends
 def test_calling_remote_function_directly(ray_module):
     @ray.remote
     def f():
@@ -221,11 +231,13 @@ def test_calling_remote_function_directly(ray_module):
         f()
 
 
+@pytest.mark.both_backends
 def test_get_of_list_with_non_ref_is_type_error(ray_module):
     with pytest.raises(TypeError):
         ray.get([ray.put(1), 2])
 
 
+@pytest.mark.both_backends
 def test_get_of_non_ref_is_value_error(ray_module):
     # Ray: "Invalid type of object refs, <class 'int'>, is given." (a ValueError).
     with pytest.raises(ValueError):
@@ -234,11 +246,13 @@ def test_get_of_non_ref_is_value_error(ray_module):
         ray.get("not a ref")
 
 
+@pytest.mark.both_backends
 def test_get_of_dict_is_value_error(ray_module):
     with pytest.raises(ValueError):
         ray.get({"a": ray.put(1)})
 
 
+@pytest.mark.both_backends
 def test_wait_argument_errors(ray_module):
     ref = ray.put(1)
     with pytest.raises(ValueError):
@@ -251,6 +265,7 @@ def test_wait_argument_errors(ray_module):
         ray.wait([ref, 5])
 
 
+@pytest.mark.both_backends
 def test_init_twice(ray_module):
     with pytest.raises(RuntimeError):
         ray.init()

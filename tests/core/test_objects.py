@@ -98,6 +98,7 @@ def test_put_get_round_trip(ray_module, value):
     assert_same(ray.get(ray.put(value)), value)
 
 
+@pytest.mark.both_backends
 def test_round_trip_through_tasks(ray_module):
     @ray.remote
     def echo(x):
@@ -108,6 +109,7 @@ def test_round_trip_through_tasks(ray_module):
         assert_same(got, want)
 
 
+@pytest.mark.both_backends
 def test_functions_and_lambdas_round_trip(ray_module):
     factor = 3
     fn = ray.get(ray.put(lambda x: x * factor))
@@ -167,6 +169,7 @@ def _deep_equal(got, want):
         assert type(got) is type(want) and got == want
 
 
+@pytest.mark.both_backends
 def test_get_same_ref_many_times(ray_module):
     ref = ray.put(np.arange(200_000))
     a, b = ray.get([ref, ref])
@@ -174,6 +177,7 @@ def test_get_same_ref_many_times(ray_module):
     assert np.array_equal(a, b) and np.array_equal(a, c)
 
 
+@pytest.mark.both_backends
 def test_put_of_object_ref_is_rejected(ray_module):
     ref = ray.put(1)
     with pytest.raises(TypeError):
@@ -207,6 +211,7 @@ def test_task_returned_array_is_read_only_view(ray_module):
     assert copy.flags.writeable and arr[0] == 3
 
 
+@pytest.mark.both_backends
 def test_two_gets_share_the_same_memory(ray_module):
     ref = ray.put(np.arange(300_000, dtype=np.int32))
     a, b = ray.get(ref), ray.get(ref)
@@ -289,6 +294,7 @@ def test_large_object_memory_released_after_del(ray_module):
     assert resident <= stats["shm_bytes"] + stats.get("pool_bytes", 0) + MiB
 
 
+@pytest.mark.both_backends
 def test_live_array_never_sees_a_reused_segment(ray_module):
     """A numpy array that outlives its ref keeps its data while new objects are made."""
     n = 4 * MiB // 8
@@ -327,6 +333,7 @@ def test_nested_ref_segment_kept_alive_by_outer_value(ray_module):
     assert wait_until(lambda: not (inner_seg & shm_segments()), timeout=5)
 
 
+@pytest.mark.both_backends
 def test_nested_ref_readable_after_owner_dropped_it(ray_module):
     before = shm_segments()
     inner = ray.put(np.arange(UNPOOLED))
@@ -364,6 +371,7 @@ def test_ref_passed_to_pending_task_survives_driver_del(ray_module, tmp_path):
     assert wait_until(lambda: not (seg & shm_segments()), timeout=5)
 
 
+@pytest.mark.both_backends
 def test_ref_created_in_worker_is_readable_by_driver(ray_module):
     @ray.remote
     def make():

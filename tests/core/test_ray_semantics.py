@@ -26,6 +26,7 @@ class _Doubler:
 
 
 # ------------------------------------------------- bugs that lose work (a)
+@pytest.mark.both_backends
 def test_failed_argument_keeps_actor_call_order(ray_module):
     a = _Doubler.remote()
     bad = _boom.remote()
@@ -64,6 +65,7 @@ class _Shaped:
         return _Shaped.LIMIT, _Shaped.helper(2)
 
 
+@pytest.mark.both_backends
 def test_arguments_are_bound_to_the_signature_at_submission(ray_module):
     for call in (lambda: _three.remote(),                     # missing a
                  lambda: _three.remote(1),                    # missing keyword-only c
@@ -89,6 +91,7 @@ def test_arguments_are_bound_to_the_signature_at_submission(ray_module):
     assert ray.get(actor.helper.remote(5)) == 15
 
 
+@pytest.mark.both_backends
 def test_class_attributes_and_static_methods_through_the_decorated_class(ray_module):
     assert _Shaped.LIMIT == 7 and _Shaped.helper(2) == 6
     actor = _Shaped.remote(0)
@@ -124,6 +127,7 @@ def _flaky_counter(tmp_path, name):
     return bump
 
 
+@pytest.mark.both_backends
 def test_retry_exceptions_with_a_class_defined_in_a_function(ray_module, tmp_path):
     class Flaky(Exception):
         pass
@@ -146,6 +150,7 @@ def test_retry_exceptions_with_a_class_defined_in_a_function(ray_module, tmp_pat
     assert (tmp_path / "task").read_text() == "4"     # the KeyError ran once
 
 
+@pytest.mark.both_backends
 def test_retry_exceptions_for_actor_methods(ray_module):
     class Flaky(Exception):
         pass
@@ -221,6 +226,7 @@ def test_actor_option_validation_types_and_ranges(opts, error):
 
 
 # ------------------------------------------------------- generators
+@pytest.mark.both_backends
 def test_generator_with_num_returns_n_and_an_error_in_place(ray_module):
     @ray.remote(num_returns=3)
     def three():
@@ -396,6 +402,7 @@ class _Unpicklable:
         self.lock = threading.Lock()
 
 
+@pytest.mark.both_backends
 def test_register_and_deregister_a_serializer(ray_module):
     with pytest.raises(TypeError):
         ray.put(_Unpicklable(1))

@@ -37,6 +37,7 @@ def wait_cpus_idle(total=4.0):
 
 
 # ---------------------------------------------------------- remote functions
+@pytest.mark.both_backends
 def test_remote_function_returns_value(ray_module):
     @ray.remote
     def add(a, b):
@@ -46,6 +47,7 @@ def test_remote_function_returns_value(ray_module):
     assert ray.get([add.remote(i, i) for i in range(20)]) == [2 * i for i in range(20)]
 
 
+@pytest.mark.both_backends
 def test_remote_decorator_with_options_and_kwargs(ray_module):
     @ray.remote(num_cpus=1, max_retries=0)
     def f(a, b=10, *, c):
@@ -98,6 +100,7 @@ def test_num_cpus_limits_concurrency(ray_module, tmp_path):
     assert ray.get(refs, timeout=30) == [0, 1, 2]
 
 
+@pytest.mark.both_backends
 def test_infeasible_resource_stays_pending(ray_module):
     @ray.remote(resources={"does-not-exist": 1})
     def never():
@@ -112,6 +115,7 @@ def test_infeasible_resource_stays_pending(ray_module):
 
 
 # ---------------------------------------------------------------- num_returns
+@pytest.mark.both_backends
 def test_num_returns_one_and_many(ray_module):
     @ray.remote(num_returns=3)
     def three():
@@ -133,6 +137,7 @@ def test_num_returns_one_and_many(ray_module):
     assert ray.get(two) == ["a", "b"]
 
 
+@pytest.mark.both_backends
 def test_num_returns_zero_returns_none(ray_module, tmp_path):
     @ray.remote(num_returns=0)
     def side_effect(path):
@@ -142,6 +147,7 @@ def test_num_returns_zero_returns_none(ray_module, tmp_path):
     wait_for_path(str(tmp_path / "ran"))
 
 
+@pytest.mark.both_backends
 def test_num_returns_zero_runs_the_task(ray_module, tmp_path):
     @ray.remote(num_returns=0)
     def side_effect(path):
@@ -151,6 +157,7 @@ def test_num_returns_zero_runs_the_task(ray_module, tmp_path):
     wait_for_path(str(tmp_path / "ran"))
 
 
+@pytest.mark.both_backends
 def test_num_returns_mismatch_is_an_error(ray_module):
     @ray.remote(num_returns=2)
     def wrong():
@@ -163,6 +170,7 @@ def test_num_returns_mismatch_is_an_error(ray_module):
         assert isinstance(info.value, RayTaskError)
 
 
+@pytest.mark.both_backends
 def test_num_returns_n_with_generator_function(ray_module):
     @ray.remote(num_returns=3)
     def gen():
@@ -174,6 +182,7 @@ def test_num_returns_n_with_generator_function(ray_module):
     assert ray.get(refs) == [0, 10, 20]
 
 
+@pytest.mark.both_backends
 def test_num_returns_dynamic(ray_module):
     @ray.remote(num_returns="dynamic")
     def split(n):
@@ -197,6 +206,7 @@ def test_max_calls_restarts_the_worker(ray_module):
 
 
 # ---------------------------------------------------------------- streaming
+@pytest.mark.both_backends
 def test_generator_defaults_to_streaming(ray_module):
     @ray.remote
     def gen(n):
@@ -231,6 +241,7 @@ def test_streaming_items_arrive_before_the_generator_ends(ray_module, tmp_path):
         next(g)
 
 
+@pytest.mark.both_backends
 def test_streaming_error_surfaces_as_next_item(ray_module):
     @ray.remote
     def gen():
@@ -245,6 +256,7 @@ def test_streaming_error_surfaces_as_next_item(ray_module):
         ray.get(refs[2])
 
 
+@pytest.mark.both_backends
 def test_streaming_error_before_first_item(ray_module):
     @ray.remote
     def gen():
@@ -257,6 +269,7 @@ def test_streaming_error_before_first_item(ray_module):
         ray.get(refs[0], timeout=30)
 
 
+@pytest.mark.both_backends
 def test_streaming_large_items(ray_module):
     @ray.remote
     def gen():
@@ -268,6 +281,7 @@ def test_streaming_large_items(ray_module):
         assert arr.shape == (100_000,) and (arr == i).all()
 
 
+@pytest.mark.both_backends
 def test_streaming_generator_async_iteration(ray_module):
     @ray.remote
     def gen(n):
@@ -284,6 +298,7 @@ def test_streaming_generator_async_iteration(ray_module):
 
 
 # -------------------------------------------------------------- retries
+@pytest.mark.both_backends
 def test_application_errors_not_retried_by_default(ray_module, tmp_path):
     log = str(tmp_path / "attempts")
 
@@ -298,6 +313,7 @@ def test_application_errors_not_retried_by_default(ray_module, tmp_path):
     assert count_lines(log) == 1
 
 
+@pytest.mark.both_backends
 def test_retry_exceptions_true(ray_module, tmp_path):
     @ray.remote(max_retries=2, retry_exceptions=True)
     def flaky(path, failures):
@@ -317,6 +333,7 @@ def test_retry_exceptions_true(ray_module, tmp_path):
     assert count_lines(bad_log) == 3     # 1 try + max_retries=2
 
 
+@pytest.mark.both_backends
 def test_retry_exceptions_list(ray_module, tmp_path):
     @ray.remote(max_retries=3, retry_exceptions=[KeyError])
     def flaky(path, exc_type):
@@ -336,6 +353,7 @@ def test_retry_exceptions_list(ray_module, tmp_path):
     assert count_lines(unlisted) == 1
 
 
+@pytest.mark.both_backends
 def test_retry_exceptions_via_options(ray_module, tmp_path):
     @ray.remote
     def flaky(path):
@@ -350,6 +368,7 @@ def test_retry_exceptions_via_options(ray_module, tmp_path):
 
 
 # ---------------------------------------------------------------- names
+@pytest.mark.both_backends
 def test_task_name_option(ray_module):
     @ray.remote
     def whoami():
@@ -419,6 +438,7 @@ def test_short_tasks_not_stuck_behind_a_slow_call_of_the_same_function(ray_modul
 
 
 # ------------------------------------------------------------ nested tasks
+@pytest.mark.both_backends
 def test_nested_task_submission(ray_module):
     @ray.remote
     def leaf(x):
@@ -431,6 +451,7 @@ def test_nested_task_submission(ray_module):
     assert ray.get(parent.remote(5), timeout=60) == sum(range(1, 6))
 
 
+@pytest.mark.both_backends
 def test_nested_recursion_deeper_than_cpus(ray_module):
     """A task blocked in get() gives its CPU back, so depth 8 runs on 4 CPUs."""
     @ray.remote
@@ -442,6 +463,7 @@ def test_nested_recursion_deeper_than_cpus(ray_module):
     assert ray.get(fact.remote(8), timeout=60) == 40320
 
 
+@pytest.mark.both_backends
 def test_nested_task_returns_ref_to_driver(ray_module):
     @ray.remote
     def leaf():
@@ -457,6 +479,7 @@ def test_nested_task_returns_ref_to_driver(ray_module):
 
 
 # ------------------------------------------------------------ arguments
+@pytest.mark.both_backends
 def test_top_level_ref_args_are_resolved(ray_module):
     @ray.remote
     def kind(x):
@@ -474,6 +497,7 @@ def test_top_level_ref_args_are_resolved(ray_module):
     assert ray.get(chained) == 44
 
 
+@pytest.mark.both_backends
 def test_refs_inside_containers_stay_refs(ray_module):
     @ray.remote
     def inspect_arg(container):
@@ -485,6 +509,7 @@ def test_refs_inside_containers_stay_refs(ray_module):
     assert ray.get(inspect_arg.remote({"k": ref})) == (True, "payload")
 
 
+@pytest.mark.both_backends
 def test_kwarg_refs_are_resolved(ray_module):
     @ray.remote
     def f(a, *, b, c=None):
@@ -497,6 +522,7 @@ def test_kwarg_refs_are_resolved(ray_module):
     assert isinstance(got_c[0], ray.ObjectRef) and ray.get(got_c[0]) == "B"
 
 
+@pytest.mark.both_backends
 def test_large_numpy_argument_through_shared_memory(ray_module):
     @ray.remote
     def describe(arr):
@@ -512,6 +538,7 @@ def test_large_numpy_argument_through_shared_memory(ray_module):
     assert ray.get(describe.remote(small))[1:] == (small.dtype.str, (10,), 45.0)
 
 
+@pytest.mark.both_backends
 def test_large_numpy_ref_argument_is_zero_copy(ray_module):
     @ray.remote
     def view_info(arr):
@@ -521,6 +548,7 @@ def test_large_numpy_ref_argument_is_zero_copy(ray_module):
     assert ray.get(view_info.remote(ref)) == (False, False, 999_999)
 
 
+@pytest.mark.both_backends
 def test_many_args_mixed(ray_module):
     @ray.remote
     def concat(*parts, sep="-"):
@@ -531,6 +559,7 @@ def test_many_args_mixed(ray_module):
 
 
 # ------------------------------------------------------------ runtime_env
+@pytest.mark.both_backends
 def test_runtime_env_per_task_without_job_env(ray_module):
     @ray.remote(runtime_env={"env_vars": {"MR_DECORATED": "yes"}})
     def env(name):
@@ -541,6 +570,7 @@ def test_runtime_env_per_task_without_job_env(ray_module):
                    .remote("MR_OTHER")) == "1"
 
 
+@pytest.mark.both_backends
 def test_runtime_env_inherited_by_child_tasks(ray_module):
     @ray.remote
     def child():
@@ -555,6 +585,7 @@ def test_runtime_env_inherited_by_child_tasks(ray_module):
 
 
 # ------------------------------------------------------------ runtime context
+@pytest.mark.both_backends
 def test_runtime_context_in_tasks(ray_module):
     @ray.remote
     def ctx():
@@ -571,6 +602,7 @@ def test_runtime_context_in_tasks(ray_module):
     assert node1 == ray.nodes()[0]["NodeID"]
 
 
+@pytest.mark.both_backends
 def test_assigned_resources_reflect_num_cpus(ray_module):
     @ray.remote
     def assigned():
@@ -640,6 +672,7 @@ def test_worker_killed_while_blocked_in_get_returns_its_cpu_once(ray_module, tmp
     assert ray.available_resources()["CPU"] == 4.0
 
 
+@pytest.mark.both_backends
 def test_cluster_resources_and_nodes(ray_module):
     res = ray.cluster_resources()
     assert res["CPU"] == 4.0
@@ -743,6 +776,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.both_backends
 def test_cancel_finished_task_is_noop(ray_module):
     ref = ray.remote(lambda: "value").remote()
     assert ray.get(ref) == "value"
@@ -751,6 +785,7 @@ def test_cancel_finished_task_is_noop(ray_module):
 
 
 # ------------------------------------------------------------ ObjectRef
+@pytest.mark.both_backends
 def test_object_ref_hashable_dict_key(ray_module):
     @ray.remote
     def f(i):
@@ -768,6 +803,7 @@ def test_object_ref_hashable_dict_key(ray_module):
     assert isinstance(refs[0].hex(), str) and len(refs[0].binary()) > 0
 
 
+@pytest.mark.both_backends
 def test_await_object_ref(ray_module):
     @ray.remote
     def square(x):
@@ -787,6 +823,7 @@ def test_await_object_ref(ray_module):
     assert asyncio.run(main()) == (9, [0, 1, 4, 9, 16])
 
 
+@pytest.mark.both_backends
 def test_ref_future(ray_module):
     @ray.remote
     def square(x):
@@ -807,6 +844,7 @@ def test_ref_future(ray_module):
 
 
 # -------------------------------------------------------------- wait / get
+@pytest.mark.both_backends
 def test_wait_returns_ready_in_input_order(ray_module):
     @ray.remote
     def delayed(x, delay):
@@ -854,10 +892,12 @@ def test_wait_num_returns_and_timeout(ray_module, tmp_path):
     assert ray.wait([blocked], timeout=30)[0] == [blocked]
 
 
+@pytest.mark.both_backends
 def test_wait_empty_list(ray_module):
     assert ray.wait([]) == ([], [])
 
 
+@pytest.mark.both_backends
 def test_wait_num_returns_zero_is_invalid(ray_module):
     ref = ray.put(1)
     with pytest.raises(ValueError):
@@ -887,6 +927,7 @@ def test_get_timeout(ray_module, tmp_path):
     assert ray.get(ref, timeout=0) == "finally"
 
 
+@pytest.mark.both_backends
 def test_get_of_failed_ref_raises_every_time(ray_module):
     @ray.remote
     def fail():

@@ -69,6 +69,7 @@ def pool_actors(ray_module):
     return actors
 
 
+@pytest.mark.both_backends
 def test_pool_map_keeps_input_order(pool_actors):
     pool = ActorPool(pool_actors)
     # The first item is the slowest, yet map yields results in input order.
@@ -83,6 +84,7 @@ def test_pool_map_unordered_yields_fastest_first(pool_actors):
     assert results == ["fast", "slow"]
 
 
+@pytest.mark.both_backends
 def test_pool_map_many_items_over_few_actors(pool_actors):
     pool = ActorPool(pool_actors)
     assert list(pool.map(lambda a, v: a.double.remote(v), range(20))) == \
@@ -97,6 +99,7 @@ def test_pool_uses_every_actor(pool_actors):
     assert len(pids) == 2
 
 
+@pytest.mark.both_backends
 def test_pool_submit_and_get_next_in_order(pool_actors):
     pool = ActorPool(pool_actors)
     assert not pool.has_next()
@@ -155,6 +158,7 @@ def test_pool_get_next_ignore_if_timedout_drops_the_task(pool_actors):
     assert not pool.has_next()
 
 
+@pytest.mark.both_backends
 def test_pool_map_discards_unfetched_results(pool_actors):
     pool = ActorPool(pool_actors)
     pool.submit(lambda a, v: a.double.remote(v), 100)
@@ -162,6 +166,7 @@ def test_pool_map_discards_unfetched_results(pool_actors):
     assert list(pool.map(lambda a, v: a.double.remote(v), [1, 2])) == [2, 4]
 
 
+@pytest.mark.both_backends
 def test_pool_pop_idle_and_push(pool_actors):
     first, second = pool_actors
     pool = ActorPool([first])
@@ -178,6 +183,7 @@ def test_pool_pop_idle_and_push(pool_actors):
     assert sorted(pool.map(lambda a, v: a.double.remote(v), [1, 2, 3])) == [2, 4, 6]
 
 
+@pytest.mark.both_backends
 def test_pool_push_takes_a_pending_submission(pool_actors):
     first, second = pool_actors
     pool = ActorPool([first])
@@ -188,6 +194,7 @@ def test_pool_push_takes_a_pending_submission(pool_actors):
     assert pool.get_next() == ray.get(second.pid.remote())
 
 
+@pytest.mark.both_backends
 def test_pool_multi_return_futures(pool_actors):
     @ray.remote
     class Pair:
@@ -211,6 +218,7 @@ def test_pool_reports_a_dead_actor(ray_start_regular):
 
 
 # ========================================================================= Queue
+@pytest.mark.both_backends
 def test_queue_fifo_and_sizes(ray_module):
     q = Queue(maxsize=3)
     assert q.empty() and not q.full() and q.qsize() == 0 and len(q) == 0
@@ -222,6 +230,7 @@ def test_queue_fifo_and_sizes(ray_module):
     q.shutdown()
 
 
+@pytest.mark.both_backends
 def test_queue_get_nonblocking_and_timeout_raise_empty(ray_module):
     q = Queue()
     with pytest.raises(Empty):
@@ -235,6 +244,7 @@ def test_queue_get_nonblocking_and_timeout_raise_empty(ray_module):
     q.shutdown()
 
 
+@pytest.mark.both_backends
 def test_queue_put_on_full_raises_full(ray_module):
     q = Queue(maxsize=1)
     q.put_nowait(1)
@@ -250,6 +260,7 @@ def test_queue_put_on_full_raises_full(ray_module):
     q.shutdown()
 
 
+@pytest.mark.both_backends
 def test_queue_negative_timeout_is_a_value_error(ray_module):
     q = Queue()
     with pytest.raises(ValueError):
@@ -259,6 +270,7 @@ def test_queue_negative_timeout_is_a_value_error(ray_module):
     q.shutdown()
 
 
+@pytest.mark.both_backends
 def test_queue_batches(ray_module):
     q = Queue(maxsize=4)
     q.put_nowait_batch([1, 2, 3])
@@ -279,6 +291,7 @@ def test_queue_batches(ray_module):
     q.shutdown()
 
 
+@pytest.mark.both_backends
 def test_queue_async_variants(ray_module):
     q = Queue(maxsize=1)
 
@@ -314,6 +327,7 @@ def test_queue_blocking_get_waits_for_a_producer(ray_module):
     q.shutdown()
 
 
+@pytest.mark.both_backends
 def test_queue_blocking_put_waits_for_a_consumer(ray_module):
     q = Queue(maxsize=1)
     q.put("first")
@@ -356,6 +370,7 @@ def test_queue_producers_and_consumers_in_tasks(ray_module):
     q.shutdown()
 
 
+@pytest.mark.both_backends
 def test_queue_actor_options_and_shutdown(ray_module):
     q = Queue(actor_options={"name": "test_queue_actor", "num_cpus": 0})
     q.put(1)
@@ -365,6 +380,7 @@ def test_queue_actor_options_and_shutdown(ray_module):
     assert _wait_until(lambda: "test_queue_actor" not in ray.util.list_named_actors())
 
 
+@pytest.mark.both_backends
 def test_queue_force_shutdown(ray_module):
     q = Queue()
     actor = q.actor
@@ -594,6 +610,7 @@ def _pg_by_hex(pg_hex):
     return PlacementGroup(PlacementGroupID.from_hex(pg_hex))
 
 
+@pytest.mark.both_backends
 def test_get_current_placement_group_in_driver_is_none(ray_module):
     assert get_current_placement_group() is None
 
@@ -635,6 +652,7 @@ def test_empty_placement_group():
 
 
 # ========================================================= scheduling strategies
+@pytest.mark.both_backends
 def test_node_affinity_hard_runs_on_this_node(ray_module):
     node_id = ray.get_runtime_context().get_node_id()
 
@@ -646,6 +664,7 @@ def test_node_affinity_hard_runs_on_this_node(ray_module):
     assert ray.get(where.options(scheduling_strategy=strategy).remote(), timeout=30) == node_id
 
 
+@pytest.mark.both_backends
 def test_spread_strategy_runs(ray_module):
     @ray.remote
     def square(x):
@@ -656,6 +675,7 @@ def test_spread_strategy_runs(ray_module):
 
 
 # ============================================================= named actor list
+@pytest.mark.both_backends
 def test_list_named_actors(ray_module):
     @ray.remote
     class Named:

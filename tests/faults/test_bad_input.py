@@ -107,6 +107,20 @@ def test_unknown_method_is_an_error_reply_not_a_hangup(ray_start_regular):
     s.close()
 
 
+def test_a_notice_handler_that_raises_closes_that_connection(ray_start_regular):
+    """A notice has nobody to answer: a handler that raises must not leave its
+    sender waiting on half-done work. The node manager logs it and closes the
+    connection, so the sender's close path fails or retries; others go on."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(nm_socket(ray_start_regular))
+    # Well-formed, but the handler fails on it ("unborrow" iterates its oids).
+    s.sendall(frame.encode(P.NOTICE, pickle.dumps(("unborrow", (5,)))) +
+              frame.encode(P.REQUEST, pickle.dumps((11, "ping", ()))))
+    assert closed_by_peer(s), "the node manager kept the connection of a failed notice"
+    s.close()
+    assert ray.get(square.remote(6), timeout=30) == 36
+
+
 def test_well_formed_request_from_a_raw_client_is_answered(ray_start_regular):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(nm_socket(ray_start_regular))

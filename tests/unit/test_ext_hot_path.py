@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minray._ext
-from minray._ext import deps_py, ids_py, resources_py
+from minray._ext import deps_py, ids_py, policy_py, resources_py
 
 TWINS = {"ids": ids_py, "resources": resources_py, "deps": deps_py}
 
@@ -57,7 +57,7 @@ def outcome(fn, *args):
         return None, (type(exc), str(exc))
 
 
-@pytest.mark.parametrize("module", [ids_py, resources_py, deps_py])
+@pytest.mark.parametrize("module", [ids_py, resources_py, deps_py, policy_py])
 def test_twin_doctests(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
@@ -66,10 +66,10 @@ def test_twin_doctests(module):
 def test_the_runtime_uses_the_compiled_modules_unless_told_not_to():
     names = {m.__name__.rsplit(".", 1)[1] for m in minray._ext.MODULES}
     if minray._ext.NO_EXTENSIONS:
-        assert names == {"frame_py", "ids_py", "resources_py", "deps_py"}
+        assert names == {"frame_py", "ids_py", "resources_py", "deps_py", "policy_py"}
         assert minray._ext.USING_EXTENSIONS is False
     else:
-        assert names == {"_frame", "_ids", "_resources", "_deps"}, minray._ext.IMPORT_ERRORS
+        assert names == {"_frame", "_ids", "_resources", "_deps", "_policy"}, minray._ext.IMPORT_ERRORS
         assert minray._ext.USING_EXTENSIONS is True
 
 
@@ -223,7 +223,7 @@ def _public_surface(module):
     return out
 
 
-@pytest.mark.parametrize("name", ["frame", "ids", "resources", "deps"])
+@pytest.mark.parametrize("name", ["frame", "ids", "resources", "deps", "policy"])
 def test_compiled_module_and_twin_have_the_same_names(name):
     # A function removed from (or added to) one twin must go from (to) the other too.
     twin = importlib.import_module(f"minray._ext.{name}_py")

@@ -29,7 +29,7 @@ import weakref
 
 from minray import _ext, exceptions
 from minray._private.core.object_ref import ObjectRef, ObjectRefGenerator
-from minray._private.core import ids, validation
+from minray._private.core import args as call_args, ids, validation
 from minray._private.objects import serialization, shm
 from minray._private.net import transport
 from minray._private.net import protocol as P
@@ -270,18 +270,6 @@ class ActorQueue:
         self.max_task_retries = max_task_retries
         self.num_restarts = 0
         self.connecting = False
-
-
-class _ArgRef:
-    """Stands in for a top-level ObjectRef argument inside the pickled args."""
-
-    __slots__ = ("pos",)
-
-    def __init__(self, pos):
-        self.pos = pos
-
-    def __reduce__(self):
-        return (_ArgRef, (self.pos,))
 
 
 class CoreClient:
@@ -1258,22 +1246,7 @@ class CoreClient:
     # ================================================================== tasks
     def _prepare_args(self, args, kwargs):
         """Pickle (args, kwargs); top-level refs become placeholders resolved at dispatch."""
-        arg_refs = []
-        if any(type(a) is ObjectRef for a in args):
-            new_args = []
-            for a in args:
-                if type(a) is ObjectRef:
-                    arg_refs.append((len(arg_refs), a))
-                    new_args.append(_ArgRef(len(arg_refs) - 1))
-                else:
-                    new_args.append(a)
-            args = tuple(new_args)
-        if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
-            kwargs = dict(kwargs)
-            for k, v in kwargs.items():
-                if type(v) is ObjectRef:
-                    arg_refs.append((len(arg_refs), v))
-                    kwargs[k] = _ArgRef(len(arg_refs) - 1)
+        args, kwargs, arg_refs = call_args.placeholders(args, kwargs, ObjectRef)
         if not args and not kwargs:
             return _EMPTY_ARGS, arg_refs, []
         try:
@@ -1438,6 +1411,11 @@ class CoreClient:
             want = min(len(q.tasks), MAX_LEASE_REQUESTS) - q.lease_requests
             if want > 0:
                 q.lease_requests += want
+                # Locality: where the head task's stored arguments are, and their sizes
+                # ("ip:port" of another node's manager, or None for this node).
+                head = q.tasks[0].arg_values
+                arg_locs = [(serialization.remote_address(b), serialization.shm_size_of(b))
+                            for _, _, b in head if b[0] == TAG_SHM] if head else ()
             withdraw = list(q.lease_req_ids) if not q.tasks and q.lease_req_ids else None
         for w, rec in sends:
             if rec.retries_left == 0:
@@ -1462,7 +1440,8 @@ class CoreClient:
             for _ in range(want):
                 req_id = next(self.req_seq)
                 q.lease_req_ids.add(req_id)
-                self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars),
+                self.call_async("request_lease", (q.resources, q.pg, q.env_key, q.env_vars,
+                                                  arg_locs),
                                 lambda ok, v, q=q, r=req_id: self._on_lease(q, r, ok, v),
                                 req_id=req_id)
         elif withdraw:

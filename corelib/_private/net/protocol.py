@@ -71,11 +71,6 @@ def _chunk_bytes(text):
 
 TRANSFER_CHUNK_BYTES = _chunk_bytes(os.environ.get("MINRAY_TRANSFER_CHUNK_BYTES", 8 << 20))
 
-# A worker prints this + the task's name + newline on its stdout before running a
-# task, so the node manager's log reader can tag the following lines with the
-# task (and strip the marker). Written by worker/main.py, read by node/manager.py.
-TASK_NAME_MARKER = "\x1e:task_name:"
-
 REQUEST = 1
 REPLY = 2
 NOTICE = 3

@@ -11,16 +11,22 @@ without sockets). ``Membership`` is the thin shell a node manager owns: the TCP
 listener with its authentication, the head's handlers, and a worker node's
 heartbeat loop. On a single machine without ``--port``/``--address`` none of
 this runs and the node manager behaves as a one-node cluster.
+
+The node manager calls Membership; Membership never calls the node manager:
+it reports through the callbacks of a ``MembershipEvents`` record it is given
+(one direction: NodeManager -> Membership -> events).
 """
 
-import os
 import logging
+import os
 import threading
 import time
+from typing import Callable, NamedTuple
 
 from minray._private.net import protocol as P
 from minray._private.net import transport
-from minray._private.scheduling.resources import fits
+
+log = logging.getLogger("minray")
 
 HEARTBEAT_S = 0.5
 NODE_TIMEOUT_S = float(os.environ.get("MINRAY_NODE_TIMEOUT_S", "4.0"))
@@ -28,7 +34,7 @@ NODE_TIMEOUT_S = float(os.environ.get("MINRAY_NODE_TIMEOUT_S", "4.0"))
 
 class NodeRecord:
     __slots__ = ("node_id", "ip", "port", "total", "available", "last_seen", "alive",
-                 "is_head", "session_dir")
+                 "is_head", "session_dir", "draining")
 
     def __init__(self, node_id, ip, port, total, available, now, is_head=False,
                  session_dir=None):
@@ -41,6 +47,7 @@ class NodeRecord:
         self.alive = True
         self.is_head = is_head
         self.session_dir = session_dir
+        self.draining = False    # takes no new work (the cluster policy skips it)
 
     @property
     def address(self):
@@ -115,28 +122,29 @@ class ClusterView:
                 out[k] = out.get(k, 0.0) + v
         return out
 
-    def pick_node(self, resources, exclude=()):
-        """A live node for ``resources``: one that has them available now, else one
-        that has them at all; the least loaded first. None if no node can."""
-        best_now, best_ever = None, None
-        for rec in self.alive():
-            if rec.node_id in exclude:
-                continue
-            if fits(rec.available, resources):
-                load = rec.available.get("CPU", 0.0)
-                if best_now is None or load > best_now[0]:
-                    best_now = (load, rec)
-            elif fits(rec.total, resources) and best_ever is None:
-                best_ever = (0, rec)
-        chosen = best_now or best_ever
-        return chosen[1] if chosen else None
+
+class MembershipEvents(NamedTuple):
+    """What Membership needs from its node manager, as callbacks (no back-reference)."""
+    loop: object                          # the node manager's transport.Loop
+    node_id: str
+    node_ip: str
+    session_dir: str
+    resources: Callable[[], tuple]        # () -> (total, available as reported)
+    is_stopping: Callable[[], bool]
+    on_accept: Callable                   # (sock) an authenticated TCP connection
+    on_view_changed: Callable[[], None]   # the cluster view changed (heartbeat)
+    on_lost_head: Callable[[], None]      # a worker node lost the head: shut down
+    on_node_died: Callable[[str], None]   # tell this node's clients (push node_died)
+    on_peer_push: Callable                # (conn, event, args) from another node manager
+    on_peer_closed: Callable              # (conn) a peer connection closed
 
 
 class Membership:
     """A node manager's part in a cluster: listener, head handlers, heartbeats."""
 
-    def __init__(self, nm, token, port, head_address=None):
-        self.nm = nm
+    def __init__(self, events, token, port, head_address=None):
+        self.ev = events
+        self.loop = events.loop
         self.token = token
         self.port = port
         self.head_address = head_address       # None on the head itself
@@ -147,7 +155,6 @@ class Membership:
         self.listener = None
         self.node_conns = {}                   # node_id -> conn (on the head)
         self.peers = {}                        # (address, job_id) -> conn to another NM
-        self.spread_rr = -1                    # SPREAD takes the nodes in turn
         self.actor_dir = {}                    # head: actor_id -> (meta, "ip:port" keeping it)
         self.names = {}                        # head: (namespace, name) -> actor_id
 
@@ -156,26 +163,30 @@ class Membership:
         return self.head_address is None
 
     # -- start ----------------------------------------------------------------
-    def start(self):
-        nm = self.nm
-        self.listener = transport.listen_tcp(nm.node_ip, self.port)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept_loop, name="minray-tcp-accept",
-                         daemon=True).start()
-        now = time.monotonic()
-        self.view.upsert(nm.node_id, nm.node_ip, self.port, nm.sched.total,
-                         nm.sched.available, now, is_head=self.is_head)
-        nm.handlers.update({
+    @property
+    def handlers(self):
+        """The requests other nodes send (merged into the node manager's table)."""
+        return {
             "register_node": self.h_register_node,
             "heartbeat": self.h_heartbeat,
             "register_actor": self.h_register_actor,
             "unregister_actor": self.h_unregister_actor,
             "locate_actor": self.h_locate_actor,
             "lookup_actor": self.h_lookup_actor,
-        })
+        }
+
+    def start(self):
+        ev = self.ev
+        self.listener = transport.listen_tcp(ev.node_ip, self.port)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept_loop, name="minray-tcp-accept",
+                         daemon=True).start()
+        total, available = ev.resources()
+        self.view.upsert(ev.node_id, ev.node_ip, self.port, total, available,
+                         time.monotonic(), is_head=self.is_head)
         if not self.is_head:
             self._join_head()
-        nm.loop.call_later(HEARTBEAT_S, self.tick)
+        self.loop.call_later(HEARTBEAT_S, self.tick)
 
     def _accept_loop(self):
         while True:
@@ -190,23 +201,23 @@ class Membership:
         try:
             transport.server_handshake(sock, self.token)
         except transport.AuthenticationError as exc:
-            logging.getLogger("minray.node").warning("refused a TCP connection from %s:%s: %s",
-                                                 peer[0], peer[1], exc)
+            log.warning("minray: refused a TCP connection from %s:%s: %s", peer[0], peer[1],
+                        exc)
             sock.close()
             return
         sock.setsockopt(transport.socket.IPPROTO_TCP, transport.socket.TCP_NODELAY, 1)
-        self.nm.loop.call_soon(self.nm.on_accept, sock, True)
+        self.loop.call_soon(self.ev.on_accept, sock)
 
     def _join_head(self):
         host, port = self.head_address.rsplit(":", 1)
         sock = transport.connect_tcp(host, int(port), self.token)
         conn = transport.Connection(sock, buffered=True)
         self.head_conn = conn
-        self.nm.loop.add_connection(conn, self._on_head_frame, self._on_head_closed)
-        nm = self.nm
-        self.request("register_node", (nm.node_id, nm.node_ip, self.port,
-                                       dict(nm.sched.total), dict(nm.sched.available),
-                                       nm.session_dir), self._on_view)
+        self.loop.add_connection(conn, self._on_head_frame, self._on_head_closed)
+        ev = self.ev
+        total, available = ev.resources()
+        self.request("register_node", (ev.node_id, ev.node_ip, self.port, dict(total),
+                                       dict(available), ev.session_dir), self._on_view)
 
     # -- a worker node talking to the head --------------------------------------
     def request(self, method, args, callback):
@@ -215,8 +226,7 @@ class Membership:
             if ok:
                 callback(value)
             else:
-                logging.getLogger("minray.node").error("the head refused a request: %r",
-                                                 value)
+                log.warning("minray: the head refused a request: %r", value)
         self.peer_request(self.head_conn, method, args, answered)
 
     def _on_head_frame(self, conn, kind, msg):
@@ -228,20 +238,19 @@ class Membership:
                 self.on_node_died(*args)
 
     def _on_head_closed(self, conn):
-        logging.getLogger("minray.node").error("lost the connection to the head node; "
-                                             "shutting down this node")
-        self.nm.loop.call_soon(self.nm.shutdown)
+        log.warning("minray: lost the connection to the head node; shutting down this node")
+        self.loop.call_soon(self.ev.on_lost_head)
 
     def _on_view(self, snapshot):
         self.view.replace(snapshot, time.monotonic())
         self._refresh_self()
-        self.nm.respill_queued()
+        self.ev.on_view_changed()
 
     def _refresh_self(self):
-        nm = self.nm
-        rec = self.view.nodes.get(nm.node_id)
+        rec = self.view.nodes.get(self.ev.node_id)
         if rec is not None:
-            rec.total, rec.available = dict(nm.sched.total), nm.reported_available()
+            total, available = self.ev.resources()
+            rec.total, rec.available = dict(total), dict(available)
 
     # -- the head's handlers ----------------------------------------------------
     def h_register_node(self, conn, node_id, ip, port, total, available, session_dir):
@@ -251,8 +260,8 @@ class Membership:
         rec.session_dir = session_dir
         self.node_conns[node_id] = conn
         conn.info["node_id"] = node_id
-        logging.getLogger("minray.node").info("node %s joined from %s:%s with %s", node_id[:12],
-                                            ip, port, _public(total))
+        log.warning("minray: node %s joined from %s:%s with %s", node_id[:12], ip, port,
+                    _public(total))
         return self.snapshot()
 
     def h_heartbeat(self, conn, node_id, available):
@@ -276,40 +285,36 @@ class Membership:
             return
         for (address, _), conn in list(self.peers.items()):
             if address == rec.address and not conn.closed:
-                self.nm.loop.close_connection(conn)
+                self.loop.close_connection(conn)
 
     def announce_death(self, node_id, why):
-        logging.getLogger("minray.node").warning("node %s died: %s", node_id[:12], why)
+        log.warning("minray: node %s died: %s", node_id[:12], why)
         self.close_peers_of(node_id)
-        for conn in list(self.nm.clients):
-            if not conn.closed:
-                self.nm.push(conn, "node_died", (node_id,))
+        self.ev.on_node_died(node_id)
 
     def on_node_died(self, node_id):
         self.view.mark_dead(node_id)
         self.close_peers_of(node_id)
-        for conn in list(self.nm.clients):
-            if not conn.closed and conn is not self.head_conn:
-                self.nm.push(conn, "node_died", (node_id,))
+        self.ev.on_node_died(node_id)
 
     # -- every HEARTBEAT_S --------------------------------------------------------
     def tick(self):
-        nm = self.nm
-        if nm.stopping:
+        ev = self.ev
+        if ev.is_stopping():
             return
-        nm.loop.call_later(HEARTBEAT_S, self.tick)
+        self.loop.call_later(HEARTBEAT_S, self.tick)
         now = time.monotonic()
         if self.is_head:
             self._refresh_self()
-            self.view.nodes[nm.node_id].last_seen = now
-            for node_id in self.view.expire(now, keep=(nm.node_id,)):
+            self.view.nodes[ev.node_id].last_seen = now
+            for node_id in self.view.expire(now, keep=(ev.node_id,)):
                 self.announce_death(node_id, f"no heartbeat for {self.view.timeout_s:g} s")
                 conn = self.node_conns.pop(node_id, None)
                 if conn is not None:
-                    nm.loop.close_connection(conn)
-            nm.respill_queued()
+                    self.loop.close_connection(conn)
+            ev.on_view_changed()
         elif self.head_conn is not None and not self.head_conn.closed:
-            self.request("heartbeat", (nm.node_id, nm.reported_available()), self._on_view)
+            self.request("heartbeat", (ev.node_id, ev.resources()[1]), self._on_view)
 
     # -- connections to other nodes' managers (actors hosted there) ---------------
     def peer(self, address, job_id, job_config):
@@ -324,8 +329,8 @@ class Membership:
         conn = transport.Connection(sock, buffered=True)
         conn.info["job_id"] = job_id
         self.peers[key] = conn
-        self.nm.loop.add_connection(conn, self._on_peer_frame, self._on_peer_closed)
-        client_id = (self.nm.node_id.encode() + b"/" + str(job_id).encode())[-24:]
+        self.loop.add_connection(conn, self._on_peer_frame, self._on_peer_closed)
+        client_id = (self.ev.node_id.encode() + b"/" + str(job_id).encode())[-24:]
         conn.send(P.REQUEST, (0, "register_client", ("driver", client_id, os.getpid(), None,
                                                      dict(job_config))))
         return conn
@@ -356,7 +361,7 @@ class Membership:
             self._on_reply(msg, conn)
         elif kind == P.PUSH:
             event, args = msg
-            self.nm.on_peer_push(conn, event, args)
+            self.ev.on_peer_push(conn, event, args)
 
     def _on_peer_closed(self, conn):
         for key, c in list(self.peers.items()):
@@ -367,11 +372,11 @@ class Membership:
             cb = self.pending.pop(req_id, None)
             if cb is not None:
                 cb(False, ConnectionError("the node closed its connection (it died?)"))
-        self.nm.on_peer_closed(conn)
+        self.ev.on_peer_closed(conn)
 
     # -- the head's actor directory: where each actor is kept, and names -----------
     def register_actor(self, actor_id, name, namespace, meta):
-        entry = (actor_id, name, namespace, meta, f"{self.nm.node_ip}:{self.port}")
+        entry = (actor_id, name, namespace, meta, f"{self.ev.node_ip}:{self.port}")
         if self.is_head:
             self.h_register_actor(None, *entry)
         else:
@@ -420,59 +425,6 @@ class Membership:
     def nodes(self):
         self._refresh_self()
         return list(self.view.nodes.values())
-
-    def spread_target(self, resources):
-        """SPREAD: the live nodes with room now, in turn; None when it is this node's turn."""
-        self._refresh_self()
-        nodes = sorted((r for r in self.view.alive() if fits(r.available, resources)),
-                       key=lambda r: r.node_id)
-        if not nodes:
-            return None
-        self.spread_rr = (self.spread_rr + 1) % len(nodes)
-        chosen = nodes[self.spread_rr]
-        return None if chosen.node_id == self.nm.node_id else chosen
-
-    def plan_bundles(self, bundles, strategy, key="available"):
-        """Which node gets each bundle of a placement group, by its strategy, against
-        the resources free now (or, with key="total", on an idle cluster); None if it
-        cannot be placed."""
-        self._refresh_self()
-        me = self.nm.node_id
-        nodes = sorted(self.view.alive(), key=lambda r: (r.node_id != me, r.node_id))
-        free = {r.node_id: dict(getattr(r, key)) for r in nodes}
-        plan = []
-        if strategy == "STRICT_PACK":
-            need = {}
-            for b in bundles:
-                for k, v in b.items():
-                    need[k] = need.get(k, 0.0) + v
-            for r in nodes:
-                if fits(free[r.node_id], need):
-                    return [r] * len(bundles)
-            return None
-        used = set()
-        for b in bundles:
-            if strategy == "PACK":
-                order = nodes      # this node first, then the others, in a fixed order
-            else:                  # SPREAD / STRICT_SPREAD: unused nodes first
-                order = [r for r in nodes if r.node_id not in used] + \
-                        ([] if strategy == "STRICT_SPREAD" else
-                         [r for r in nodes if r.node_id in used])
-            for r in order:
-                if fits(free[r.node_id], b):
-                    for k, v in b.items():
-                        free[r.node_id][k] = free[r.node_id].get(k, 0.0) - v
-                    plan.append(r)
-                    used.add(r.node_id)
-                    break
-            else:
-                return None
-        return plan
-
-    def remote_node_for(self, resources):
-        """A live node other than this one that suits ``resources``, or None."""
-        self._refresh_self()
-        return self.view.pick_node(resources, exclude=(self.nm.node_id,))
 
     def close(self):
         if self.listener is not None:

@@ -9,6 +9,7 @@ and reads grants out of ``schedule()``; tests drive it without processes.
 """
 
 import collections
+from typing import Any, NamedTuple, Optional
 
 from minray._ext import resources as _resources
 
@@ -21,11 +22,71 @@ add = _resources.add
 total_of = _resources.total
 
 
+class NodeCharge(NamedTuple):
+    """What a lease holds out of the node's own resources.
+
+    ``kind`` comes first so that the old tuple layout ("node", resources, gpus)
+    still reads the same; new code uses the names."""
+    kind: str              # "node"
+    resources: dict
+    gpus: tuple            # ((gpu index, share), ...)
+
+
+class BundleCharge(NamedTuple):
+    """What a lease holds out of one placement-group bundle."""
+    kind: str              # "pg"
+    pg_id: bytes
+    index: int
+    resources: dict
+    gpus: tuple
+
+
+class LeaseKey(NamedTuple):
+    """A task lease request's key in the queue."""
+    seq: int
+    kind = "lease"
+
+
+class ActorKey(NamedTuple):
+    """An actor's lease request (one per restart) in the queue."""
+    actor_id: bytes
+    restarts: int
+    kind = "actor"
+
+
+class LeasePayload(NamedTuple):
+    """What the node manager keeps with a task lease request to answer it."""
+    req_id: int
+    job_id: Any
+    env_key: Any
+    env_vars: Optional[dict]
+
+
+class RemoteBundle(NamedTuple):
+    """A bundle of a placement group reserved on another node."""
+    node_id: str
+    address: str     # "ip:port" of that node's manager
+    conn: Any        # the peer connection to it
+
+
+def feasible(total, pgs, resources, pg):
+    """Whether a node with ``total`` (and placement groups ``pgs``) could ever
+    run a request for ``resources`` (in bundle ``pg``: (pg_id, index) or None)."""
+    if pg is not None:
+        group = pgs.get(pg[0])
+        if group is None:
+            return False
+        idx = pg[1]
+        bundles = group.bundles if idx < 0 else group.bundles[idx:idx + 1]
+        return any(fits(b, resources) for b in bundles)
+    return fits(total, resources)
+
+
 class LeaseRequest:
     __slots__ = ("key", "resources", "pg", "owner", "payload", "warned")
 
     def __init__(self, key, resources, pg=None, owner=None, payload=None):
-        self.key = key              # unique per request
+        self.key = key              # unique per request (LeaseKey, ActorKey, ...)
         self.resources = resources  # {"CPU": 1.0, ...}
         self.pg = pg                # None or (pg_id, bundle_index); -1 = any bundle
         self.owner = owner
@@ -48,9 +109,9 @@ class PlacementGroupState:
         self.waiters = []
         self.lifetime = lifetime
         self.owner = owner
-        # Many nodes: bundle index -> (node_id, "ip:port", peer connection) for bundles
-        # reserved on other nodes (their entries here are empty), and how many of those
-        # reservations are not confirmed yet.
+        # Many nodes: bundle index -> RemoteBundle for bundles reserved on other
+        # nodes (their entries here are empty), and how many of those reservations
+        # are not confirmed yet.
         self.remote = {}
         self.remote_pending = 0
         # Many nodes: no plan over the nodes fits it yet. The node manager plans it
@@ -71,14 +132,7 @@ class Scheduler:
 
     # -- leases ------------------------------------------------------------
     def feasible(self, req):
-        if req.pg is not None:
-            pg = self.pgs.get(req.pg[0])
-            if pg is None:
-                return False
-            idx = req.pg[1]
-            bundles = pg.bundles if idx < 0 else pg.bundles[idx:idx + 1]
-            return any(fits(b, req.resources) for b in bundles)
-        return fits(self.total, req.resources)
+        return feasible(self.total, self.pgs, req.resources, req.pg)
 
     def request(self, req):
         self.queue[req.key] = req
@@ -91,7 +145,8 @@ class Scheduler:
         if req.pg is None:
             if fits(self.available, req.resources):
                 subtract(self.available, req.resources)
-                return ("node", req.resources, self._take_gpus(req.resources.get("GPU", 0)))
+                return NodeCharge("node", req.resources,
+                                  self._take_gpus(req.resources.get("GPU", 0)))
             return None
         pg = self.pgs.get(req.pg[0])
         if pg is None or pg.state != "CREATED":
@@ -100,8 +155,8 @@ class Scheduler:
         for i in idxs:
             if i < len(pg.available) and fits(pg.available[i], req.resources):
                 subtract(pg.available[i], req.resources)
-                return ("pg", req.pg[0], i, req.resources,
-                        self._take_gpus(req.resources.get("GPU", 0)))
+                return BundleCharge("pg", req.pg[0], i, req.resources,
+                                    self._take_gpus(req.resources.get("GPU", 0)))
         return None
 
     def _take_gpus(self, amount):
@@ -131,18 +186,18 @@ class Scheduler:
         """The GPU indices a charge holds (for CUDA_VISIBLE_DEVICES)."""
         if not charge:
             return []
-        return [i for i, _ in charge[-1]]
+        return [i for i, _ in charge.gpus]
 
     def release(self, charge):
         if charge is None:
             return
-        self._give_gpus(charge[-1])
-        if charge[0] == "node":
-            add(self.available, charge[1])
+        self._give_gpus(charge.gpus)
+        if charge.kind == "node":
+            add(self.available, charge.resources)
         else:
-            pg = self.pgs.get(charge[1])
+            pg = self.pgs.get(charge.pg_id)
             if pg is not None and pg.state == "CREATED":
-                add(pg.available[charge[2]], charge[3])
+                add(pg.available[charge.index], charge.resources)
 
     def schedule(self, can_start=lambda req: True):
         """Grant every queued request that fits, in order; returns [(req, charge)]."""

@@ -32,11 +32,11 @@ from minray._private.objects import serialization
 from minray._private import state
 from minray._private.observability import task_events
 from minray._private.net import transport
-from minray._private.core import validation
-from minray._private.client.core_client import _EMPTY_ARGS, CoreClient, _ArgRef
-from minray._private.net.protocol import TASK_NAME_MARKER
+from minray._private.core import args as call_args, execution
+from minray._private.core.execution import ActorExit  # noqa: F401  (exit_actor() raises it)
+from minray._private.client.core_client import _EMPTY_ARGS, CoreClient
+from minray._private.node.records import TASK_NAME_MARKER
 from minray._private.objects.serialization import TAG_SHM
-from minray._private.state import ActorExit  # noqa: F401  (exit_actor() raises it)
 
 
 class TaskContext:
@@ -241,10 +241,7 @@ class WorkerServer:
                 values[pos] = serialization.loads_segment(self.client._attach(oid, blob))
             else:
                 values[pos] = serialization.loads_inline(blob)
-        args = tuple(values[a.pos] if type(a) is _ArgRef else a for a in args)
-        if kwargs:
-            kwargs = {k: values[v.pos] if type(v) is _ArgRef else v for k, v in kwargs.items()}
-        return args, kwargs
+        return call_args.resolve(args, kwargs, values)
 
     def run_task(self, conn, msg):
         task_id, fn_id, fn_blob, args_blob, arg_values, num_returns, wire, gpu_ids = msg
@@ -268,7 +265,7 @@ class WorkerServer:
                 fn = self.fns[fn_id] = serialization.loads_function(fn_blob)
                 self.fn_blobs.pop(fn_id, None)
         except BaseException as exc:
-            self.reply_error(conn, task_id, name, exc, num_returns, False)
+            self.reply_failure(conn, task_id, name, exc, num_returns)
             return
         if self.outq and not (fn_id == self.last_fn and self.last_fast):
             # The next task may be long: do not hold earlier results behind it.
@@ -297,16 +294,9 @@ class WorkerServer:
                 self.reply_dynamic(conn, task_id, name, result, owner)
                 return
             self.reply_results(conn, task_id, name, result, num_returns, owner)
-        except KeyboardInterrupt:
-            if task_id in self.cancel_requested:
-                task_events.error(task_id, KeyboardInterrupt())
-                self.reply_blob(conn, task_id, serialization.error_blob(
-                    exceptions.TaskCancelledError(task_id.hex())), num_returns, False)
-            else:
-                self.reply_error(conn, task_id, name, KeyboardInterrupt(), num_returns, False)
-        except Exception as exc:
-            self.reply_error(conn, task_id, name, exc, num_returns,
-                             _retryable(exc, retry_exc))
+        except (KeyboardInterrupt, Exception) as exc:
+            self.reply_failure(conn, task_id, name, exc, num_returns, retry_exc,
+                               cancel_requested=task_id in self.cancel_requested)
         finally:
             self.in_plain_task = False
             self.last_fn = fn_id
@@ -332,17 +322,12 @@ class WorkerServer:
                 except transport.ConnectionClosed:
                     pass
                 return
-        values = validation.split_returns(name, result, num_returns)
-        blobs, contained = [], []
-        for i, v in enumerate(values):
-            oid = task_id + (i + 1).to_bytes(4, "big")
-            try:
-                blob, c = self.client._store_value(oid, v, owner)
-            except TypeError as exc:
-                raise TypeError(f"The return value of {name} could not be serialized: "
-                                f"{exc}") from None
-            blobs.append(blob)
-            contained.append(c)
+
+        def store(i, value):
+            return self.client._store_value(task_id + (i + 1).to_bytes(4, "big"), value, owner)
+        stored = execution.store_returns(name, result, num_returns, store)
+        blobs = [blob for blob, _ in stored]
+        contained = [c for _, c in stored]
         try:
             self.reply_done(conn, (task_id, blobs, contained, False,
                                    self.done_flags()))
@@ -361,20 +346,27 @@ class WorkerServer:
 
     def stream(self, conn, task_id, gen, owner, name="", retry_exc=False):
         self.flush(conn)
-        i = 0
-        retryable, results = False, []
         try:
-            for value in gen:
-                oid = task_id + (i + 1).to_bytes(4, "big")
-                blob, c = self.client._store_value(oid, value, owner)
-                conn.send(P.GEN_ITEM, (task_id, i, blob, c))
-                i += 1
+            _, exc = execution.drain(gen, self._stream_emitter(conn, task_id, owner),
+                                     transport.ConnectionClosed)
         except transport.ConnectionClosed:
             return
-        except Exception as exc:
-            err = exceptions.task_error_from_exception(name or self.last_name, exc,
-                                                       pid=os.getpid())
-            retryable, results = _stream_error(conn, task_id, i, err, exc, retry_exc)
+        self._end_stream(conn, task_id, name or self.last_name, exc, retry_exc)
+
+    def _stream_emitter(self, conn, task_id, owner):
+        def emit(i, value):
+            oid = task_id + (i + 1).to_bytes(4, "big")
+            blob, c = self.client._store_value(oid, value, owner)
+            conn.send(P.GEN_ITEM, (task_id, i, blob, c))
+        return emit
+
+    def _end_stream(self, conn, task_id, name, exc, retry_exc):
+        """The generator ended (``exc``: the error that ended it): its error rides in
+        DONE, and the submitter retries (retry_exceptions) or shows it after the items."""
+        retryable, results = False, []
+        if exc is not None:
+            failure = execution.classify(exc, name, os.getpid(), retry_exc)
+            retryable, results = failure.retryable, [execution.error_blob(failure.error)]
         task_events.end(task_id)
         try:
             conn.send(P.DONE, (task_id, results, [False] * len(results), retryable,
@@ -382,12 +374,19 @@ class WorkerServer:
         except transport.ConnectionClosed:
             pass
 
-    def reply_error(self, conn, task_id, name, exc, num_returns, retryable, actor_repr=None):
-        task_events.error(task_id, exc)
-        err = exceptions.task_error_from_exception(
-            name, exc, pid=os.getpid(), actor_repr=actor_repr,
-            actor_id=self.actor_id.hex() if self.actor_id else None)
-        self.reply_blob(conn, task_id, serialization.error_blob(err), num_returns, retryable)
+    def reply_failure(self, conn, task_id, name, exc, num_returns, retry_exc=False,
+                      cancel_requested=False, actor=None):
+        """The call raised ``exc``: reply its error record; returns the Failure."""
+        failure = execution.classify(exc, name, os.getpid(), retry_exc, cancel_requested,
+                                     actor)
+        if failure.kind == execution.CANCELLED:
+            err = execution.cancelled_error(task_id)
+        else:
+            err = failure.error
+        if failure.kind != execution.ACTOR_EXIT:
+            task_events.error(task_id, exc)
+        self.reply_blob(conn, task_id, execution.error_blob(err), num_returns, failure.retryable)
+        return failure
 
     def reply_blob(self, conn, task_id, blob, num_returns, retryable):
         n = 1 if num_returns in ("streaming", "dynamic") else max(num_returns, 1)
@@ -443,25 +442,21 @@ class WorkerServer:
             args, kwargs = self.load_args(spec["args_blob"], spec["arg_values"])
             self.setup_concurrency(cls, opts)
             if self.actor_mode == "async":
-                self.actor = self.run_coro_blocking(_construct_async(cls, args, kwargs))
+                self.actor = self.run_coro_blocking(execution.construct_async(cls, args, kwargs))
             else:
                 self.actor = cls(*args, **kwargs)
         except BaseException as exc:
-            err = exceptions.task_error_from_exception(f"{name}.__init__", exc,
-                                                       pid=os.getpid())
-            cause = exceptions.ActorDiedError(
-                f"The actor died because of an error raised in its creation task, "
-                f"{name}.__init__():\n{err}", actor_id=actor_id.hex(), cause=err)
+            cause = execution.creation_error(f"{name}.__init__", exc, actor_id.hex(),
+                                             os.getpid())
             task_events.error(actor_id, exc)
             task_events.end(actor_id)
-            self.client.notice("actor_failed", actor_id, serialization.error_blob(cause))
+            self.client.notice("actor_failed", actor_id, execution.error_blob(cause))
             return
         task_events.end(actor_id)
         self.client.notice("actor_ready", actor_id, self.address)
 
     def setup_concurrency(self, cls, opts):
-        is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
-                       for _, m in inspect.getmembers(cls, inspect.isfunction))
+        is_async = execution.is_async_class(cls)
         max_conc = opts.get("max_concurrency")
         groups = opts.get("concurrency_groups") or {}
         if is_async:
@@ -492,8 +487,9 @@ class WorkerServer:
 
     def dispatch_actor_call(self, conn, msg):
         if self.actor is None:
-            self.reply_error(conn, msg[0], msg[1], exceptions.RayActorError(
-                "the actor is not ready (its constructor failed)"), msg[4], False)
+            self.reply_failure(conn, msg[0], msg[1], exceptions.RayActorError(
+                "the actor is not ready (its constructor failed)"), msg[4],
+                actor=self._identity(with_repr=False))
             return
         method = msg[1]
         group = self.actor_meta.get("method_groups", {}).get(method)
@@ -548,18 +544,11 @@ class WorkerServer:
                 self.stream(conn, task_id, result, owner, name, retry_exc=wire[2])
                 return
             self.reply_results(conn, task_id, name, result, num_returns, owner)
-        except ActorExit:
-            self.reply_blob(conn, task_id, serialization.error_blob(exceptions.ActorDiedError(
-                f"The actor {self.actor_name} exited by calling exit_actor().",
-                actor_id=self.actor_id.hex())), num_returns, False)
-            self.exit_actor("exit_actor() was called")
-        except KeyboardInterrupt:
-            task_events.error(task_id, KeyboardInterrupt())
-            self.reply_blob(conn, task_id, serialization.error_blob(
-                exceptions.TaskCancelledError(task_id.hex())), num_returns, False)
-        except Exception as exc:
-            self.reply_error(conn, task_id, name, exc, num_returns, _retryable(exc, wire[2]),
-                             actor_repr=self._actor_repr())
+        except (ActorExit, KeyboardInterrupt, Exception) as exc:
+            failure = self.reply_failure(conn, task_id, name, exc, num_returns, wire[2],
+                                         actor=self._identity())
+            if failure.kind == execution.ACTOR_EXIT:
+                self.exit_actor("exit_actor() was called")
         finally:
             self.running_task = None
             self.client.current_task.task_id = None
@@ -569,8 +558,8 @@ class WorkerServer:
             await self._run_async_call(conn, msg, sem)
         except asyncio.CancelledError:
             # ray.cancel() of a call still waiting for its concurrency slot.
-            self.reply_blob(conn, msg[0], serialization.error_blob(
-                exceptions.TaskCancelledError(msg[0].hex())), msg[4], False)
+            self.reply_blob(conn, msg[0], execution.error_blob(
+                execution.cancelled_error(msg[0])), msg[4], False)
         finally:
             self.async_calls.pop(msg[0], None)
 
@@ -592,11 +581,8 @@ class WorkerServer:
         async with sem:
             if self.exiting or self.exit_called:
                 # exit_actor() ran in an earlier call; the process leaves shortly.
-                self.reply_blob(conn, task_id, serialization.error_blob(
-                    exceptions.ActorDiedError(f"The actor {self.actor_name} exited by "
-                                              "calling exit_actor().",
-                                              actor_id=self.actor_id.hex())),
-                    num_returns, False)
+                self.reply_blob(conn, task_id, execution.error_blob(execution.actor_exit_error(
+                    self.actor_name, self.actor_id.hex())), num_returns, False)
                 return
             self._call_context(task_id, method, conn)
             task_events.running(task_id, name, name, task_events.ACTOR_TASK, self.actor_id)
@@ -607,40 +593,29 @@ class WorkerServer:
                     await self.stream_async(conn, task_id, fn(*args, **kwargs), owner, name,
                                             wire[2])
                     return
-                result = fn(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
+                result = await execution.call_async(fn, args, kwargs)
                 if num_returns == "streaming":
                     self.stream(conn, task_id, result, owner, name, retry_exc=wire[2])
                     return
                 self.reply_results(conn, task_id, name, result, num_returns, owner)
-            except (ActorExit, exceptions.AsyncioActorExit):
-                self.exit_called = True
-                self.reply_blob(conn, task_id, serialization.error_blob(
-                    exceptions.ActorDiedError(f"The actor {self.actor_name} exited by "
-                                              "calling exit_actor().",
-                                              actor_id=self.actor_id.hex())),
-                    num_returns, False)
-                self.loop.call_soon(self.exit_actor, "exit_actor() was called")
-            except Exception as exc:
-                self.reply_error(conn, task_id, name, exc, num_returns,
-                                 _retryable(exc, wire[2]), actor_repr=self._actor_repr())
+            except (ActorExit, Exception) as exc:
+                failure = self.reply_failure(conn, task_id, name, exc, num_returns, wire[2],
+                                             actor=self._identity())
+                if failure.kind == execution.ACTOR_EXIT:
+                    self.exit_called = True
+                    self.loop.call_soon(self.exit_actor, "exit_actor() was called")
 
     async def stream_async(self, conn, task_id, agen, owner, name, retry_exc=False):
-        i = 0
-        retryable, results = False, []
         try:
-            async for value in agen:
-                oid = task_id + (i + 1).to_bytes(4, "big")
-                blob, c = self.client._store_value(oid, value, owner)
-                conn.send(P.GEN_ITEM, (task_id, i, blob, c))
-                i += 1
-        except Exception as exc:
-            err = exceptions.task_error_from_exception(name, exc, pid=os.getpid())
-            retryable, results = _stream_error(conn, task_id, i, err, exc, retry_exc)
-        task_events.end(task_id)
-        conn.send(P.DONE, (task_id, results, [False] * len(results), retryable,
-                           self.done_flags()))
+            _, exc = await execution.drain_async(
+                agen, self._stream_emitter(conn, task_id, owner), transport.ConnectionClosed)
+        except transport.ConnectionClosed:
+            return
+        self._end_stream(conn, task_id, name, exc, retry_exc)
+
+    def _identity(self, with_repr=True):
+        return execution.ActorIdentity(self.actor_name, self.actor_id.hex() if self.actor_id
+                                       else None, self._actor_repr() if with_repr else None)
 
     def _actor_repr(self):
         try:
@@ -679,29 +654,6 @@ class WorkerServer:
 
 def _set_visible_gpus(gpu_ids):
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
-
-
-async def _construct_async(cls, args, kwargs):
-    return cls(*args, **kwargs)
-
-
-def _stream_error(conn, task_id, index, err, exc, retry_exc):
-    """A generator raised after ``index`` items: the error rides in DONE, and the
-    submitter retries (retry_exceptions) or shows it after those items. Returns
-    DONE's (retryable, results)."""
-    return _retryable(exc, retry_exc), [serialization.error_blob(err)]
-
-
-def _retryable(exc, retry_exc):
-    if not retry_exc:
-        return False
-    if retry_exc is True:
-        return True
-    try:
-        classes = pickle.loads(retry_exc) if isinstance(retry_exc, bytes) else retry_exc
-        return isinstance(exc, tuple(classes))
-    except Exception:
-        return False
 
 
 def main(spec):
