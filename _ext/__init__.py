@@ -13,6 +13,8 @@ module is not importable (not built, or built for another Python).
     resources  resource accounting: fits / add / subtract / total.
     deps       dependency counting: which tasks wait for which objects.
     policy     the cluster policy's loops: strategy hints, node picking, locality.
+    submit     the submit queue's pump: which leased worker takes which task
+               (the rest of that unit: minray._private.core.submit_queue).
 
 The modules take and return plain bytes, ints and lists and never reach into
 the runtime, so the test suite compares each pair on random inputs and CI runs
@@ -31,6 +33,7 @@ __all__ = [
     "ids",
     "resources",
     "deps",
+    "submit",
     "policy",
     "load",
     "is_compiled",
@@ -80,9 +83,10 @@ frame = load("frame")
 ids = load("ids")
 resources = load("resources")
 deps = load("deps")
+submit = load("submit")
 policy = load("policy")
 
-MODULES = (frame, ids, resources, deps, policy)
+MODULES = (frame, ids, resources, deps, submit, policy)
 
 # True when every module above is the compiled one.
 USING_EXTENSIONS = all(is_compiled(module) for module in MODULES)

@@ -12,10 +12,10 @@ import importlib
 import sys
 import timeit
 
-from minray._ext import deps_py, frame_py, ids_py, policy_py, resources_py
+from minray._ext import deps_py, frame_py, ids_py, policy_py, resources_py, submit_py
 
 TWINS = {"frame": frame_py, "ids": ids_py, "resources": resources_py, "deps": deps_py,
-         "policy": policy_py}
+         "policy": policy_py, "submit": submit_py}
 
 
 def _frame_cases(m):
@@ -92,8 +92,31 @@ def _policy_cases(m):
     ]
 
 
+def _submit_cases(m):
+    from minray._private.core.submit_queue import LeasedWorker, SchedulingQueue, Task
+    q = SchedulingQueue(("cpu",), {"CPU": 1}, None, None, None)
+    workers = [LeasedWorker(bytes([i]), "addr", 1, q) for i in range(4)]
+    q.workers.extend(workers)
+    sync_task = Task(b"s")
+    pipelined = [Task(bytes([i]) * 2, pipelined=True) for i in range(32)]
+
+    def sync_round():   # get(f.remote()): one task to one idle worker, then done
+        q.tasks.append(sync_task)
+        m.pump(q, 1.0)
+        workers[0].inflight.clear()
+
+    def pipelined_batch():   # 32 short tasks over 4 workers (8 deep), lease math
+        q.tasks.extend(pipelined)
+        m.pump(q, 1.0)
+        for w in workers:
+            w.inflight.clear()
+        q.lease_requests = 0
+    return [("submit: pump one task to an idle worker", sync_round, 1),
+            ("submit: pump 32 pipelined tasks over 4 workers", pipelined_batch, 32)]
+
+
 CASES = {"frame": _frame_cases, "ids": _ids_cases, "resources": _resources_cases,
-         "deps": _deps_cases, "policy": _policy_cases}
+         "deps": _deps_cases, "policy": _policy_cases, "submit": _submit_cases}
 
 
 def _per_op_ns(fn, ops, budget_s=0.2):

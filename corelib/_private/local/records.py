@@ -10,7 +10,7 @@ import contextlib
 import os
 import threading
 
-from minray._private.client import core_client as client_records
+from minray._private.client import records as client_records
 from minray._private.core import execution
 from minray._private.scheduling import resources as sched
 
