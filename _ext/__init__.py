@@ -9,8 +9,8 @@ module is not importable (not built, or built for another Python).
 
     frame      the wire format and its codec: length-prefixed frames, see the
                docstring of `frame_py.py` (also `minray._ext.frame.__doc__`).
-    ids        task and object ids: generation, return ids, parsing.
-    resources  resource accounting: fits / add / subtract, first-fit granting.
+    ids        task and object ids: generation, object ids of returns, parsing.
+    resources  resource accounting: fits / add / subtract / total.
     deps       dependency counting: which tasks wait for which objects.
     policy     the cluster policy's loops: strategy hints, node picking, locality.
     submit     the submit queue's pump: which leased worker takes which task

@@ -84,16 +84,6 @@ def object_id_for(task_id, index):
     return _object_id(task_id, i)
 
 
-def return_ids(task_id, n):
-    _check_id(task_id, TASK_ID_SIZE, "task_id")
-    cdef uint32_t count = _check_index(n, "n")
-    cdef uint32_t i
-    cdef list out = []
-    for i in range(1, count + 1):
-        out.append(_object_id(task_id, i))
-    return out
-
-
 def task_id_of(object_id):
     _check_id(object_id, OBJECT_ID_SIZE, "object_id")
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(object_id), 16)

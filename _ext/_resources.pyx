@@ -37,11 +37,3 @@ def total(requests):
         add(need, r)
     return need
 
-
-def grant_in_order(requests, dict available):
-    cdef list granted = []
-    for key, request in requests:
-        if fits(available, request):
-            subtract(available, request)
-            granted.append(key)
-    return granted

@@ -79,16 +79,6 @@ def object_id_for(task_id, index):
     return task_id + index.to_bytes(4, "big")
 
 
-def return_ids(task_id, n):
-    """The ids of a task's `n` return values (indices 1..n)."""
-    _check_id(task_id, TASK_ID_SIZE, "task_id")
-    if type(n) is not int:
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if not 0 <= n <= MAX_INDEX:
-        raise ValueError(f"n must be in 0..{MAX_INDEX}, got {n}")
-    return [task_id + i.to_bytes(4, "big") for i in range(1, n + 1)]
-
-
 def task_id_of(object_id):
     """The id of the task that creates `object_id`."""
     _check_id(object_id, OBJECT_ID_SIZE, "object_id")

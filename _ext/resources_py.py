@@ -10,8 +10,6 @@ in a request are ignored (a request for {"GPU": 0} fits anywhere).
 (True, False, True)
 >>> subtract(avail, {"CPU": 1.5}); avail
 {'CPU': 0.5}
->>> grant_in_order([("a", {"CPU": 1.0}), ("b", {"CPU": 0.5})], avail)
-['b']
 """
 
 EPS = 1e-9
@@ -46,16 +44,3 @@ def total(requests):
         add(need, r)
     return need
 
-
-def grant_in_order(requests, available):
-    """Charge each `(key, resources)` request that fits, in order; return the keys.
-
-    A request that does not fit is skipped, not waited for: later, smaller
-    requests may still be granted (first fit, as the node manager's queue does).
-    """
-    granted = []
-    for key, request in requests:
-        if fits(available, request):
-            subtract(available, request)
-            granted.append(key)
-    return granted

@@ -33,7 +33,6 @@ def _ids_cases(m):
     oid = m.object_id_for(tid, 1)
     return [
         ("ids: new task id", gen.new_task_id, 1),
-        ("ids: return ids of a task (1)", lambda: m.return_ids(tid, 1), 1),
         ("ids: task id and index of an object id",
          lambda: (m.task_id_of(oid), m.index_of(oid)), 1),
     ]

@@ -67,5 +67,16 @@ def __getattr__(name):
     raise AttributeError(f"module 'minray' has no attribute {name!r}")
 
 
+def _auto_init():
+    """What the runtime does when used before init(): start one, as Ray does."""
+    __getattr__("init")()
+
+
+# state.py sits at the bottom of the import graph; the package hands it the
+# auto-init policy instead of state.py importing api.py (tests/unit/test_import_graph.py).
+from minray._private import state as _state  # noqa: E402  (stdlib-only, light)
+_state.set_auto_init(_auto_init)
+
+
 def __dir__():
     return sorted(set(__all__) | _LAZY)

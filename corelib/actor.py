@@ -319,8 +319,8 @@ def exit_actor():
             def stop(self):
                 ray.actor.exit_actor()
     """
-    from minray._private.worker.main import ActorExit, current_server
-    server = current_server()
+    from minray._private.core.execution import ActorExit   # light only once it runs
+    server = state.current_worker_server()
     if server is None or server.actor is None:
         raise TypeError("exit_actor() can only be called inside an actor method.")
     raise ActorExit()

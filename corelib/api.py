@@ -9,17 +9,16 @@ import atexit
 import inspect
 import os
 import shutil
-import signal
 import sys
-import threading
 import uuid
 
 import psutil
 
 from . import exceptions
 from minray._private.node import launch as _node
+from minray._private import address as _address
+from minray._private import log as _log
 from minray._private import state
-from minray._private.net import transport as _transport
 from .actor import ActorClass, ActorHandle
 from .object_ref import ObjectRef, ObjectRefGenerator
 from .remote_function import RemoteFunction
@@ -65,8 +64,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
          object_store_memory=None, local_mode=False, ignore_reinit_error=False,
          include_dashboard=None, dashboard_host="127.0.0.1", dashboard_port=None,
          namespace=None, runtime_env=None, log_to_driver=True, logging_level=None,
-         configure_logging=True, _temp_dir=None, labels=None, job_config=None,
-         **kwargs):
+         logging_format=None, configure_logging=True, _temp_dir=None, labels=None,
+         job_config=None, **kwargs):
     """Start minray on this machine (or connect to a running node) and return its info.
 
     Example::
@@ -78,6 +77,12 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
 
     ``local_mode=True`` runs every task and actor call serially in this process,
     so breakpoints and pdb work inside remote code.
+
+    Logging, as Ray's: ``logging_level`` (an int or a name such as "debug";
+    default INFO) and ``logging_format`` set the driver's ``minray`` logger and
+    its handlers' format, unless ``configure_logging=False``. ``log_to_driver``
+    False keeps the workers' stdout and stderr in their log files instead of
+    echoing them here.
     """
     with state.init_lock():
         if state.current_client() is not None:
@@ -88,7 +93,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
                                "calling 'ray.shutdown()' prior to 'ray.init()'.")
         unknown = set(kwargs) - {"_system_config", "_node_ip_address", "storage",
                                  "_enable_object_reconstruction", "_plasma_directory",
-                                 "_metrics_export_port", "logging_format", "_redis_password",
+                                 "_metrics_export_port", "_redis_password",
                                  "_node_name", "_tracing_startup_hook", "_memory",
                                  "enable_resource_isolation", "system_reserved_cpu",
                                  "system_reserved_memory", "logging_config"}
@@ -96,6 +101,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None,
             raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
         _validate_init(num_cpus, num_gpus, resources, object_store_memory, runtime_env,
                        namespace)
+        if configure_logging:
+            _log.configure(logging_level, logging_format)
         if runtime_env is None and os.environ.get("MINRAY_JOB_RUNTIME_ENV"):
             # A driver run by `minray job submit`: the job's runtime_env applies to
             # its tasks and actors too, as Ray's job submission does.
@@ -222,38 +229,9 @@ def _discover_cluster(temp_dir, num_cpus, num_gpus, resources, object_store_memo
     return found
 
 
-def _resolve_address(address, temp_dir):
-    if address == "auto":
-        # As Ray: "auto" means RAY_ADDRESS when it is set (a job's driver gets it).
-        env = os.environ.get("RAY_ADDRESS") or os.environ.get("MINRAY_ADDRESS")
-        if env and env not in ("auto", "local") and not env.startswith("http"):
-            return _resolve_address(env, temp_dir)
-        found = _node.find_running_session(temp_dir)
-        if found is None:
-            raise ConnectionError("Could not find any running minray instance. Start one with "
-                                  "'minray start --head', or call init() without an address "
-                                  "to start a local one.")
-        return found
-    if os.path.isdir(address) and os.path.exists(os.path.join(address, "nm.sock")):
-        return address
-    if address.startswith("ray://"):
-        raise ConnectionError(f"Cannot connect to {address!r}: minray has no Ray Client "
-                              "(ray://); run the driver on a node of the cluster and use "
-                              "address='auto' or 'HOST:PORT'.")
-    parsed = _transport.parse_address(address)
-    if parsed[0] == "tcp":
-        # A driver talks to the node manager of its own machine, which belongs to the
-        # cluster at HOST:PORT (as a Ray driver needs a local raylet).
-        found = _node.find_cluster_session(f"{parsed[1]}:{parsed[2]}", temp_dir)
-        if found is None:
-            raise ConnectionError(
-                f"No node of the cluster at {address} runs on this machine. Join it first "
-                f"with `minray start --address {parsed[1]}:{parsed[2]}` (and the cluster "
-                "token), then init(address='auto') or this address again.")
-        return found
-    raise ConnectionError(f"Cannot connect to {address!r}: pass address='auto' for the node "
-                          "running on this machine, 'HOST:PORT' of its cluster's head, or a "
-                          "session directory.")
+# Where init(address=...) and the CLI connect: minray._private.address (util.state
+# uses it too, without importing this module).
+_resolve_address = _address.resolve_address
 
 
 def _stop_owned_node():
@@ -463,14 +441,6 @@ def timeline(filename=None):
     with open(filename, "w") as f:
         json.dump({"traceEvents": events, "displayTimeUnit": "ms"}, f)
     return None
-
-
-def _kill_process_tree_on_signal():  # pragma: no cover - helper for scripts
-    signal.signal(signal.SIGTERM, lambda *a: (shutdown(), os._exit(143)))
-
-
-def _threads_alive():
-    return [t.name for t in threading.enumerate()]
 
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",

@@ -5,7 +5,6 @@
 when it is given (at decoration time), never deep inside the runtime.
 """
 
-import pickle
 
 _COMMON = {
     "num_cpus", "num_gpus", "resources", "memory", "accelerator_type", "runtime_env",
@@ -154,6 +153,7 @@ class Resolved:
         self.capturable = self.pg is None and raw.get("placement_group") is None and \
             raw.get("scheduling_strategy") in (None, "DEFAULT")
         self._in_group = None
+        # protocol.OptionsWire's fields, as a plain tuple (it travels in every TASK).
         self.wire = (self.name, self.resources, wire_re, raw.get("concurrency_group"),
                      raw.get("max_calls") or 0, self.pg[0] if self.pg else None,
                      self.capture)

@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import signal
-import socket
 import sys
 import time
 
@@ -390,7 +389,7 @@ def build_parser():
                    help=f"where sessions live (default: {_node.DEFAULT_TEMP_DIR})")
     p.set_defaults(fn=cmd_status)
     from .job_submission import cli as job_cli
-    job_cli.add_parser(sub)
+    job_cli.add_parser(sub, fmt)
     for name, text in STATE_COMMANDS.items():   # listed here; parsed by util/state/cli.py
         sub.add_parser(name, help=text)
     from .serve import cli as serve_cli    # minray.serve is loaded only here, lazily

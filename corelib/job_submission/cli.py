@@ -9,6 +9,7 @@ one is an http(s):// URL, else the head on this machine, else
 http://127.0.0.1:8265.
 """
 
+import argparse
 import asyncio
 import json
 import re
@@ -193,9 +194,12 @@ def _run(fn):
     return wrapped
 
 
-def add_parser(subparsers):
-    """Add ``job`` and its subcommands to the minray CLI's subparsers."""
-    from ..scripts import _HelpFormatter as fmt
+def add_parser(subparsers, fmt=argparse.HelpFormatter):
+    """Add ``job`` and its subcommands to the minray CLI's subparsers.
+
+    ``fmt`` is the CLI's help formatter class (scripts.py passes its own, so this
+    module need not import the CLI that imports it).
+    """
     job = subparsers.add_parser("job", help="submit and manage jobs on a head node",
                                 formatter_class=fmt)
     sub = job.add_subparsers(dest="job_command", required=True)

@@ -7,7 +7,7 @@ import threading
 import time
 
 from minray import exceptions
-from minray.object_ref import ObjectRef, ObjectRefGenerator
+from minray._private.core.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import ids
 from minray._private.core import actor_calls
 from minray._private.objects import serialization

@@ -7,7 +7,7 @@ import threading
 import weakref
 
 from minray import exceptions
-from minray.object_ref import ObjectRef
+from minray._private.core.object_ref import ObjectRef
 from minray._private.core import validation
 from minray._private.objects import serialization, shm
 from minray._private.objects.serialization import TAG_ERROR, TAG_SHM

@@ -5,7 +5,7 @@ sharing its tables and lock."""
 
 
 from minray import exceptions
-from minray.object_ref import ObjectRef
+from minray._private.core.object_ref import ObjectRef
 from minray._private.core import ids
 from minray._private.core import ownership
 from minray._private.objects import serialization

@@ -6,7 +6,7 @@ sharing its tables and lock."""
 import threading
 
 from minray import exceptions
-from minray.object_ref import ObjectRef
+from minray._private.core.object_ref import ObjectRef
 from minray._private.core import ids
 from minray._private.core import ownership
 from minray._private.objects import serialization, shm
@@ -274,7 +274,7 @@ class ReferencesMixin:
 
     def _dynamic_value(self, oid, blob):
         """A dynamic generator's items arrived: own each, and make the generator value."""
-        from minray.object_ref import DynamicObjectRefGenerator
+        from minray._private.core.object_ref import DynamicObjectRefGenerator
         items = serialization.loads_inline(b"P" + bytes(blob[1:]))
         refs = []
         for item_oid, item_blob, item_contained in items:

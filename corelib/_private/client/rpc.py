@@ -4,6 +4,7 @@ Part of the core client (see core_client.py): a mixin of CoreClient,
 sharing its tables and lock."""
 
 import os
+import logging
 import sys
 
 from minray import exceptions
@@ -150,11 +151,11 @@ class RpcMixin:
             self._finish_with_error(rec, blob)
 
     def _push_warning(self, text):
-        print(text, file=sys.stderr, flush=True)
+        logging.getLogger("minray.client").warning("%s", text)
 
     def _push_infeasible(self, resources, pg, text):
         self.infeasible[(tuple(sorted(resources.items())), pg)] = text
-        print(text, file=sys.stderr, flush=True)
+        logging.getLogger("minray.client").warning("%s", text)
 
     def _infeasible_reason(self, refs):
         """The infeasibility warning about one of ``refs``' pending tasks, if any."""

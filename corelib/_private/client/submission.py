@@ -3,12 +3,12 @@
 Part of the core client (see core_client.py): a mixin of CoreClient,
 sharing its tables and lock."""
 
-import sys
+import logging
 import threading
 import time
 
 from minray import exceptions
-from minray.object_ref import ObjectRef, ObjectRefGenerator
+from minray._private.core.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import args as call_args, ids
 from minray._private.core import actor_calls, ownership
 from minray._private.core import submit_queue as sq
@@ -36,8 +36,8 @@ class SubmissionMixin:
             conn = self._remote_nm(address)
         except (OSError, transport.AuthenticationError) as exc:
             if not self.shutting_down:
-                print(f"minray: cannot reach the node at {address} for a lease: {exc}",
-                      file=sys.stderr)
+                logging.getLogger("minray.client").warning("cannot reach the node at %s for a "
+                                                       "lease: %s", address, exc)
             with self.lock:
                 q.lease_requests -= 1
             self.loop.call_later(0.2, self._pump, q)
@@ -379,7 +379,7 @@ class SubmissionMixin:
                 reason = sq.LEASE_FAILED
                 if not isinstance(value, exceptions.WorkerCrashedError) and \
                         not self.shutting_down:
-                    print(f"minray: lease request failed: {value!r}", file=sys.stderr)
+                    logging.getLogger("minray.client").warning("lease request failed: %r", value)
             with self.lock:
                 out = sq.lease_refused(q, reason, time.monotonic())
             if out:

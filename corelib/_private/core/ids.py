@@ -12,7 +12,6 @@ import os
 from minray._ext import ids as _codec
 
 object_id_for = _codec.object_id_for
-return_ids = _codec.return_ids
 task_id_of = _codec.task_id_of
 index_of = _codec.index_of
 

@@ -2,7 +2,7 @@
 shared by the real client (core_client), local mode and the worker."""
 
 from minray import exceptions
-from minray.object_ref import ObjectRef, ObjectRefGenerator
+from minray._private.core.object_ref import ObjectRef, ObjectRefGenerator
 
 
 def check_get_refs(refs):

@@ -43,12 +43,12 @@ import collections
 import contextlib
 import itertools
 import os
-import sys
+import logging
 import threading
 import time
 
 from minray import exceptions
-from minray.object_ref import ObjectRef, ObjectRefGenerator
+from minray._private.core.object_ref import ObjectRef, ObjectRefGenerator
 from minray._private.core import args as call_args, execution, ids, retry, validation
 from minray._private.head.tables import KVStore, NamedActorTable
 from minray._private.objects import serialization
@@ -355,13 +355,13 @@ class LocalClient(ActorsMixin, HeadMixin):
                         return False
                     if warn and now - start > WARN_BLOCKED_GET_S:
                         warn = False
-                        print(f"Warning: get() has waited {now - start:.0f} s for calls that "
+                        logging.getLogger("minray.local").warning(
+                              f"get() has waited {now - start:.0f} s for calls that "
                               "wait for resources (held by actors or placement groups) or "
                               "for a placement group to be placed. In local mode nothing "
                               "runs in the background: only another thread can free them "
                               "(ray.kill an actor, remove a placement group), so this may "
-                              "wait forever, as it would in the real runtime.",
-                              file=sys.stderr)
+                              "wait forever, as it would in the real runtime.")
                     self.changed.wait(min(left or WARN_BLOCKED_GET_S, WARN_BLOCKED_GET_S))
             return True
         finally:
@@ -497,10 +497,11 @@ class LocalClient(ActorsMixin, HeadMixin):
             return
         self.warned_shapes.add(shape)
         where = f"placement group bundle {pg}" if pg else "this node"
-        print(f"Warning: {what} requests {resources}, which {where} can never provide "
+        logging.getLogger("minray.local").warning(
+              f"{what} requests {resources}, which {where} can never provide "
               f"(total: {self.sched.total}). It stays pending until a node with these "
               "resources joins. Lower the request or start minray with more resources "
-              "(init(num_cpus=..., resources={...})).", file=sys.stderr)
+              "(init(num_cpus=..., resources={...})).")
 
     def _fits_now(self, resources, pg):
         if pg is None:

@@ -5,9 +5,9 @@ live in head/tables.py's classes, as in the node manager; resources and
 placement groups in scheduling/resources.py's Scheduler.
 """
 
+import logging
 import os
 import socket
-import sys
 import time
 
 from minray import exceptions
@@ -96,9 +96,10 @@ class HeadMixin:
                                        owner=self.client_id)
         with self.lock:
             if not self.sched.pg_feasible(pg):
-                print(f"Warning: placement group {name or pg_id.hex()} with bundles {bundles} "
+                logging.getLogger("minray.local").warning(
+                      f"placement group {name or pg_id.hex()} with bundles {bundles} "
                       f"and strategy {strategy} cannot be placed on this cluster (resources "
-                      f"{self.sched.total}, 1 node); it stays pending.", file=sys.stderr)
+                      f"{self.sched.total}, 1 node); it stays pending.")
             self.sched.create_pg(pg)
             self.changed.notify_all()
         return True

@@ -16,10 +16,14 @@ not block.  ``Connection.send`` may be called from any thread: by default it
 writes synchronously under a lock; connections owned by the node manager use
 ``buffered=True`` so a slow or stopped peer can never block the node manager,
 whose writes then queue and drain when the socket becomes writable.
+
+A handler that raises is a bug on our side: the loop logs it with its traceback
+(logger ``minray.net``) and closes that connection, so the peer's close path fails
+or retries the work it had in flight there (a silent drop would leave a ``get()``
+waiting forever).  ``conn.info["handler_error"]`` keeps the error's repr.
 """
 
 import collections
-import errno
 import heapq
 import itertools
 import math
@@ -29,10 +33,14 @@ import select
 import selectors
 import socket
 import threading
+import logging
 import time
-import traceback
 
 from minray._ext import frame as _frame
+from minray._private import log as _log   # every runtime process: the minray logger's handler
+from minray._private.net import protocol
+
+logger = logging.getLogger(_log.LOGGER_NAME + ".net")
 
 ProtocolError = _frame.ProtocolError
 _encode = _frame.encode
@@ -47,6 +55,46 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 class ConnectionClosed(ConnectionError):
     pass
+
+
+def record_frames(directory):
+    """Debug hook: append every frame this process encodes to ``directory/<pid>.frames``.
+
+    For tests that check what is sent (tests/core/test_wire_records.py). Runtime
+    processes turn it on at import when MINRAY_DEBUG_RECORD_FRAMES names a
+    directory (they inherit the driver's environment); a driver calls it itself.
+    The file holds the frames as they went out; ``read_recorded_frames`` reads them.
+    Costs nothing unless enabled: it swaps the module's encoder.
+    """
+    global _encode
+    os.makedirs(directory, exist_ok=True)
+    plain = _frame.encode
+    lock = threading.Lock()
+
+    def encode(kind, payload):
+        data = plain(kind, payload)
+        # The pid at call time: a worker forked from the zygote records to its own file.
+        with lock, open(os.path.join(directory, f"{os.getpid()}.frames"), "ab") as f:
+            f.write(data)
+        return data
+
+    _encode = encode
+
+
+def read_recorded_frames(directory):
+    """[(pid, kind, message)] for every frame ``record_frames`` saved under ``directory``."""
+    out = []
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".frames"):
+            continue
+        with open(os.path.join(directory, name), "rb") as f:
+            frames = _frame.FrameReader().feed(f.read())
+        out.extend((int(name[:-7]), kind, _loads(payload)) for kind, payload in frames)
+    return out
+
+
+if os.environ.get("MINRAY_DEBUG_RECORD_FRAMES"):
+    record_frames(os.environ["MINRAY_DEBUG_RECORD_FRAMES"])
 
 
 def encode_msg(kind, msg):
@@ -549,7 +597,11 @@ class Loop:
         conn.close()
         if not already and conn.on_close is not None:
             cb, conn.on_close = conn.on_close, None
-            cb(conn)
+            try:
+                cb(conn)
+            except Exception:   # the loop outlives a bug in a close handler
+                logger.exception("%s: the close handler of %s raised", self.name,
+                                 conn.peer or "a connection")
 
     def run(self):
         self.thread = threading.current_thread()
@@ -569,9 +621,20 @@ class Loop:
                         pass
                     self._woken = False
                 elif type(data) is tuple:
-                    self._accept(fileobj, data[1])
+                    try:
+                        self._accept(fileobj, data[1])
+                    except Exception:   # a bug in on_accept must not stop the loop
+                        logger.exception("%s: accepting a connection raised", self.name)
                 elif type(data) is not Connection:
-                    data.on_readable()
+                    try:
+                        data.on_readable()
+                    except Exception:
+                        logger.exception("%s: reader %r raised; no longer watching it",
+                                         self.name, data)
+                        try:
+                            sel.unregister(fileobj)
+                        except (KeyError, ValueError, OSError):
+                            pass
                 else:
                     if mask & WRITE and data.buffered:
                         if data.flush_some() and data.sock is not None:
@@ -585,14 +648,14 @@ class Loop:
                 try:
                     self.batch_end()
                 except Exception:
-                    traceback.print_exc()
+                    logger.exception("%s: the batch-end handler raised", self.name)
             self._woken = False
             while self._callbacks:
                 fn, args = self._callbacks.popleft()
                 try:
                     fn(*args)
                 except Exception:
-                    traceback.print_exc()
+                    logger.exception("%s: callback %r raised", self.name, fn)
             if self._timers:
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
@@ -600,7 +663,7 @@ class Loop:
                     try:
                         fn(*args)
                     except Exception:
-                        traceback.print_exc()
+                        logger.exception("%s: timer %r raised", self.name, fn)
         for _, data in sel.entries():
             if isinstance(data, Connection):
                 conn = data
@@ -635,6 +698,15 @@ class Loop:
             finally:
                 rl.release()
         # else: a caller reads it now (detach); it was readable before that.
+
+    def _handler_failed(self, conn, kind, exc):
+        """A frame handler raised: log it and close the connection (see the module doc)."""
+        conn.info["handler_error"] = repr(exc)
+        logger.error("%s: the handler of a %s frame from %s raised; closing that connection "
+                     "so its peer fails or retries the work in flight there",
+                     self.name, protocol.KIND_NAMES.get(kind, kind), conn.peer or "a peer",
+                     exc_info=exc)
+        self.close_connection(conn)
 
     def read(self, conn, view=None):
         """Read what ``conn`` has and run its handlers (its reader thread only).
@@ -675,12 +747,9 @@ class Loop:
                 return
             try:
                 on_frame(conn, kind, msg)
-            except Exception:
-                traceback.print_exc()
+            except Exception as exc:
+                self._handler_failed(conn, kind, exc)
+                return
             if conn.sock is None:
                 return
 
-
-def is_connection_error(exc):
-    return isinstance(exc, (ConnectionClosed, BrokenPipeError, ConnectionResetError)) or (
-        isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.EBADF))

@@ -18,6 +18,7 @@ import select
 import signal
 import socket
 import struct
+import logging
 import sys
 
 _LEN = struct.Struct("<I")
@@ -143,8 +144,8 @@ def _run_worker(spec):
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
     except BaseException:
-        import traceback
-        traceback.print_exc()
+        logging.getLogger("minray.worker").exception(
+            "the worker raised outside any task")
         code = 1
     finally:
         try:

@@ -334,13 +334,6 @@ class ObjectDirectory:
         loc = self._location(e)
         return [(w, loc) for w in waiters]
 
-    def drop_waiter(self, oid, waiter):
-        e = self.entries.get(oid)
-        if e is not None and waiter in e.waiters:
-            e.waiters.remove(waiter)
-            return self._maybe_free(e)
-        return []
-
     # -- segment reuse --------------------------------------------------------
     def _retire_segment(self, name, size):
         if self.mappers.get(name):

@@ -52,10 +52,6 @@ class SerializationContext:
         self.refs = []
 
 
-def current_context():
-    return getattr(_local, "ctx", None)
-
-
 def record_ref(ref):
     ctx = getattr(_local, "ctx", None)
     if ctx is not None:
@@ -212,10 +208,6 @@ def remote_address(blob):
 
 def shm_size_of(blob):
     return _U64.unpack_from(blob, 1)[0]
-
-
-def blob_kind(blob):
-    return blob[0]
 
 
 def loads_inline(blob):

@@ -19,6 +19,7 @@ import os
 import pickle
 import signal
 import socket
+import logging
 import sys
 import threading
 import time
@@ -136,8 +137,8 @@ class WorkerServer:
             try:
                 transport.server_handshake(sock, token)
             except transport.AuthenticationError as exc:
-                print(f"minray: worker refused a connection from {peer[0]}: {exc}",
-                      file=sys.stderr, flush=True)
+                logging.getLogger("minray.worker").warning("worker refused a connection from "
+                                                       "%s: %s", peer[0], exc)
                 sock.close()
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -638,7 +639,7 @@ class WorkerServer:
             import atexit
             atexit._run_exitfuncs()   # as a normal interpreter exit would (Ray does)
         except Exception:
-            traceback.print_exc()
+            logging.getLogger("minray.worker").exception("an atexit function raised")
         try:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -126,7 +126,7 @@ def resolve_session(address=None, temp_dir=None):
         raise StateApiError(f"{address!r} is the dashboard's address; the state API "
                             "needs the session directory or 'auto'.")
     try:
-        from ...api import _resolve_address
-        return _resolve_address(address, temp_dir)
+        from minray._private.address import resolve_address
+        return resolve_address(address, temp_dir)
     except ConnectionError as exc:
         raise StateApiError(str(exc)) from None
