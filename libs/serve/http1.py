@@ -37,6 +37,12 @@ IDLE_TIMEOUT_S = 75.0      # a keep-alive connection with no request open is clo
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+# One header line, (name, value); possessive: linear time on any input.  A value
+# ending in blanks is left to _check_header_lines, which strips it.
+_HEADER_RE = rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*+([^\x00-\x08\x0a-\x1f\x7f]*+)\r\n"
+_HEADER = re.compile(_HEADER_RE)
+_HEADERS = re.compile(rb"(?:%s)*+" % _HEADER_RE)      # a whole block of them
+_LONG_LINE = re.compile(rb"[^\n]{%d}" % (MAX_LINE + 1))
 
 
 class BadRequest(Exception):
@@ -79,10 +85,11 @@ def parse_head(buf, start):
             raise BadRequest(431 if line_end > 0 else 414, "Request line or header line "
                                                            f"longer than {MAX_LINE} bytes.")
         return None
-    lines = bytes(buf[start:idx]).split(b"\r\n")
-    parts = lines[0].split(b" ")
+    line_end = buf.find(b"\r\n", start)
+    request_line = bytes(buf[start:line_end])
+    parts = request_line.split(b" ")
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]):
-        raise BadRequest(400, f"Malformed request line {lines[0][:100]!r}: expected "
+        raise BadRequest(400, f"Malformed request line {request_line[:100]!r}: expected "
                               f"'METHOD /path HTTP/1.1'.")
     method, target, version = parts
     if version == b"HTTP/1.1":
@@ -92,21 +99,17 @@ def parse_head(buf, start):
     else:
         raise BadRequest(505 if version.startswith(b"HTTP/") else 400,
                          f"Unsupported HTTP version {version[:20]!r}: HTTP/1.1 or 1.0.")
-    if len(lines[0]) > MAX_LINE:
+    if len(request_line) > MAX_LINE:
         raise BadRequest(414, f"Request line longer than {MAX_LINE} bytes.")
-    headers = []
+    block = buf[line_end + 2:idx + 2]        # every header line, each with its CRLF
+    if (_HEADERS.fullmatch(block) and b" \r\n" not in block and b"\t\r\n" not in block
+            and (len(block) <= MAX_LINE or not _LONG_LINE.search(block))):
+        headers = _HEADER.findall(block)     # one pass in C for a well-formed head
+    else:
+        headers = _check_header_lines(bytes(buf[line_end + 2:idx]).split(b"\r\n"))
     length = None
     chunked = expect = False
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise BadRequest(400, f"Malformed header line {line[:100]!r}.")
-        if len(line) > MAX_LINE:
-            raise BadRequest(431, f"A header line is longer than {MAX_LINE} bytes.")
-        value = value.strip(b" \t")
-        if _BAD_VALUE.search(value):
-            raise BadRequest(400, f"Invalid character in the value of header {name!r}.")
-        headers.append((name, value))
+    for name, value in headers:
         if len(name) in (10, 14, 17, 6):
             low = name.lower()
             if low == b"content-length":
@@ -146,6 +149,23 @@ def parse_head(buf, start):
         path = unquote(path, "utf-8", "surrogateescape")
     return Head(method.decode("ascii"), path, query.partition(b"#")[0], version, headers,
                 keep_alive, length or 0, chunked, expect, idx + 4)
+
+
+def _check_header_lines(lines):
+    """The (name, value) pairs of header lines that _HEADERS did not match, or the
+    BadRequest that says which line is wrong."""
+    headers = []
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.fullmatch(name):
+            raise BadRequest(400, f"Malformed header line {line[:100]!r}.")
+        if len(line) > MAX_LINE:
+            raise BadRequest(431, f"A header line is longer than {MAX_LINE} bytes.")
+        value = value.strip(b" \t")
+        if _BAD_VALUE.search(value):
+            raise BadRequest(400, f"Invalid character in the value of header {name!r}.")
+        headers.append((name, value))
+    return headers
 
 
 def dechunk(buf, pos):

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from . import wire
 from .multiplex import MODEL_ID_HEADER, set_model_id
 from .http_util import (MalformedJSONError, Request, build_scope, encode_result, is_response,
-                        make_receive, text_response)
+                        Receive, text_response)
 
 logger = logging.getLogger("minray.serve")
 
@@ -212,7 +212,7 @@ class Replica:
                 set_model_id(value.decode("latin-1"))
         self._ongoing += 1
         started = False
-        done = asyncio.Event()
+        receive = Receive(body)
 
         async def send(message):
             nonlocal started
@@ -226,7 +226,6 @@ class Replica:
                     await out.drain()
         try:
             async with self._sem:
-                receive = make_receive(body, done)
                 if self._asgi is not None:
                     await self._asgi(scope, receive, send)
                     return
@@ -254,7 +253,7 @@ class Replica:
             else:
                 out.send((rid, "body", b"", False))
         finally:
-            done.set()
+            receive.close()
             self._ongoing -= 1
 
 
