@@ -404,16 +404,17 @@ class HttpConnection(asyncio.Protocol):
             if low == b"content-length":
                 length = v
             kept.append((k, v))
-        chunked = length is None and head.version == "1.1"
-        if length is None and not chunked:
-            head.keep_alive = False
+        no_body = status < 200 or status in (204, 304)
+        chunked = length is None and head.version == "1.1" and not no_body
+        if length is None and not chunked and not no_body:
+            head.keep_alive = False          # the body ends when the connection does
         block = encode_headers(kept)
         extra = b"Transfer-Encoding: chunked\r\n" if chunked else b""
         if not head.keep_alive:
             extra += b"Connection: close\r\n"
         elif head.version == "1.0":
             extra += b"Connection: keep-alive\r\n"
-        self._streaming = (chunked, head.method == "HEAD" or status in (204, 304))
+        self._streaming = (chunked, head.method == "HEAD" or no_body)
         if not self.closed:
             self.transport.write(_status_line(status) + _date_line() + block + extra + b"\r\n")
 

@@ -11,6 +11,11 @@
 A replica that vanishes before answering (SIGKILL, crash) costs the request a
 retry on another replica, never an error, and is dropped from this proxy's view
 until the controller's next routing table.
+
+The hot path allocates no task and no future: a request that finds a free local
+replica is framed at once (_dispatch), and its "full" answer is written to the
+client from the replica socket's reader (_Call.push).  Waiting for a replica,
+retries, streamed answers and replicas on other nodes run as a coroutine (_serve).
 """
 
 import asyncio
@@ -325,7 +330,8 @@ class ProxyActor:
         if slot is not None and slot.remote_actor is None:
             conn = slot.conn
             if conn is not None and not conn.closed:
-                conn.request(tail, _Call(self, key, slot, conn, http, tail))
+                call = _Call(self, key, slot, conn, http, tail)
+                call.rid, _ = conn.request(tail, call)
                 return
         self._loop.create_task(self._serve(key, tail, http, slot, MAX_ATTEMPTS))
 
@@ -472,7 +478,7 @@ class _Call:
     def __init__(self, proxy, key, slot, conn, http, tail):
         self.proxy, self.key, self.slot, self.conn = proxy, key, slot, conn
         self.http, self.tail = http, tail
-        self.rid = conn.next_id
+        self.rid = None
 
     def push(self, frame):            # None: the connection was lost
         if frame is not None and frame[1] == "full":

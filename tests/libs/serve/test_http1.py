@@ -27,6 +27,10 @@ def _dispatch(head, http):
             http.end()
         asyncio.get_running_loop().create_task(stream())
         return
+    if head.path == "/nocontent":          # a streamed 204: no body, no chunking
+        http.start(204, [])
+        http.end()
+        return
     if head.path == "/boom":
         raise RuntimeError("dispatch failed")
     if head.path == "/inject":
@@ -175,6 +179,10 @@ def test_streamed_response_is_chunked(port):
         status, headers, body = r.response()
         assert headers["transfer-encoding"] == "chunked" and body == b"abbccc"
         assert json.loads(r.response()[2])["path"] == "/after"
+        sock.sendall(b"GET /nocontent HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n")
+        status, headers, _ = r.response()
+        assert status == 204 and "transfer-encoding" not in headers
+        assert json.loads(r.response()[2])["path"] == "/next"
 
 
 @pytest.mark.parametrize("raw, status, words", [
