@@ -255,6 +255,7 @@ class Replica:
         finally:
             receive.close()
             self._ongoing -= 1
+            out.request_done(rid)
 
 
 class _ProxyConnection(wire.FrameProtocol):
@@ -263,14 +264,17 @@ class _ProxyConnection(wire.FrameProtocol):
     def __init__(self, replica):
         super().__init__()
         self._replica = replica
-        self._tasks = set()
+        self._tasks = {}          # rid -> its task (the loop holds tasks only weakly)
 
     def frame_received(self, frame):
         # (rid, method, path, query_string, root, raw_headers, peer, http_version, server, body)
-        task = asyncio.get_running_loop().create_task(
-            self._replica._handle_http(frame[0], build_scope(frame[1:]), frame[-1], self))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        rid = frame[0]
+        self._tasks[rid] = asyncio.get_running_loop().create_task(
+            self._replica._handle_http(rid, build_scope(frame[1:]), frame[-1], self))
+
+    def request_done(self, rid):
+        """_handle_http's last step (cheaper than a done callback: no extra loop turn)."""
+        self._tasks.pop(rid, None)
 
     def frames_lost(self):
         self.close()
@@ -284,6 +288,9 @@ class _FrameList:
 
     def send(self, obj):
         self.frames.append(obj)
+
+    def request_done(self, rid):
+        pass
 
     async def drain(self):
         pass
