@@ -40,6 +40,7 @@ class LoadResult:
     p99_ms: float
     errors: int
     requests: int
+    load_avg: float = 0.0     # the 1-minute load average as the run began (shared boxes)
 
 
 def free_port():
@@ -97,9 +98,11 @@ def run_one(python, backend, workload, clients, duration_s):
             line = proc.stdout.readline()
             if not line and proc.poll() is not None or time.monotonic() > deadline:
                 return None
+        load = os.getloadavg()[0]
         n, errors, p50, p99 = asyncio.run(drive(f"http://127.0.0.1:{port}/", clients,
                                                 duration_s))
-        return LoadResult(backend, workload, n / duration_s, p50 * 1e3, p99 * 1e3, errors, n)
+        return LoadResult(backend, workload, n / duration_s, p50 * 1e3, p99 * 1e3, errors, n,
+                          load)
     finally:
         try:
             proc.stdin.close()
@@ -143,7 +146,8 @@ def main(argv=None):
                     result.workload = label
                     runs.append(result)
                     print(f"    {result.requests_per_s:,.0f} req/s  p50 {result.p50_ms:.2f} ms"
-                          f"  p99 {result.p99_ms:.2f} ms  errors {result.errors}",
+                          f"  p99 {result.p99_ms:.2f} ms  errors {result.errors}"
+                          f"  (load {result.load_avg:.1f})",
                           file=sys.stderr, flush=True)
     print(f"\nServe at {args.clients} concurrent clients, {args.duration:g} s per run "
           f"(median of {args.repeat}); {platform.node()}, {os.cpu_count()} CPUs, Python "
@@ -161,6 +165,13 @@ def main(argv=None):
                  sum(r.errors for r in rs))
             med[(workload, backend)] = m
             print(f"| {workload} | {backend} | {m[0]:,.0f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]} |")
+    print("\nEvery run, req/s @ p50 ms (load average):")
+    for workload in WORKLOADS + (SINGLE,):
+        for backend, _ in backends:
+            rs = [r for r in runs if r.backend == backend and r.workload == workload]
+            if rs:
+                print(f"  {workload} {backend}: " + " · ".join(
+                    f"{r.requests_per_s:,.0f} @ {r.p50_ms:.2f} ({r.load_avg:.1f})" for r in rs))
     print()
     for workload in WORKLOADS + (SINGLE,):
         mine, ray_, plain = (med.get((workload, b)) for b in ("minray", "ray", "plain"))

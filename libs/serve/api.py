@@ -90,7 +90,7 @@ def start(http_options=None, **_ignored):
     controller = ray.remote(ServeController).options(
         name=CONTROLLER_NAME, namespace=NAMESPACE, lifetime="detached", num_cpus=0,
         max_concurrency=100000, get_if_exists=True).remote()
-    from .proxy import ProxyActor     # aiohttp: loaded only where Serve starts
+    from .proxy import ProxyActor     # loaded only where Serve starts
     proxy = ray.remote(ProxyActor).options(
         name=PROXY_NAME, namespace=NAMESPACE, lifetime="detached", num_cpus=0,
         max_concurrency=100000).remote(opts.host, opts.port, controller)

@@ -68,18 +68,38 @@ else:  # pragma: no cover - exercised only without starlette
     Request = PlainRequest
 
 
-def make_receive(body, done):
-    """An ASGI receive(): the body once, then http.disconnect when ``done`` fires."""
-    sent = False
+class Receive:
+    """An ASGI receive(): the body once, then http.disconnect once ``close()`` is called.
 
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
+    The event behind the wait is made only if someone waits (most requests never do).
+
+        receive = Receive(b"{}")
+        await receive()        # {"type": "http.request", "body": b"{}", "more_body": False}
+    """
+    __slots__ = ("_body", "_event", "_closed")
+
+    def __init__(self, body):
+        self._body = body
+        self._event = None
+        self._closed = False
+
+    async def __call__(self):
+        body = self._body
+        if body is not None:
+            self._body = None
             return {"type": "http.request", "body": body, "more_body": False}
-        await done.wait()
+        if not self._closed:
+            if self._event is None:
+                import asyncio
+                self._event = asyncio.Event()
+            await self._event.wait()
         return {"type": "http.disconnect"}
-    return receive
+
+    def close(self):
+        """The response is complete: later calls (and waiting ones) get http.disconnect."""
+        self._closed = True
+        if self._event is not None:
+            self._event.set()
 
 
 def _json_default(obj):

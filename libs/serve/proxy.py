@@ -1,6 +1,6 @@
-"""The HTTP proxy: an actor running an aiohttp server that routes to replicas.
+"""The HTTP proxy: an actor running an HTTP/1.1 server (http1.py) that routes to replicas.
 
-    client --HTTP--> ProxyActor._handle: longest route_prefix match -> deployment
+    client --HTTP--> ProxyActor._dispatch: longest route_prefix match -> deployment
                      -> pick a replica (power of two choices on ongoing requests,
                         at most max_ongoing_requests each; beyond: a queue of at
                         most max_queued_requests, then 503)
@@ -11,19 +11,22 @@
 A replica that vanishes before answering (SIGKILL, crash) costs the request a
 retry on another replica, never an error, and is dropped from this proxy's view
 until the controller's next routing table.
+
+The hot path allocates no task and no future: a request that finds a free local
+replica is framed at once (_dispatch), and its "full" answer is written to the
+client from the replica socket's reader (_Call.push).  Waiting for a replica,
+retries, streamed answers and replicas on other nodes run as a coroutine (_serve).
 """
 
 import asyncio
+import json
 import logging
 import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, List, Optional
 
-from aiohttp import HttpVersion11, web
-from multidict import CIMultiDict
-
-from . import wire
+from . import http1, wire
 from .http_util import build_scope
 
 logger = logging.getLogger("minray.serve")
@@ -50,6 +53,7 @@ class _Pending:
             self.waiter.set_result(None)
 
     async def next(self):
+        """The next frame, None once the connection is lost."""
         while not self.frames:
             self.waiter = asyncio.get_running_loop().create_future()
             await self.waiter
@@ -66,10 +70,14 @@ class _Conn(wire.FrameProtocol):
         self.closed = False
         self.close_when_idle = False      # the replica left the routing table
 
-    def request(self, frame_tail):
+    def request(self, frame_tail, pending=None):
+        """Send one request; its answer's frames go to ``pending.push`` (a _Pending
+        unless given)."""
         rid = self.next_id
         self.next_id += 1
-        pending = self.pending[rid] = _Pending()
+        if pending is None:
+            pending = _Pending()
+        self.pending[rid] = pending
         self.send((rid,) + frame_tail)
         return rid, pending
 
@@ -90,9 +98,9 @@ class _Conn(wire.FrameProtocol):
         if self.closed:
             return
         self.closed = True
-        for pending in self.pending.values():
-            pending.push(None)
-        self.pending.clear()
+        pending, self.pending = list(self.pending.values()), {}
+        for p in pending:
+            p.push(None)           # may retry on another replica: self.pending is new
         super().close()
 
 
@@ -120,18 +128,8 @@ class _Busy(Exception):
     pass
 
 
-def _text(status, text):
-    return web.Response(status=status, text=text)
-
-
-def _headers(raw, drop=()):
-    out = CIMultiDict()
-    for k, v in raw:
-        k = k.decode("latin-1") if isinstance(k, bytes) else k
-        if k.lower() in drop:
-            continue
-        out.add(k, v.decode("latin-1") if isinstance(v, bytes) else v)
-    return out
+_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
+_JSON = [("Content-Type", "application/json")]
 
 
 class ProxyActor:
@@ -145,15 +143,16 @@ class ProxyActor:
         self._routes_ready = asyncio.Event()
         import minray as ray
         self._node_id = ray.get_runtime_context().get_node_id()
-        loop = asyncio.get_running_loop()
+        self._connections = set()  # open http1.HttpConnection
+        self._loop = loop = asyncio.get_running_loop()
         self._start_task = loop.create_task(self._start())
         self._poll_task = loop.create_task(self._poll_routes())
+        self._idle_task = loop.create_task(http1.close_idle(self._connections))
 
     async def _start(self):
-        self._server = web.Server(self._handle, access_log=None)
-        loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(self._server, self._host, self._port,
-                                                  reuse_address=True, backlog=1024)
+        self._listener = await self._loop.create_server(
+            lambda: http1.HttpConnection(self._dispatch, self._connections),
+            self._host, self._port, reuse_address=True, backlog=1024)
         return self._listener.sockets[0].getsockname()[:2]
 
     async def ready(self):
@@ -171,9 +170,20 @@ class ProxyActor:
     async def node_id(self):
         return self._node_id
 
-    async def shutdown(self):
+    async def shutdown(self, timeout_s=1.0):
+        """Stop listening; close each connection once its request is answered (or
+        after ``timeout_s``)."""
         self._listener.close()
-        await self._server.shutdown(1.0)
+        deadline = self._loop.time() + timeout_s
+        while True:
+            for conn in list(self._connections):
+                if not conn.busy:
+                    conn.abort()
+            if not self._connections or self._loop.time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self._connections):
+            conn.abort()
 
     # ------------------------------------------------------------ routes
     async def _poll_routes(self):
@@ -289,58 +299,108 @@ class ProxyActor:
             target.slots.remove(slot)
 
     # ------------------------------------------------------------ requests
-    async def _handle(self, request):
-        path = request.path
+    def _dispatch(self, head, http):
+        """One parsed request (http1.Head) from ``http``: answer it, now or later.
+
+        The common case, a free local replica with an open socket, sends the frame
+        here and answers from the socket's reader (_Call): no task, no future.
+        Waiting for a replica, retries, streaming and remote replicas go through
+        the coroutine _serve."""
+        path = head.path
         if path.startswith("/-/"):
             if path == "/-/healthz":
-                return _text(200, "success")
+                return http.full(200, _TEXT, b"success")
             if path == "/-/routes":
-                return web.json_response({p: a for p, a, _ in self._routes})
+                return http.full(200, _JSON, json.dumps(
+                    {p: a for p, a, _ in self._routes}).encode())
         match = self._match(path)
         if match is None:
-            return _text(404, f"Path '{path}' not found. Ping http://{self._host}:{self._port}"
-                              f"/-/routes for the available routes.")
+            return http.full(404, _TEXT, (
+                f"Path '{path}' not found. Ping http://{self._host}:{self._port}"
+                f"/-/routes for the available routes.").encode())
         prefix, app, ingress = match
         key = (app, ingress)
-        body = await request.read() if request.can_read_body else b""
         root = "" if prefix == "/" else prefix
         if root and path == root:
             path = root + "/"
-        transport = request.transport
-        version = request.version
-        request_tail = (request.method, path, request.query_string.encode(), root,
-                        request.raw_headers,
-                        transport.get_extra_info("peername") if transport else None,
-                        "1.1" if version == HttpVersion11 else f"{version[0]}.{version[1]}",
-                        self._server_addr, body)
-        for _ in range(MAX_ATTEMPTS):
-            target = self._targets.get(key)
-            slot = self._pick(target) if target is not None else None
+        tail = (head.method, path, head.query, root, head.headers, http.peer, head.version,
+                self._server_addr, head.body)
+        target = self._targets.get(key)
+        slot = self._pick(target) if target is not None else None
+        if slot is not None and slot.remote_actor is None:
+            conn = slot.conn
+            if conn is not None and not conn.closed:
+                call = _Call(self, key, slot, conn, http, tail)
+                call.rid, _ = conn.request(tail, call)
+                return
+        self._loop.create_task(self._serve(key, tail, http, slot, MAX_ATTEMPTS))
+
+    def _continue(self, call, frame):
+        """A _Call whose answer is not one whole frame: stream it, or retry elsewhere."""
+        if frame is None:
+            logger.warning("proxy: replica %s of %s died; retrying the request",
+                           call.slot.replica_id, call.key[1])
+            self._drop(call.key, call.slot)
+            self._release(call.key, call.slot)
+            self._loop.create_task(self._serve(call.key, call.tail, call.http, None,
+                                               MAX_ATTEMPTS - 1))
+            return
+        pending = call.conn.pending[call.rid] = _Pending()
+        self._loop.create_task(self._stream(call, frame, pending))
+
+    async def _stream(self, call, frame, pending):
+        try:
+            await self._answer(frame, pending, call.http, call.slot)
+        except Exception:
+            logger.exception("proxy: streaming the answer of %s failed", call.key[1])
+            call.http.abort()
+        finally:
+            call.conn.done(call.rid)
+            self._release(call.key, call.slot)
+
+    async def _serve(self, key, tail, http, slot, attempts):
+        try:
+            await self._serve_attempts(key, tail, http, slot, attempts)
+        except Exception:
+            logger.exception("proxy: request %s %s failed in the proxy", tail[0], tail[1])
+            if http.busy:
+                if http.streaming:
+                    http.abort()
+                else:
+                    http.full(500, _TEXT, b"Internal Server Error in the Serve proxy.")
+
+    async def _serve_attempts(self, key, tail, http, slot, attempts):
+        app, ingress = key
+        for _ in range(attempts):
             try:
                 if slot is None:
                     slot = await self._acquire(key)
             except _Busy as busy:
                 t = busy.args[0]
                 if not t.slots:
-                    return _text(503, f"Application '{app}': deployment '{ingress}' has no "
-                                      f"running replica (waited {NO_REPLICA_WAIT_S:.0f}s).")
-                return _text(503, f"Request dropped: deployment '{ingress}' of application "
-                                  f"'{app}' is at capacity (max_ongoing_requests="
-                                  f"{t.max_ongoing} per replica x {len(t.slots)} replicas, "
-                                  f"max_queued_requests={t.max_queued}). Retry later, or "
-                                  f"raise those limits or num_replicas.")
+                    return http.full(503, _TEXT, (
+                        f"Application '{app}': deployment '{ingress}' has no running replica "
+                        f"(waited {NO_REPLICA_WAIT_S:.0f}s).").encode())
+                return http.full(503, _TEXT, (
+                    f"Request dropped: deployment '{ingress}' of application '{app}' is at "
+                    f"capacity (max_ongoing_requests={t.max_ongoing} per replica x "
+                    f"{len(t.slots)} replicas, max_queued_requests={t.max_queued}). Retry "
+                    f"later, or raise those limits or num_replicas.").encode())
             if slot is None:
-                return _text(404, f"Path '{path}' not found (application '{app}' is gone).")
+                return http.full(404, _TEXT, (f"Path '{tail[1]}' not found (application "
+                                              f"'{app}' is gone).").encode())
             try:
-                return await self._forward(slot, request_tail, request)
+                return await self._forward(slot, tail, http)
             except _ReplicaGone:
                 logger.warning("proxy: replica %s of %s died; retrying the request",
                                slot.replica_id, ingress)
                 self._drop(key, slot)
             finally:
                 self._release(key, slot)
-        return _text(503, f"Deployment '{ingress}' of application '{app}': {MAX_ATTEMPTS} "
-                          f"replicas failed in a row while handling this request.")
+            slot = None
+        return http.full(503, _TEXT, (
+            f"Deployment '{ingress}' of application '{app}': {MAX_ATTEMPTS} replicas failed "
+            f"in a row while handling this request.").encode())
 
     async def _connection(self, slot):
         conn = slot.conn
@@ -361,53 +421,72 @@ class ProxyActor:
             return slot.conn
         return await asyncio.shield(slot.connecting)
 
-    async def _forward_by_call(self, slot, request_tail):
+    async def _forward_by_call(self, slot, tail, http):
         """A replica on another node: one actor call, the whole answer at once."""
-        scope = build_scope(request_tail)
+        scope = build_scope(tail)
         try:
-            frames = await slot.remote_actor.handle_http_frames.remote(scope, request_tail[-1])
+            frames = await slot.remote_actor.handle_http_frames.remote(scope, tail[-1])
         except Exception as exc:          # ActorDiedError and kin: try another replica
             raise _ReplicaGone() from exc
         first = frames[0]
         if first[1] == "full":
-            _, _, status, headers, out = first
-            return web.Response(status=status, body=out, headers=headers)
-        _, _, status, headers = first
+            return http.full(first[2], first[3], first[4])
         out = b"".join(f[2] for f in frames[1:])
-        return web.Response(status=status, body=out,
-                            headers=_headers(headers, ("content-length", "transfer-encoding")))
+        http.full(first[2], [(k, v) for k, v in first[3]
+                             if k.lower() not in (b"content-length", b"transfer-encoding")], out)
 
-    async def _forward(self, slot, request_tail, request):
+    async def _forward(self, slot, tail, http):
         if slot.remote_actor is not None:
-            return await self._forward_by_call(slot, request_tail)
+            return await self._forward_by_call(slot, tail, http)
         conn = slot.conn
         if conn is None or conn.closed:
             conn = await self._connection(slot)
-        rid, pending = conn.request(request_tail)
+        rid, pending = conn.request(tail)
         try:
             frame = await pending.next()
             if frame is None:
                 raise _ReplicaGone()
-            if frame[1] == "full":        # headers: str pairs, length-free (wire.py)
-                return web.Response(status=frame[2], body=frame[4], headers=frame[3])
-            _, _, status, headers = frame
-            response = web.StreamResponse(status=status,
-                                          headers=_headers(headers, ("transfer-encoding",)))
-            await response.prepare(request)
-            while True:
-                frame = await pending.next()
-                if frame is None:
-                    raise ConnectionResetError(f"replica {slot.replica_id} died while "
-                                               f"streaming its answer")
-                _, _, chunk, more = frame
-                if chunk:
-                    await response.write(chunk)
-                if not more:
-                    break
-            await response.write_eof()
-            return response
+            await self._answer(frame, pending, http, slot)
         finally:
             conn.done(rid)
+
+    @staticmethod
+    async def _answer(frame, pending, http, slot):
+        """Relay a replica's answer (``frame`` its first) to the HTTP client."""
+        if frame[1] == "full":        # headers: str pairs, length-free (wire.py)
+            return http.full(frame[2], frame[3], frame[4])
+        http.start(frame[2], frame[3])
+        while True:
+            frame = await pending.next()
+            if frame is None:
+                logger.warning("proxy: replica %s died while streaming its answer",
+                               slot.replica_id)
+                return http.abort()
+            _, _, chunk, more = frame
+            try:
+                await http.write(chunk)
+            except ConnectionResetError:
+                return http.abort()
+            if not more:
+                return http.end()
+
+
+class _Call:
+    """A request sent to a local replica, answered from the socket's reader (push)."""
+    __slots__ = ("proxy", "key", "slot", "conn", "http", "tail", "rid")
+
+    def __init__(self, proxy, key, slot, conn, http, tail):
+        self.proxy, self.key, self.slot, self.conn = proxy, key, slot, conn
+        self.http, self.tail = http, tail
+        self.rid = None
+
+    def push(self, frame):            # None: the connection was lost
+        if frame is not None and frame[1] == "full":
+            self.conn.done(self.rid)
+            self.proxy._release(self.key, self.slot)
+            self.http.full(frame[2], frame[3], frame[4])
+        else:
+            self.proxy._continue(self, frame)
 
 
 def _retire(slot):

@@ -1,5 +1,6 @@
 """Requests over real HTTP on loopback, and the same deployments through handles."""
 import asyncio
+import json
 import os
 
 import numpy as np
@@ -391,3 +392,26 @@ def test_constructor_failure_fails_the_deploy_with_the_cause(serve_client):
     assert "weights file is missing" in app.message
     serve.delete("broken")
     assert "broken" not in serve.status().applications
+
+
+def test_pipelined_raw_requests_through_the_proxy(serve_client):
+    """Three requests in one packet on one keep-alive socket, answered in order by the
+    proxy's own HTTP/1.1 server; then Connection: close ends the socket."""
+    import socket
+    from test_http1 import Reader
+    serve.run(Echo.bind(), name="raw", route_prefix="/raw")
+    with socket.create_connection(("127.0.0.1", serve_client.port), timeout=30) as sock:
+        r = Reader(sock)
+        sock.sendall(b"GET /raw/a?q=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+                     b"GET /-/healthz HTTP/1.1\r\nHost: h\r\n\r\n"
+                     b"POST /raw HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n3\r\n[7]\r\n0\r\n\r\n")
+        status, _, body = r.response()
+        assert status == 200 and json.loads(body) == {"path": "/raw/a", "q": {"q": "1"},
+                                                       "method": "GET"}
+        assert r.response()[2] == b"success"
+        assert json.loads(r.response()[2])["json"] == [7]
+        sock.sendall(b"GET /nowhere HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        status, headers, _ = r.response()
+        assert status == 404 and headers["connection"] == "close" and r.closed()
+    serve.delete("raw")

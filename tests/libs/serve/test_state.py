@@ -124,12 +124,13 @@ def test_bad_options_are_refused_where_written():
 def test_plain_request_without_starlette():
     import asyncio
 
-    from minray.serve.http_util import MalformedJSONError, PlainRequest, make_receive
+    from minray.serve.http_util import MalformedJSONError, PlainRequest, Receive
     scope = {"method": "POST", "headers": [(b"host", b"h:1"), (b"x-a", b"b")],
              "query_string": b"q=1&e=", "scheme": "http", "path": "/p"}
 
     async def read(body):
-        req = PlainRequest(scope, make_receive(body, asyncio.Event()))
+        receive = Receive(body)
+        req = PlainRequest(scope, receive)
         return req, await req.json()
     req, value = asyncio.run(read(b'{"k": [1]}'))
     assert value == {"k": [1]}
@@ -137,3 +138,21 @@ def test_plain_request_without_starlette():
     assert req.url == "http://h:1/p?q=1&e="
     with pytest.raises(MalformedJSONError, match="Malformed JSON"):
         asyncio.run(read(b"{nope"))
+
+
+def test_receive_gives_the_body_then_waits_for_the_end():
+    import asyncio
+
+    from minray.serve.http_util import Receive
+
+    async def run():
+        receive = Receive(b"abc")
+        assert await receive() == {"type": "http.request", "body": b"abc", "more_body": False}
+        waiters = [asyncio.ensure_future(receive()) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        assert not any(w.done() for w in waiters)     # no disconnect before the end
+        waiters[0].cancel()                           # one waiter leaving spares the other
+        receive.close()
+        assert await waiters[1] == {"type": "http.disconnect"}
+        assert await receive() == {"type": "http.disconnect"}
+    asyncio.run(run())
