@@ -14,9 +14,27 @@ def _noop(x=None):
     return x
 
 
+def _submit_state():
+    """The driver's submit queues, for a failure message: where tasks wait."""
+    from minray._private import state
+    client = state.require_client()
+    lines = []
+    with client.lock:
+        for q in client.queues.values():
+            lines.append(f"queue {q.resources}: {len(q.tasks)} queued, "
+                         f"{q.lease_requests} lease requests {sorted(q.lease_req_ids)}")
+            for w in q.workers:
+                lines.append(f"  worker pid={w.pid} inflight={len(w.inflight)} "
+                             f"stealing={w.stealing} returning={w.returning}")
+    return "\n".join(lines)
+
+
 def test_thousands_of_sync_round_trips_never_stall(ray_start_regular):
     f = ray.remote(_noop)
-    ray.get([f.remote() for _ in range(200)])     # leave extra lease requests behind
+    try:
+        ray.get([f.remote() for _ in range(200)], timeout=60)   # leaves lease requests behind
+    except ray.exceptions.GetTimeoutError:
+        pytest.fail("200 no-op tasks stalled; the submit queues:\n" + _submit_state())
     for i in range(6000):
         assert ray.get(f.remote(i), timeout=20) == i
 
