@@ -255,6 +255,22 @@ def test_stolen_tasks_go_back_first_in_order():
     assert not w1.stealing
 
 
+def test_idle_worker_is_no_longer_stolen_from():
+    # The steal's answer never came (every task it named had started): once the
+    # worker has finished them all, it takes queued tasks again instead of
+    # sitting out of pump while holding its lease (the queue would then wait
+    # for leases the node manager cannot grant: a hang).
+    q = _queue({"w1": ["a*", "b*"]}, ["c*"])
+    w1 = q.workers[0]
+    w1.stealing = True
+    assert sq.task_done(q, w1, b"a", False, now=1.0).task_id == b"a"
+    assert w1.stealing                     # b may still come back as STOLEN
+    sq.task_done(q, w1, b"b", False, now=1.1)
+    assert not w1.stealing
+    assert _show(sq.pump(q, 1.2))[0] == ("send", "w1", "c")
+    assert _show(sq.tasks_stolen(q, w1, [b"b"], now=1.3)) == []   # a late answer
+
+
 def test_return_lease_only_when_idle():
     q = _queue({"w1": ["a"], "w2": []})
     w1, w2 = q.workers

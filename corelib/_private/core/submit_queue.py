@@ -232,6 +232,10 @@ def task_done(q, w, task_id, retiring, now):
     rec = w.inflight.pop(task_id, None)
     if not w.inflight:
         w.idle_since = now
+        # Nothing left to take back: a steal whose answer never comes (every
+        # task had started) must not keep the worker out of pump for good;
+        # a late STOLEN names no task in flight and changes nothing.
+        w.stealing = False
     if retiring:
         # The worker reached max_calls and exits: send it nothing more.
         w.returning = True

@@ -89,9 +89,10 @@ class WorkerServer:
         self.last_fn = None
         self.last_fast = False
         self.loop.batch_end = self.flush_all
-        # Tasks a submitter took back before they started (see on_steal).
+        # Tasks a submitter took back before they started (see on_steal):
+        # task id -> the connection the STOLEN answer went to (None: none yet).
         self.steal_lock = threading.Lock()
-        self.stolen = set()
+        self.stolen = {}
         self.started = collections.OrderedDict()
         self.conns_by_client = {}
         self.calls = collections.Counter()   # fn_id -> calls run here (for max_calls)
@@ -125,7 +126,7 @@ class WorkerServer:
         # A submitter on another node cannot map this node's shared memory:
         # results for it travel inline (see CoreClient.force_inline).
         conn.info["remote"] = remote
-        self.loop.add_connection(conn, self.on_frame, None)
+        self.loop.add_connection(conn, self.on_frame, self.on_task_conn_closed)
 
     def _accept_tcp(self):
         token = os.environ.get("MINRAY_CLUSTER_TOKEN", "")
@@ -160,27 +161,51 @@ class WorkerServer:
             self.conns_by_client[msg[0]] = conn
 
     def on_steal(self, task_ids, client_id):
-        """A submitter takes back tasks queued here behind a long one (client I/O thread)."""
+        """A submitter takes back tasks queued here behind a long one (client I/O thread).
+
+        The steal comes through the node manager, the tasks and the HELLO that
+        names their submitter on the task socket, which the main loop reads: under
+        load the steal may overtake them, so that this worker does not know the
+        socket yet (a fresh lease) or still maps the submitter to the socket of an
+        earlier lease (given back, closing). The answer then goes nowhere, or to
+        the wrong socket: ``run_task`` answers again, on the socket a skipped task
+        came on (see claim), or the submitter would wait for those tasks forever.
+        """
+        conn = self.conns_by_client.get(client_id)
+        if conn is not None and conn.closed:
+            conn = None
         with self.steal_lock:
             given = [t for t in task_ids if t not in self.started]
-            self.stolen.update(given)
-        conn = self.conns_by_client.get(client_id)
+            for t in given:
+                self.stolen[t] = conn
         if conn is not None:
             try:
                 conn.send(P.STOLEN, (given,))
             except transport.ConnectionClosed:
-                pass
+                with self.steal_lock:
+                    for t in given:
+                        if t in self.stolen:
+                            self.stolen[t] = None
 
-    def claim(self, task_id):
-        """Mark a task as started, unless it was stolen; False means skip it."""
+    def claim(self, task_id, conn=None):
+        """Mark a task as started, unless it was stolen. Returns True to run it,
+        False to skip it (the submitter has its STOLEN answer), or None to skip it
+        and answer STOLEN on ``conn``, the socket it came on (see on_steal)."""
         with self.steal_lock:
             if task_id in self.stolen:
-                self.stolen.discard(task_id)
-                return False
+                told = self.stolen.pop(task_id)
+                return False if told is conn and conn is not None else None
             self.started[task_id] = None
             if len(self.started) > 4096:
                 self.started.popitem(last=False)
             return True
+
+    def on_task_conn_closed(self, conn):
+        """A submitter's task socket closed (lease given back): forget it, so a
+        late steal is answered where the tasks arrive (see on_steal)."""
+        client_id = conn.info.get("client_id")
+        if client_id is not None and self.conns_by_client.get(client_id) is conn:
+            del self.conns_by_client[client_id]
 
     def reply_done(self, conn, msg):
         task_events.end(msg[0])   # before the reply: whoever saw the result sees FINISHED
@@ -249,7 +274,13 @@ class WorkerServer:
             # Keep the function even if this task was stolen back before it started:
             # the submitter counts it as sent here and will not send it again.
             self.fn_blobs[fn_id] = fn_blob
-        if not self.claim(task_id):
+        run = self.claim(task_id, conn)
+        if not run:
+            if run is None:   # stolen, but the submitter's answer went nowhere
+                try:
+                    conn.send(P.STOLEN, ([task_id],))
+                except transport.ConnectionClosed:
+                    pass
             return
         name, resources, retry_exc, max_calls = wire[0], wire[1], wire[2], wire[4]
         if max_calls:
