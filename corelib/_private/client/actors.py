@@ -247,8 +247,6 @@ class ActorsMixin:
                 return
             self.tasks.pop(task_id, None)
             if rec.stream is not None:
-                if results:
-                    rec.stream.error_blob = results[0]   # the error, after the items
                 self._finish_stream(rec, results)
             else:
                 for oid, blob, c in zip(rec.return_ids, results, contained):

@@ -31,7 +31,11 @@ class StreamsMixin:
             w.notify()
 
     def _finish_stream(self, rec, results):
+        """A streaming task ended; ``results`` (from its DONE) holds at most its
+        error, which surfaces after the items."""
         stream = rec.stream
+        if results:
+            stream.error_blob = results[0]
         if stream.error_blob is not None:
             # The error surfaces as the next item, as Ray does.
             oid = ids.object_id_for(rec.task_id, len(stream.items) + 1)

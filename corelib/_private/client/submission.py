@@ -448,8 +448,6 @@ class SubmissionMixin:
             return
         self.tasks.pop(task_id, None)
         if rec.stream is not None:
-            if results:
-                rec.stream.error_blob = results[0]   # the error, after the items
             self._finish_stream(rec, results)
         else:
             rebuilt = rec.task_id in self.lineage

@@ -241,12 +241,15 @@ def _mac(token, role, challenge):
     return hmac.new(key, role + challenge, hashlib.sha256).digest()
 
 
-def _recv_exactly(sock, n):
+def recv_exactly(sock, n, closed=None):
+    """``n`` bytes from a blocking socket; ``closed`` (an exception) if the peer
+    closes first (default: an AuthenticationError, as in the handshake)."""
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
         if not chunk:
-            raise AuthenticationError("the peer closed the connection during the handshake")
+            raise closed or AuthenticationError(
+                "the peer closed the connection during the handshake")
         buf += chunk
     return bytes(buf)
 
@@ -257,7 +260,7 @@ def server_handshake(sock, token, timeout=HANDSHAKE_TIMEOUT_S):
     try:
         challenge = os.urandom(CHALLENGE_SIZE)
         sock.sendall(HANDSHAKE_MAGIC + challenge)
-        answer = _recv_exactly(sock, 2 * CHALLENGE_SIZE)
+        answer = recv_exactly(sock, 2 * CHALLENGE_SIZE)
         if not hmac.compare_digest(answer[:CHALLENGE_SIZE], _mac(token, b"client", challenge)):
             raise AuthenticationError("wrong cluster token")
         sock.sendall(_mac(token, b"server", answer[CHALLENGE_SIZE:]))
@@ -277,13 +280,13 @@ def connect_tcp(host, port, token, timeout=10.0):
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        hello = _recv_exactly(sock, len(HANDSHAKE_MAGIC) + CHALLENGE_SIZE)
+        hello = recv_exactly(sock, len(HANDSHAKE_MAGIC) + CHALLENGE_SIZE)
         if not hello.startswith(HANDSHAKE_MAGIC):
             raise AuthenticationError(f"{host}:{port} is not a minray node")
         mine = os.urandom(CHALLENGE_SIZE)
         sock.sendall(_mac(token, b"client", hello[len(HANDSHAKE_MAGIC):]) + mine)
         try:
-            proof = _recv_exactly(sock, CHALLENGE_SIZE)
+            proof = recv_exactly(sock, CHALLENGE_SIZE)
         except AuthenticationError:
             raise AuthenticationError(
                 f"{host}:{port} refused the cluster token: use the token printed by "

@@ -142,7 +142,8 @@ class Outbox:
         try:
             transport.server_handshake(sock, self.token)
             sock.settimeout(STALL_TIMEOUT_S)
-            key = _recv_exactly(sock, TICKET_BYTES)
+            key = transport.recv_exactly(sock, TICKET_BYTES, ConnectionError(
+                "the peer closed the stream before its ticket"))
             ticket = self.take(key)
             if ticket is None:
                 raise ConnectionError("an unknown or expired object ticket")
@@ -255,14 +256,6 @@ def _receive_mapped(sock, fd, start, size, window, where):
     return windows
 
 
-def _recv_exactly(sock, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("the peer closed the stream before its ticket")
-        buf += chunk
-    return bytes(buf)
 
 
 __all__ = ["Outbox", "Part", "STREAMS", "Ticket", "TICKET_TTL_S", "receive", "send_file",
