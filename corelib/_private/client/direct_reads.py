@@ -35,6 +35,7 @@ import select
 import threading
 import time
 
+from minray._private.net import spin as _spin
 from minray._private.net import transport
 
 _get_ident = threading.get_ident
@@ -46,7 +47,7 @@ class _WakePipe:
     """One per thread that reads replies itself: a pipe other threads write to
     wake it, and the poll set it waits on."""
 
-    __slots__ = ("r", "w", "poll", "view")
+    __slots__ = ("r", "w", "poll", "view", "gate")
 
     def __init__(self):
         self.view = memoryview(bytearray(transport.RECV_SIZE))   # its receive buffer
@@ -55,6 +56,7 @@ class _WakePipe:
         os.set_blocking(self.w, False)
         self.poll = select.poll()
         self.poll.register(self.r, select.POLLIN)
+        self.gate = _spin.SpinGate()   # busy-poll first while replies come fast
 
     def drain(self):
         try:
@@ -140,16 +142,25 @@ class DirectReads:
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0)
         client = self.client
         ok = True
+        spin_s = _spin.BUDGET_S
+        gate = wake.gate
         try:
             while waiter.count > 0:
-                if deadline is None:
-                    events = poll.poll()
-                else:
+                left = None
+                if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         ok = False
                         break
-                    events = poll.poll(left * 1000.0)
+                events = None
+                if spin_s and (left is None or left > spin_s) and gate.should_spin():
+                    events = _spin.spin(poll.poll, (), spin_s)
+                    if events:
+                        gate.hit()
+                    else:
+                        gate.miss()
+                if not events:
+                    events = poll.poll() if left is None else poll.poll(left * 1000.0)
                 for efd, _ in events:
                     if efd == fd:
                         loop.read(conn, wake.view)

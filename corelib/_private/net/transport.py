@@ -39,6 +39,7 @@ import time
 from minray._ext import frame as _frame
 from minray._private import log as _log   # every runtime process: the minray logger's handler
 from minray._private.net import protocol
+from minray._private.net import spin as _spin
 
 logger = logging.getLogger(_log.LOGGER_NAME + ".net")
 
@@ -349,9 +350,12 @@ class _EpollPoller:
     forgetting it.  ``select`` returns ``[(data, mask, fileobj)]``.
     """
 
-    def __init__(self):
+    def __init__(self, spin_s=0.0):
         self._ep = select.epoll()
         self._map = {}   # fd -> (fileobj, data, events)
+        # Busy-poll this long before a blocking wait, while the gate allows (spin.py).
+        self.spin_s = spin_s
+        self.gate = _spin.SpinGate() if spin_s else None
 
     @staticmethod
     def _bits(events):
@@ -397,8 +401,18 @@ class _EpollPoller:
             timeout = math.ceil(timeout * 1e3) * 1e-3   # epoll has ms resolution
         else:
             timeout = 0
+        n = len(self._map) or 1
         try:
-            events = self._ep.poll(timeout, len(self._map) or 1)
+            spin_s = self.spin_s
+            if spin_s and (timeout < 0 or timeout > spin_s) and self.gate.should_spin():
+                events = _spin.spin(self._ep.poll, (n,), spin_s)
+                if events:
+                    self.gate.hit()
+                else:
+                    self.gate.miss()
+                    events = self._ep.poll(timeout, n)
+            else:
+                events = self._ep.poll(timeout, n)
         except InterruptedError:
             return []
         ready = []
@@ -451,9 +465,12 @@ class _SelectorsPoller:
 class Loop:
     """A selector loop in one thread: reads connections, runs timers and callbacks."""
 
-    def __init__(self, name="minray-io"):
+    def __init__(self, name="minray-io", spin=False):
         self.name = name
-        self.sel = _EpollPoller() if hasattr(select, "epoll") else _SelectorsPoller()
+        # spin: busy-poll briefly before each blocking wait (net/spin.py), for
+        # loops that answer synchronous calls (a worker's, a client's).
+        self.sel = (_EpollPoller(_spin.BUDGET_S if spin else 0.0) if hasattr(select, "epoll")
+                    else _SelectorsPoller())
         self._view = memoryview(bytearray(RECV_SIZE))   # the loop thread's (see read)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)

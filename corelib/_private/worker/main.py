@@ -61,7 +61,7 @@ class WorkerServer:
         self.worker_id = spec["worker_id"]
         self.address = os.path.join(spec["session_dir"], f"w-{self.worker_id}.sock")
         self.listener = transport.listen_unix(self.address)
-        self.loop = transport.Loop("minray-worker-main")
+        self.loop = transport.Loop("minray-worker-main", spin=True)
         self.loop.thread = threading.current_thread()
         self.fns = {}
         self.fn_blobs = {}      # fn_id -> pickled function that came with a stolen task
