@@ -88,3 +88,21 @@ def test_a_bad_spin_budget_is_refused():
     out = _driver("import minray as ray; ray.init(num_cpus=1)", env)
     assert out.returncode != 0
     assert "MINRAY_SPIN_US must be a whole number of microseconds" in out.stderr
+
+
+def test_async_and_threaded_actors_block_at_once(ray_module):
+    """Their calls run on other threads, which need the GIL a spinning loop takes."""
+    @ray.remote
+    class Async:
+        async def budget(self):
+            from minray._private.worker.main import current_server
+            return current_server().loop.sel.spin_s
+
+    @ray.remote(max_concurrency=4)
+    class Threaded:
+        def budget(self):
+            from minray._private.worker.main import current_server
+            return current_server().loop.sel.spin_s
+    assert ray.get(Async.remote().budget.remote()) == 0.0
+    assert ray.get(Threaded.remote().budget.remote()) == 0.0
+    assert ray.get(Echo.remote().spin_budget.remote()) > 0

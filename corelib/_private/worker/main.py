@@ -490,6 +490,10 @@ class WorkerServer:
         is_async = execution.is_async_class(cls)
         max_conc = opts.get("max_concurrency")
         groups = opts.get("concurrency_groups") or {}
+        if is_async or (max_conc or 1) > 1 or groups:
+            # Calls run on other threads, which need the GIL the loop thread
+            # would keep taking while it spins: block at once instead.
+            self.loop.sel.spin_s = 0.0
         if is_async:
             self.actor_mode = "async"
             self.async_loop = asyncio.new_event_loop()
