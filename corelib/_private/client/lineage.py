@@ -13,6 +13,30 @@ from minray._private.objects.serialization import TAG_SHM
 from minray._private.client.records import Waiter
 
 
+# Why a lost object cannot be rebuilt, by ownership.reconstruct's verdict: the
+# error and the rest of its message ("Failed to retrieve object X: its copy in
+# the object store was lost" comes first).
+_LOST = {
+    ownership.LOST_ARGS_FREED: (
+        exceptions.ObjectReconstructionFailedError,
+        ", and an argument of the task that made it ({task}) was freed meanwhile, so it "
+        "cannot run again. Keep the arguments' refs alive while you may need the result "
+        "rebuilt."),
+    ownership.LOST_NO_RETRIES: (
+        exceptions.ObjectReconstructionFailedError,
+        " and the task that made it ({task}) has no retries left to run again "
+        "(max_retries). Raise max_retries to allow more reconstructions."),
+    ownership.LOST_PUT: (
+        exceptions.ObjectLostError,
+        ", and objects made by ray.put() cannot be rebuilt (they have no lineage). Keep "
+        "what must survive in the driver, or create it in a task."),
+    None: (
+        exceptions.ObjectLostError,
+        " and it cannot be rebuilt: only results of tasks with retries left are (not "
+        "those of actor calls, or of tasks with max_retries=0)."),
+}
+
+
 class LineageMixin:
     """Keeping finished tasks' specs and running them again to rebuild lost values."""
 
@@ -72,28 +96,10 @@ class LineageMixin:
                 self.tasks[task_id] = rec
             self._enqueue_task(rec)
             return True
-        if verdict == ownership.LOST_ARGS_FREED:
-            err = exceptions.ObjectReconstructionFailedError(oid.hex(), message=(
-                f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
-                f"lost, and an argument of the task that made it ({rec.opts.name or 'a task'}"
-                ") was freed meanwhile, so it cannot run again. Keep the arguments' refs "
-                "alive while you may need the result rebuilt."))
-        elif verdict == ownership.LOST_NO_RETRIES:
-            err = exceptions.ObjectReconstructionFailedError(oid.hex(), message=(
-                f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
-                f"lost and the task that made it ({rec.opts.name or 'a task'}) has no "
-                "retries left to run again (max_retries). Raise max_retries to allow more "
-                "reconstructions."))
-        elif verdict == ownership.LOST_PUT:
-            err = exceptions.ObjectLostError(oid.hex(), message=(
-                f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
-                "lost, and objects made by ray.put() cannot be rebuilt (they have no "
-                "lineage). Keep what must survive in the driver, or create it in a task."))
-        else:
-            err = exceptions.ObjectLostError(oid.hex(), message=(
-                f"Failed to retrieve object {oid.hex()}: its copy in the object store was "
-                "lost and it cannot be rebuilt: only results of tasks with retries left "
-                "are (not those of actor calls, or of tasks with max_retries=0)."))
+        cls, why = _LOST.get(verdict, _LOST[None])
+        err = cls(oid.hex(), message=(
+            f"Failed to retrieve object {oid.hex()}: its copy in the object store was lost"
+            + why.format(task=(rec.opts.name if rec is not None else "") or "a task")))
         blob = serialization.error_blob(err)
         with self.lock:
             st.blob, st.segment_buf = blob, None
