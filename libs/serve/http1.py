@@ -27,6 +27,8 @@ import time
 from http import HTTPStatus
 from urllib.parse import unquote
 
+from .wire import WriteFlowControl
+
 logger = logging.getLogger("minray.serve")
 
 MAX_LINE = 8190            # one request or header line, as aiohttp's default
@@ -235,7 +237,7 @@ def encode_headers(headers):
     return block.encode("latin-1")
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(WriteFlowControl):
     """One client connection.  ``dispatch(head, self)`` must answer each request with
     ``full`` or ``start``/``write``/``end`` (possibly later); the next request is
     parsed only then."""
@@ -251,7 +253,6 @@ class HttpConnection(asyncio.Protocol):
         self._busy = None                   # the Head being answered
         self._in_next = False
         self._streaming = None              # (chunked, head_only) while streaming
-        self._paused = None                 # a Future while the client reads slowly
         self._reading_paused = False
         self.idle_since = 0.0
         self.closed = False
@@ -266,8 +267,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc):
         self.closed = True
         self._connections.discard(self)
-        if self._paused is not None and not self._paused.done():
-            self._paused.set_result(None)
+        self._release_writers()
 
     def data_received(self, data):
         self._buf += data
@@ -276,14 +276,6 @@ class HttpConnection(asyncio.Protocol):
         elif len(self._buf) > MAX_HEAD + MAX_BODY and not self._reading_paused:
             self._reading_paused = True      # a pipelining client far ahead of us
             self.transport.pause_reading()
-
-    def pause_writing(self):
-        self._paused = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self):
-        if self._paused is not None and not self._paused.done():
-            self._paused.set_result(None)
-        self._paused = None
 
     # -- requests
     def _next(self):
@@ -425,8 +417,7 @@ class HttpConnection(asyncio.Protocol):
         chunked, head_only = self._streaming
         if chunk and not head_only:
             self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-        if self._paused is not None:
-            await self._paused
+        await self.writable()   # the client reads slowly: wait
 
     def end(self):
         """The streamed response is complete."""

@@ -35,7 +35,30 @@ def pack(obj):
     return _LEN.pack(len(data)) + data
 
 
-class FrameProtocol(asyncio.Protocol):
+class WriteFlowControl(asyncio.Protocol):
+    """asyncio's write flow control for a protocol: while the transport's buffer
+    is over its high-water mark, writers wait in ``writable()``."""
+
+    _paused = None   # a Future while the transport's buffer is full
+
+    def pause_writing(self):
+        self._paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self):
+        self._release_writers()
+        self._paused = None
+
+    def _release_writers(self):
+        """Wake every writer (the buffer drained, or the connection is gone)."""
+        if self._paused is not None and not self._paused.done():
+            self._paused.set_result(None)
+
+    async def writable(self):
+        if self._paused is not None:
+            await self._paused
+
+
+class FrameProtocol(WriteFlowControl):
     """Frames in (``frame_received``), frames out (``send``), flow control (``drain``)."""
 
     def __init__(self):
@@ -43,7 +66,6 @@ class FrameProtocol(asyncio.Protocol):
         self._rest = bytearray()  # an incomplete frame carried to the next read
         self._need = 4            # bytes _rest must reach before a frame can be cut
         self._out = []
-        self._paused = None       # a Future while the transport's buffer is full
         self.lost = False
 
     # -- to override
@@ -85,17 +107,8 @@ class FrameProtocol(asyncio.Protocol):
     def connection_lost(self, exc):
         self.lost = True
         self._out.clear()
-        if self._paused is not None and not self._paused.done():
-            self._paused.set_result(None)
+        self._release_writers()
         self.frames_lost()
-
-    def pause_writing(self):
-        self._paused = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self):
-        if self._paused is not None and not self._paused.done():
-            self._paused.set_result(None)
-        self._paused = None
 
     # -- output
     def send(self, obj):
@@ -116,8 +129,7 @@ class FrameProtocol(asyncio.Protocol):
         self._flush()
         if self.lost:
             raise ConnectionResetError("the peer closed the frame stream")
-        if self._paused is not None:
-            await self._paused
+        await self.writable()
 
     def close(self):
         self._flush()
