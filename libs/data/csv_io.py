@@ -35,7 +35,6 @@ Example::
 
 import io
 import logging
-import mmap
 import os
 from typing import NamedTuple
 
@@ -109,21 +108,27 @@ def iter_csv_ranges(path, options=None, split_bytes=None):
         yield CsvRange(0, size)
         return
     quote = str(options.get("quotechar", '"')).encode()
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        header_end = mm.find(b"\n") + 1
+    if len(quote) != 1:
+        yield CsvRange(0, size)
+        return
+    buf = bytearray(_SCAN_CHUNK)
+    with open(path, "rb", buffering=0) as f:
+        fd = f.fileno()
+        header_end = _find_byte(fd, b"\n", 0, size, buf) + 1
         if header_end <= 0:
             yield CsvRange(0, size)
             return
-        header = mm[:header_end]
+        header = os.pread(fd, header_end, 0)
         n = -(-size // split_bytes)
         start = 0
         for j in range(1, n + 1):
-            end = mm.find(b"\n", max(j * size // n, header_end)) + 1 if j < n else size
-            if end <= 0 or end >= size:
-                end = size
+            end = size
+            if j < n:
+                end = _find_byte(fd, b"\n", max(j * size // n, header_end), size, buf) + 1
+                end = end if 0 < end < size else size
             if end <= start:
                 continue
-            if mm.find(quote, start, end) != -1:
+            if _find_byte(fd, quote, start, end, buf) != -1:
                 logger.debug("read_csv: %s holds a quote after byte %d; reading the rest as "
                              "one block", path, start)
                 end = size
@@ -131,6 +136,25 @@ def iter_csv_ranges(path, options=None, split_bytes=None):
             if end == size:
                 return
             start = end
+
+
+_SCAN_CHUNK = 4 << 20
+
+
+def _find_byte(fd, byte, pos, stop, buf):
+    """The offset of the first ``byte`` in bytes [pos, stop) of the open file ``fd``, or
+    -1.  Reads with pread into ``buf`` (not mmap: a file truncated while a lazy scan is
+    under way then reads short instead of killing the process with SIGBUS)."""
+    view = memoryview(buf)
+    while pos < stop:
+        got = os.preadv(fd, [view[:min(len(buf), stop - pos)]], pos)
+        if got <= 0:
+            return -1
+        i = buf.find(byte, 0, got)
+        if i != -1:
+            return pos + i
+        pos += got
+    return -1
 
 
 def _range_bytes(path, start, end, header=None):
