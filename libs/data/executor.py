@@ -59,6 +59,45 @@ class ReadSource:
         return None if any(c is None for c in counts) else sum(counts)
 
 
+class LazyReadSource(ReadSource):
+    """A ReadSource whose tasks come from ``make_tasks()`` as the executor asks for them
+    (read_csv's driver-side scan of each file then overlaps the first tasks' work).
+    The tasks of the first complete pass are kept for later executions; ``tasks`` (the
+    block count before execution) runs the whole generator at once.
+
+    Example::
+
+        LazyReadSource(lambda: (ReadTask(f, i) for i in range(3)), "ReadX")
+    """
+
+    def __init__(self, make_tasks, name):
+        self._make, self._tasks, self.name = make_tasks, None, name
+
+    @property
+    def produced(self):
+        """The tasks of a finished pass, or None before one (never runs the generator)."""
+        return self._tasks
+
+    @property
+    def tasks(self):
+        if self._tasks is None:
+            self._tasks = list(self._make())
+        return self._tasks
+
+    def items(self):
+        return iter(self._tasks) if self._tasks is not None else self._produce()
+
+    def _produce(self):
+        done = []
+        for task in self._make():
+            done.append(task)
+            yield task
+        self._tasks = done
+
+    def known_rows(self):
+        return None if self._tasks is None else super().known_rows()
+
+
 class RefSource:
     """Already-computed blocks (from_items, from_numpy, a materialized dataset)."""
     name = "InputData"
@@ -492,7 +531,10 @@ def stream(plan, stats=None):
 
 def _expected_blocks(source, stages):
     """Blocks each stage will produce, where known up front (maps keep the count)."""
-    known = len(getattr(source, "tasks", getattr(source, "bundles", ())) or ()) or None
+    if isinstance(source, LazyReadSource):      # counting would run its scan up front
+        known = len(source.produced or ()) or None
+    else:
+        known = len(getattr(source, "tasks", getattr(source, "bundles", ())) or ()) or None
     totals = []
     for stage in stages:
         if not isinstance(stage, MapStage):

@@ -20,7 +20,8 @@ from . import csv_io as C
 from . import datasource as D
 from .context import DataContext
 from .dataset import MaterializedDataset, Dataset
-from .executor import Meta, Plan, ReadSource, ReadTask, RefSource, _total_cpus
+from .executor import (LazyReadSource, Meta, Plan, ReadSource, ReadTask, RefSource,
+                       _total_cpus)
 
 _ARROW_ONLY_ARGS = {"parse_options", "read_options", "convert_options", "arrow_open_stream_args",
                     "partitioning", "shuffle", "ray_remote_args", "meta_provider", "filesystem",
@@ -221,9 +222,10 @@ def _pandas_options(kwargs, reader):
 def read_csv(paths, *, include_paths=False, file_extensions=None, override_num_blocks=None,
              **read_args):
     """Read CSV files (a file, a directory, a glob, or a list of them); one block per file,
-    big files in parallel byte ranges (cut at line ends; a file with quote characters is
-    read whole). Parsed by pyarrow where installed, with the column types
-    ``pandas.read_csv`` gives; extra keyword arguments go to ``pandas.read_csv``.
+    big files in parallel 16 MiB byte ranges (cut at line ends; from a range holding a
+    quote character on, the rest of the file is one range).  Parsed by pyarrow where
+    installed, with the column types ``pandas.read_csv`` gives; extra keyword arguments
+    go to ``pandas.read_csv``.  The ranges are found as the dataset executes.
 
     Example::
 
@@ -233,9 +235,16 @@ def read_csv(paths, *, include_paths=False, file_extensions=None, override_num_b
     if options or not C.have_pyarrow():
         B.require("pandas", "pandas")
     files = D.expand_paths(paths, file_extensions, "read_csv")
-    tasks = [ReadTask(C.read_csv_range, f, a, b, include_paths, options)
-             for f in files for a, b in C.csv_ranges(f, options)]
-    return _file_dataset(tasks, "ReadCSV", files)
+
+    def tasks():            # lazily: each file is scanned as its ranges are submitted
+        for f in files:
+            for r in C.iter_csv_ranges(f, options):
+                yield ReadTask(C.read_csv_range, f, r.start, r.end, include_paths, options,
+                               r.header)
+
+    source = LazyReadSource(tasks, "ReadCSV")
+    source.paths = files
+    return Dataset(Plan(source))
 
 
 def read_json(paths, *, include_paths=False, file_extensions=None, override_num_blocks=None,

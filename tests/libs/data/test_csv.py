@@ -116,3 +116,61 @@ def test_split_skips_compressed_files_and_odd_encodings(tmp_path):
     assert not csv_io.splittable("/x/data.csv", {"encoding": "utf-16"})
     assert not csv_io.splittable("/x/data.csv", {"header": None})
     assert csv_io.splittable("/x/data.csv", {"sep": ";", "encoding": "UTF-8"})
+
+
+def test_quote_late_in_file_splits_before_it_and_reads_the_rest_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(csv_io, "CSV_SPLIT_BYTES", 4096)
+    path = tmp_path / "late_quote.csv"
+    rows = [f"{i},{i * 0.25},plain{i}" for i in range(1200)]
+    # a quoted field holding newlines, from the middle of the file on: a cut inside it
+    # would split one record in two
+    rows[700] = '700,175.0,"first line\n701,not,a row\n' + "x" * 5000 + '"'
+    path.write_text("id,v,s\n" + "\n".join(rows) + "\n")
+    size = path.stat().st_size
+    ranges = list(csv_io.iter_csv_ranges(str(path), {}))
+    quote_at = path.read_bytes().index(b'"')
+    assert len(ranges) > 3 and ranges[-1].end == size
+    assert all(r.end <= quote_at for r in ranges[:-1])          # split only before it
+    assert ranges[-1].start <= quote_at                         # the rest is one range
+    assert all(r.header == b"id,v,s\n" for r in ranges[1:]) and ranges[0].header == b""
+    ds = ray.data.read_csv(str(path))
+    blocks = _blocks(ds)
+    assert len(blocks) == len(ranges)
+    _assert_like_pandas(blocks, str(path))
+    assert ds.count() == 1200
+    assert [r["id"] for r in ds.take_all()] == list(range(1200))
+
+
+def test_ranges_are_found_as_the_dataset_executes(tmp_path, monkeypatch):
+    from minray.data import executor
+    monkeypatch.setattr(csv_io, "CSV_SPLIT_BYTES", 8192)
+    path = _numeric_file(tmp_path / "lazy.csv", 3000)
+    made = []
+
+    def tasks():
+        for r in csv_io.iter_csv_ranges(path, {}):
+            made.append(r)
+            yield executor.ReadTask(csv_io.read_csv_range, path, r.start, r.end, False, {},
+                                    r.header)
+
+    source = executor.LazyReadSource(tasks, "ReadCSV")
+    assert source.produced is None and source.known_rows() is None
+    assert executor._expected_blocks(source, []) == []          # counting runs no scan
+    items = source.items()
+    first = next(items)
+    assert len(made) == 1                   # the first task exists before the file is scanned
+    assert first.args[1:3] == (0, made[0].end)
+    rest = list(items)
+    assert source.produced == [first] + rest and len(made) == len(rest) + 1
+    assert list(source.items()) == source.produced and len(made) == len(rest) + 1  # kept
+    blocks = [t() for t in source.produced]
+    _assert_like_pandas(blocks, path)
+    # a given header equals the one read from the file
+    r = made[2]
+    given = csv_io.read_csv_range(path, r.start, r.end, False, {}, r.header)
+    read = csv_io.read_csv_range(path, r.start, r.end, False, {})
+    assert list(given) == list(read) == ["id", "x", "k", "maybe"]
+    for name in read:
+        np.testing.assert_array_equal(given[name], read[name])
+    ds = ray.data.read_csv(path)
+    assert ds.num_blocks() == len(made)     # the count before execution runs the scan
