@@ -164,3 +164,37 @@ def test_the_number_of_streams_is_checked():
     for bad in ("0", "17", "many"):
         with pytest.raises(ValueError, match="MINRAY_TRANSFER_STREAMS must be"):
             transfer._streams(bad)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4097, (3 << 20) + 5],
+                         ids=["0B", "1B", "page+1", "3MiB+5"])
+def test_a_stream_into_a_reused_larger_segment_writes_exactly_its_bytes(segments, outbox,
+                                                                         size):
+    """A pull that lands in a pooled segment (larger, holding an old object's bytes)
+    overwrites exactly its own part, in two parallel parts, and leaves the segment's
+    size alone (a producer may still map all of it)."""
+    cap = max(2 * size, 8192)
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    src_name, src = segments(max(size, 1), data)
+    old = b"\xee" * cap
+    dst_name, dst0 = segments(cap, old)
+    os.close(dst0)
+    dst = shm.open_fd_rw(dst_name)      # as a pull opens a pooled segment
+    parts = transfer.split(size, 4096, 2)
+    keys = [outbox.offer(b"oid", src_name, src, p.offset, p.size) for p in parts]
+    threads = [threading.Thread(target=transfer.receive, args=(
+        "127.0.0.1", outbox.port, TOKEN, key, dst, p.offset, p.size, 4096))
+        for key, p in zip(keys, parts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert wait_for(lambda: len(outbox.sent) == len(parts))
+        assert all(error is None for _, error in outbox.sent)
+        assert os.fstat(dst).st_size == cap
+        got = os.pread(dst, cap, 0)
+        assert got[:size] == data and got[size:] == old[size:]
+    finally:
+        os.close(src)
+        os.close(dst)
