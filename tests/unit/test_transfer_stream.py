@@ -198,3 +198,40 @@ def test_a_stream_into_a_reused_larger_segment_writes_exactly_its_bytes(segments
     finally:
         os.close(src)
         os.close(dst)
+
+
+def test_the_holder_lets_go_of_its_segment_only_once_the_puller_has_every_byte(
+        segments, outbox):
+    """sendfile returns while the last bytes still sit in socket buffers that refer to
+    the segment's pages: on_sent (which unpins the segment, so it may be reused)
+    waits for the puller's word that all arrived, and a puller that vanishes first
+    is an error, not a success."""
+    size = 2 << 20
+    src_name, src = segments(size, b"z" * size)
+    for answer in (True, False):
+        outbox.done.clear()
+        outbox.sent.clear()
+        key = outbox.offer(b"oid", src_name, src, 0, size)
+        sock = transport.connect_tcp("127.0.0.1", outbox.port, TOKEN)
+        try:
+            sock.sendall(key)
+            got = bytearray()
+            while len(got) < size:
+                chunk = sock.recv(size - len(got))
+                assert chunk
+                got += chunk
+            assert bytes(got) == b"z" * size
+            # Everything arrived, but the holder has not heard so: still pinned.
+            assert not outbox.done.wait(0.3)
+            if answer:
+                sock.sendall(transfer.DONE)
+        finally:
+            sock.close()
+        assert outbox.done.wait(10)
+        (ticket, error), = outbox.sent
+        assert ticket.name == src_name
+        if answer:
+            assert error is None
+        else:
+            assert isinstance(error, ConnectionError), error
+    os.close(src)
