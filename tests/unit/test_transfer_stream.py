@@ -235,3 +235,26 @@ def test_the_holder_lets_go_of_its_segment_only_once_the_puller_has_every_byte(
         else:
             assert isinstance(error, ConnectionError), error
     os.close(src)
+
+
+def test_a_stream_into_a_new_segment_allocates_its_part_up_front(segments, outbox):
+    """allocate=True (a new segment): each part's pages are allocated before its bytes
+    arrive (one fallocate), and the bytes land exactly as without it."""
+    size = (5 << 20) + 7
+    data = np.random.default_rng(5).integers(0, 256, size, dtype=np.uint8).tobytes()
+    src_name, src = segments(size, data)
+    _, dst = segments(size)
+    assert os.fstat(dst).st_blocks == 0         # a new segment has no pages yet
+    parts = transfer.split(size, 1 << 20, 2)
+    keys = [outbox.offer(b"oid", src_name, src, p.offset, p.size) for p in parts]
+    for key, p in zip(keys, parts):
+        transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, p.offset, p.size,
+                         1 << 20, allocate=True)
+    try:
+        assert os.fstat(dst).st_blocks * 512 >= size
+        assert read_all(dst, size) == data
+        assert wait_for(lambda: len(outbox.sent) == len(parts))
+        assert all(error is None for _, error in outbox.sent)
+    finally:
+        os.close(src)
+        os.close(dst)

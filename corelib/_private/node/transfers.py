@@ -52,21 +52,22 @@ class Transfers:
                                   lambda ok, value: self._on_offer(p, ok, value))
 
     def _pull_segment(self, oid, size):
-        """(name, fd) of the segment a pull of ``size`` bytes lands in: a pooled one
-        whose pages exist already (tmpfs allocating a fresh page for every 4 KiB
-        spliced in costs about as much as the copy itself), else a new one of
-        exactly ``size`` bytes. A pooled segment keeps its size: a producer that
+        """(name, fd, new) of the segment a pull of ``size`` bytes lands in: a pooled
+        one whose pages exist already (a 1 GiB pull into a new segment spends about
+        as long having tmpfs allocate its pages as copying the bytes), else a new
+        one of exactly ``size`` bytes (``new``: its receivers allocate its pages up
+        front, transfer.receive). A pooled segment keeps its size: a producer that
         wrote it last may still hold a mapping of all of it (client write maps), and
         the object's header says which bytes are the object's."""
         if size >= POOL_MIN_BYTES:
             name = self.objects.alloc(size)
             if name is not None:
                 try:
-                    return name, shm.open_fd_rw(name)
+                    return name, shm.open_fd_rw(name), False
                 except FileNotFoundError:   # removed from /dev/shm from outside
                     pass
         name = f"{self.segment_prefix}nm_p{next(self.pull_seq)}_{oid.hex()[-12:]}"
-        return name, shm.create_fd(name, max(size, 1))
+        return name, shm.create_fd(name, max(size, 1)), True
 
     def _on_offer(self, p, ok, value):
         if self.pulls.get(p.oid) is not p:
@@ -75,20 +76,21 @@ class Transfers:
             return self._abort_pull(p, f"the node at {p.address} could not send it: {value}")
         port, size, parts = value
         try:
-            p.name, p.fd = self._pull_segment(p.oid, size)
+            p.name, p.fd, new = self._pull_segment(p.oid, size)
         except OSError as exc:
             return self._abort_pull(p, f"cannot create a segment of {size} bytes: {exc}")
         p.size, p.parts_left = size, len(parts)
         for key, offset, length in parts:
-            threading.Thread(target=self._receive, args=(p, port, key, offset, length),
+            threading.Thread(target=self._receive, args=(p, port, key, offset, length, new),
                              name="minray-object-in", daemon=True).start()
 
-    def _receive(self, p, port, key, offset, length):
+    def _receive(self, p, port, key, offset, length, new):
         """One stream's own thread: its part's bytes, then the rest back on the loop."""
         host = p.address.rsplit(":", 1)[0]
         try:
             windows = transfer.receive(host, port, self.cluster.token, key, p.fd, offset,
-                                       length, transfer.aligned(TRANSFER_CHUNK_BYTES))
+                                       length, transfer.aligned(TRANSFER_CHUNK_BYTES),
+                                       allocate=new)
             error = None
         except (OSError, transport.AuthenticationError) as exc:
             windows, error = 0, exc
