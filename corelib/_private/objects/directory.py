@@ -37,8 +37,7 @@ joins it only while the objects' bytes and the pool together stay within the
 capacity, the whole pool is let go as soon as they would not (a seal that needs
 the room), and at shutdown.
 
-    >>> d = ObjectDirectory(1 << 30, "/tmp/spill", "mrdoc_")  # doctest: +SKIP
-    >>> d.pool_limit
+    >>> pool_limit_from(None, capacity=1 << 30)   # MINRAY_OBJECT_POOL_BYTES unset
     536870912
 """
 
