@@ -205,3 +205,16 @@ def test_a_segment_of_a_pull_nobody_wants_goes_back_to_the_pool(directory):
     make_segment(d, other, 2 * MiB, fill=4)
     assert d.pulled(b"gone", other, 2 * MiB) == []
     assert d.pool_bytes == 4 * MiB and shm.exists(other)
+
+
+def test_a_new_segment_that_would_not_fit_beside_the_pool_lets_the_pool_go(directory):
+    d = directory                       # 8 MiB store, pool of at most 4 MiB
+    name = f"{d.segment_prefix}kept"
+    make_segment(d, name, 3 * MiB, fill=2)
+    d.seal(b"k" * 20, name, 3 * MiB, b"owner")
+    d.owner_release(b"k" * 20)
+    assert d.pool_bytes == 3 * MiB
+    d.make_room(5 * MiB)                # 0 + 3 + 5 <= 8: the pool stays
+    assert d.pool_bytes == 3 * MiB and shm.exists(name)
+    d.make_room(6 * MiB)                # 3 + 6 > 8: its pages go back to tmpfs first
+    assert d.pool_bytes == 0 and not shm.exists(name)

@@ -66,6 +66,7 @@ class Transfers:
                     return name, shm.open_fd_rw(name), False
                 except FileNotFoundError:   # removed from /dev/shm from outside
                     pass
+        self.objects.make_room(size)
         name = f"{self.segment_prefix}nm_p{next(self.pull_seq)}_{oid.hex()[-12:]}"
         return name, shm.create_fd(name, max(size, 1)), True
 

@@ -400,6 +400,13 @@ class ObjectDirectory:
         self.num_reused += 1
         return name
 
+    def make_room(self, size):
+        """About to create a new segment of ``size`` bytes: if the objects, the pool
+        and it would not fit the capacity together, let the pool go first, so its
+        pages are back in tmpfs before the new ones are allocated."""
+        if self.pool and self.used + self.pool_bytes + size > self.capacity:
+            self.drain_pool()
+
     def mapped(self, name):
         self.mappers[name] += 1
 
