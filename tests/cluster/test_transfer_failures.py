@@ -28,10 +28,14 @@ def make(seed):
     return np.random.default_rng(seed).random(SIZE)
 
 
-def pull_segments(cluster):
-    """Segments the head's node manager is pulling into (or has pulled into)."""
-    prefix = "mr" + os.path.basename(cluster.head.session_dir)[-8:] + "_nm_p"
-    return [n for n in os.listdir("/dev/shm") if n.startswith(prefix)]
+def head_segments(cluster):
+    """The head's segments in /dev/shm: objects, pulls under way, its pool."""
+    prefix = "mr" + os.path.basename(cluster.head.session_dir)[-8:] + "_"
+    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
+
+
+def head_stats():
+    return state.current_client().call("object_stats")
 
 
 def test_a_node_dying_mid_transfer(tmp_path):
@@ -61,6 +65,9 @@ def test_a_node_dying_mid_transfer(tmp_path):
 
         # One pull from B first: the head's connection to B's node manager exists.
         assert ray.get(once.remote(3), timeout=60)[0] == make(3)[0]
+        # Its copy is freed (into the head's pool, which a later pull may take).
+        assert wait_until(lambda: head_stats()["shm_bytes"] == 0, timeout=20), head_stats()
+        before, pulls = head_segments(c), head_stats()["num_pulls"]
         box = {}
         # B's node manager stops answering (as a host does that froze or lost its
         # link), so the head's pull is under way, and stays so, when B dies.
@@ -73,12 +80,16 @@ def test_a_node_dying_mid_transfer(tmp_path):
                 box["error"] = exc
         t = threading.Thread(target=get_lost)
         t.start()
-        assert wait_until(lambda: pull_segments(c), timeout=30), "the pull never started"
+        assert wait_until(lambda: head_stats()["num_pulls"] > pulls, timeout=30), \
+            "the pull never started"
         c.kill_node(c.nodes[1])
         t.join(60)
         assert not t.is_alive(), "get() hung after the node died mid-transfer"
         assert isinstance(box.get("error"), ray.exceptions.ObjectLostError), box
-        assert wait_until(lambda: not pull_segments(c), timeout=10), pull_segments(c)
+        # No half-written copy stays: a new segment is removed, a pooled one goes back.
+        assert wait_until(lambda: head_segments(c) <= before, timeout=10), \
+            (head_segments(c) - before)
+        assert head_stats()["shm_bytes"] == 0
         # Made by a task with retries left: rebuilt on the head, bit-exact.
         assert np.array_equal(ray.get(kept, timeout=120), make(2))
     finally:

@@ -129,8 +129,8 @@ def test_the_driver_gets_a_large_value_made_on_another_node(cluster):
 
 
 def test_a_copy_of_an_object_in_a_reused_larger_segment_moves_only_the_object(cluster):
-    """The head's store hands a freed segment of 60 MiB or more (its pool holds up to a
-    quarter of the store) to the next put of 48 MiB; node B's copy is the 48 MiB that
+    """The head's store hands a freed segment of 60 MiB or more (its pool holds up to
+    half the store) to the next put of 48 MiB; node B's copy is the 48 MiB that
     were written, not the whole segment."""
     big = ray.put(np.ones((60 << 20) // 8))
     del big

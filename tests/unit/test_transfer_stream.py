@@ -164,3 +164,97 @@ def test_the_number_of_streams_is_checked():
     for bad in ("0", "17", "many"):
         with pytest.raises(ValueError, match="MINRAY_TRANSFER_STREAMS must be"):
             transfer._streams(bad)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4097, (3 << 20) + 5],
+                         ids=["0B", "1B", "page+1", "3MiB+5"])
+def test_a_stream_into_a_reused_larger_segment_writes_exactly_its_bytes(segments, outbox,
+                                                                         size):
+    """A pull that lands in a pooled segment (larger, holding an old object's bytes)
+    overwrites exactly its own part, in two parallel parts, and leaves the segment's
+    size alone (a producer may still map all of it)."""
+    cap = max(2 * size, 8192)
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    src_name, src = segments(max(size, 1), data)
+    old = b"\xee" * cap
+    dst_name, dst0 = segments(cap, old)
+    os.close(dst0)
+    dst = shm.open_fd_rw(dst_name)      # as a pull opens a pooled segment
+    parts = transfer.split(size, 4096, 2)
+    keys = [outbox.offer(b"oid", src_name, src, p.offset, p.size) for p in parts]
+    threads = [threading.Thread(target=transfer.receive, args=(
+        "127.0.0.1", outbox.port, TOKEN, key, dst, p.offset, p.size, 4096))
+        for key, p in zip(keys, parts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert wait_for(lambda: len(outbox.sent) == len(parts))
+        assert all(error is None for _, error in outbox.sent)
+        assert os.fstat(dst).st_size == cap
+        got = os.pread(dst, cap, 0)
+        assert got[:size] == data and got[size:] == old[size:]
+    finally:
+        os.close(src)
+        os.close(dst)
+
+
+def test_the_holder_lets_go_of_its_segment_only_once_the_puller_has_every_byte(
+        segments, outbox):
+    """sendfile returns while the last bytes still sit in socket buffers that refer to
+    the segment's pages: on_sent (which unpins the segment, so it may be reused)
+    waits for the puller's word that all arrived, and a puller that vanishes first
+    is an error, not a success."""
+    size = 2 << 20
+    src_name, src = segments(size, b"z" * size)
+    for answer in (True, False):
+        outbox.done.clear()
+        outbox.sent.clear()
+        key = outbox.offer(b"oid", src_name, src, 0, size)
+        sock = transport.connect_tcp("127.0.0.1", outbox.port, TOKEN)
+        try:
+            sock.sendall(key)
+            got = bytearray()
+            while len(got) < size:
+                chunk = sock.recv(size - len(got))
+                assert chunk
+                got += chunk
+            assert bytes(got) == b"z" * size
+            # Everything arrived, but the holder has not heard so: still pinned.
+            assert not outbox.done.wait(0.3)
+            if answer:
+                sock.sendall(transfer.DONE)
+        finally:
+            sock.close()
+        assert outbox.done.wait(10)
+        (ticket, error), = outbox.sent
+        assert ticket.name == src_name
+        if answer:
+            assert error is None
+        else:
+            assert isinstance(error, ConnectionError), error
+    os.close(src)
+
+
+def test_a_stream_into_a_new_segment_allocates_its_part_up_front(segments, outbox):
+    """allocate=True (a new segment): each part's pages are allocated before its bytes
+    arrive (one fallocate), and the bytes land exactly as without it."""
+    size = (5 << 20) + 7
+    data = np.random.default_rng(5).integers(0, 256, size, dtype=np.uint8).tobytes()
+    src_name, src = segments(size, data)
+    _, dst = segments(size)
+    assert os.fstat(dst).st_blocks == 0         # a new segment has no pages yet
+    parts = transfer.split(size, 1 << 20, 2)
+    keys = [outbox.offer(b"oid", src_name, src, p.offset, p.size) for p in parts]
+    for key, p in zip(keys, parts):
+        transfer.receive("127.0.0.1", outbox.port, TOKEN, key, dst, p.offset, p.size,
+                         1 << 20, allocate=True)
+    try:
+        assert os.fstat(dst).st_blocks * 512 >= size
+        assert read_all(dst, size) == data
+        assert wait_for(lambda: len(outbox.sent) == len(parts))
+        assert all(error is None for _, error in outbox.sent)
+    finally:
+        os.close(src)
+        os.close(dst)

@@ -14,7 +14,7 @@ from minray import exceptions
 from minray._private.net import transport
 from minray._private.node.records import TRANSFER_CHUNK_BYTES, Pull
 from minray._private.objects import serialization, shm, transfer
-from minray._private.objects.directory import LOST, READY
+from minray._private.objects.directory import LOST, POOL_MIN_BYTES, READY
 
 log = logging.getLogger("minray")
 
@@ -46,14 +46,29 @@ class Transfers:
             conn = self.cluster.peer(address, None, {})
         except (OSError, transport.AuthenticationError) as exc:
             return self.pull_failed(oid, f"cannot reach the node at {address}: {exc}")
-        name = f"{self.segment_prefix}nm_p{next(self.pull_seq)}_{oid.hex()[-12:]}"
-        try:
-            fd = shm.create_fd(name, max(size, 1))
-        except OSError as exc:
-            return self.pull_failed(oid, f"cannot create a segment of {size} bytes: {exc}")
-        p = self.pulls[oid] = Pull(oid, conn, address, name, fd, size)
+        # The segment is chosen once the holder says how many bytes come (_on_offer).
+        p = self.pulls[oid] = Pull(oid, conn, address, None, None, size)
         self.cluster.peer_request(conn, "open_stream", (oid, transfer.STREAMS),
                                   lambda ok, value: self._on_offer(p, ok, value))
+
+    def _pull_segment(self, oid, size):
+        """(name, fd, new) of the segment a pull of ``size`` bytes lands in: a pooled
+        one whose pages exist already (a 1 GiB pull into a new segment spends about
+        as long having tmpfs allocate its pages as copying the bytes), else a new
+        one of exactly ``size`` bytes (``new``: its receivers allocate its pages up
+        front, transfer.receive). A pooled segment keeps its size: a producer that
+        wrote it last may still hold a mapping of all of it (client write maps), and
+        the object's header says which bytes are the object's."""
+        if size >= POOL_MIN_BYTES:
+            name = self.objects.alloc(size)
+            if name is not None:
+                try:
+                    return name, shm.open_fd_rw(name), False
+                except FileNotFoundError:   # removed from /dev/shm from outside
+                    pass
+        self.objects.make_room(size)
+        name = f"{self.segment_prefix}nm_p{next(self.pull_seq)}_{oid.hex()[-12:]}"
+        return name, shm.create_fd(name, max(size, 1)), True
 
     def _on_offer(self, p, ok, value):
         if self.pulls.get(p.oid) is not p:
@@ -62,20 +77,21 @@ class Transfers:
             return self._abort_pull(p, f"the node at {p.address} could not send it: {value}")
         port, size, parts = value
         try:
-            os.ftruncate(p.fd, max(size, 1))    # the written part of a pooled segment
+            p.name, p.fd, new = self._pull_segment(p.oid, size)
         except OSError as exc:
-            return self._abort_pull(p, f"writing the copy failed: {exc}")
+            return self._abort_pull(p, f"cannot create a segment of {size} bytes: {exc}")
         p.size, p.parts_left = size, len(parts)
         for key, offset, length in parts:
-            threading.Thread(target=self._receive, args=(p, port, key, offset, length),
+            threading.Thread(target=self._receive, args=(p, port, key, offset, length, new),
                              name="minray-object-in", daemon=True).start()
 
-    def _receive(self, p, port, key, offset, length):
+    def _receive(self, p, port, key, offset, length, new):
         """One stream's own thread: its part's bytes, then the rest back on the loop."""
         host = p.address.rsplit(":", 1)[0]
         try:
             windows = transfer.receive(host, port, self.cluster.token, key, p.fd, offset,
-                                       length, transfer.aligned(TRANSFER_CHUNK_BYTES))
+                                       length, transfer.aligned(TRANSFER_CHUNK_BYTES),
+                                       allocate=new)
             error = None
         except (OSError, transport.AuthenticationError) as exc:
             windows, error = 0, exc
@@ -92,14 +108,18 @@ class Transfers:
             return self._abort_pull(p, f"the stream from {p.address} broke: {p.error}")
         self.objects.num_pull_chunks += p.windows
         del self.pulls[p.oid]
-        os.close(p.fd)
-        self.answer_waiters(self.objects.pulled(p.oid, p.name, p.size))
+        capacity = _close_segment(p)
+        self.answer_waiters(self.objects.pulled(p.oid, p.name, p.size, capacity))
         self.on_freed(self.objects.maybe_free(p.oid))
 
     def _abort_pull(self, p, why):
         del self.pulls[p.oid]
-        os.close(p.fd)
-        shm.unlink(p.name)          # never leave a half-written copy behind
+        if p.fd is not None:
+            capacity = _close_segment(p)
+            if capacity > p.size:   # a pooled segment: free space again, half-written
+                self.objects.recycle(p.name, capacity)
+            else:
+                shm.unlink(p.name)  # never leave a half-written copy behind
         self.pull_failed(p.oid, why)
 
     def pull_failed(self, oid, why):
@@ -166,3 +186,13 @@ class Transfers:
         ticket = self.outbox.take(key)
         if ticket is not None:      # nobody came for it (the puller died): unpin
             self._sent(ticket)
+
+
+def _close_segment(p):
+    """Close a pull's segment fd; returns the segment's size in bytes."""
+    try:
+        return os.fstat(p.fd).st_size
+    except OSError:
+        return p.size
+    finally:
+        os.close(p.fd)

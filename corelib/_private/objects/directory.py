@@ -22,11 +22,23 @@ in ``copies`` and tells it when the object is freed there.
 When the shared-memory bytes exceed ``capacity``, the least recently used
 segments are copied to ``spill_dir`` and unlinked; ``locate`` restores them.
 
-Freed segments are kept in a small pool and handed to the next producer of a
-large object of about the same size (``alloc``): writing into pages that
-already exist is several times faster than faulting in fresh ones.  A segment
-is reused only once no process maps it anymore (processes report ``mapped`` /
-``unmapped``), so a numpy array that outlived its ref never sees new data.
+Freed segments are kept in a bounded pool and handed to the next producer of a
+large object of about the same size (``alloc``), and to the next pull of one
+from another node: writing into pages that already exist is several times
+faster than having tmpfs allocate fresh ones (a 1 GiB pull spliced into a new
+segment spends about as long allocating its pages as copying its bytes). A
+segment is reused only once no process maps it anymore (processes report
+``mapped`` / ``unmapped``), so a numpy array that outlived its ref never sees
+new data.
+
+The pool is part of the store's memory: it holds at most ``pool_limit`` bytes
+(``MINRAY_OBJECT_POOL_BYTES``, default half the store's capacity), a segment
+joins it only while the objects' bytes and the pool together stay within the
+capacity, the whole pool is let go as soon as they would not (a seal that needs
+the room), and at shutdown.
+
+    >>> pool_limit_from(None, capacity=1 << 30)   # MINRAY_OBJECT_POOL_BYTES unset
+    536870912
 """
 
 import collections
@@ -38,6 +50,26 @@ from minray._private.objects import serialization, shm
 PENDING, READY = 0, 1
 LOST = ("lost",)   # what locate() returns for an object whose store copy is gone
 POOL_MIN_BYTES = 1 << 20   # smaller segments are cheap to make afresh
+
+
+def pool_limit_from(text, capacity):
+    """The pool's bound in bytes: ``text`` (MINRAY_OBJECT_POOL_BYTES) when set, else
+    half of ``capacity``; never more than the capacity. 0 turns pooling off.
+
+    >>> pool_limit_from(None, 1000), pool_limit_from("100", 1000), pool_limit_from("5000", 1000)
+    (500, 100, 1000)
+    """
+    if text is None or text == "":
+        return capacity // 2
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError("MINRAY_OBJECT_POOL_BYTES must be a whole number of bytes >= 0 "
+                         "(0 turns the pool of freed segments off; default half the object "
+                         f"store's capacity), got {text!r}.")
+    return min(value, capacity)
 
 
 class Entry:
@@ -70,7 +102,7 @@ class Entry:
 
 
 class ObjectDirectory:
-    def __init__(self, capacity, spill_dir, segment_prefix):
+    def __init__(self, capacity, spill_dir, segment_prefix, pool_limit=None):
         self.capacity = capacity
         self.spill_dir = spill_dir
         self.segment_prefix = segment_prefix
@@ -84,7 +116,8 @@ class ObjectDirectory:
         self.retired = {}                       # freed but still mapped: name -> size
         self.pool = []                          # [(size, name)] free for reuse
         self.pool_bytes = 0
-        self.pool_limit = min(capacity // 4, 2 << 30)
+        self.pool_limit = pool_limit_from(os.environ.get("MINRAY_OBJECT_POOL_BYTES"),
+                                          capacity) if pool_limit is None else pool_limit
         self.num_reused = 0
         self.spill_error = None        # why the last spill failed (e.g. disk full)
         self.spill_blocked_until = 0.0  # no new try before then (a full disk stays full)
@@ -267,16 +300,18 @@ class ObjectDirectory:
         self.num_pulls += 1
         return ("remote",) + e.remote
 
-    def pulled(self, oid, segment, size):
-        """A pull finished into ``segment``. Returns the waiters to answer."""
+    def pulled(self, oid, segment, size, capacity=None):
+        """A pull of ``size`` bytes finished into ``segment`` (of ``capacity`` bytes,
+        more than ``size`` when it came from the pool). Returns the waiters to answer."""
+        capacity = size if capacity is None else capacity
         e = self.entries.get(oid)
         if e is None:
-            shm.unlink(segment)
+            self.recycle(segment, capacity)
             return []
         e.remote, e.pulling = None, False
         self.pulled_bytes += size
         e.state = PENDING
-        return self.seal(oid, segment, size, e.owner)
+        return self.seal(oid, segment, capacity, e.owner)
 
     def pull_failed(self, oid):
         """A pull failed (its node died or no longer has it); the entry is pending,
@@ -346,8 +381,14 @@ class ObjectDirectory:
         else:
             shm.unlink(name)
 
+    def recycle(self, name, size):
+        """A segment of ``size`` bytes that holds no object (a pull that failed or
+        is no longer wanted): into the pool if it fits there, else removed."""
+        self._retire_segment(name, size)
+
     def alloc(self, size):
-        """A pooled segment of ``size`` to ``2*size`` bytes for a producer, or None."""
+        """A pooled segment of ``size`` to ``2*size`` bytes for a producer or a pull,
+        or None. The caller owns it: it seals an object into it or recycles it."""
         best = None
         for i, (cap, name) in enumerate(self.pool):
             if size <= cap <= 2 * size and (best is None or cap < self.pool[best][0]):
@@ -358,6 +399,13 @@ class ObjectDirectory:
         self.pool_bytes -= cap
         self.num_reused += 1
         return name
+
+    def make_room(self, size):
+        """About to create a new segment of ``size`` bytes: if the objects, the pool
+        and it would not fit the capacity together, let the pool go first, so its
+        pages are back in tmpfs before the new ones are allocated."""
+        if self.pool and self.used + self.pool_bytes + size > self.capacity:
+            self.drain_pool()
 
     def mapped(self, name):
         self.mappers[name] += 1

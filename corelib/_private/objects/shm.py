@@ -81,6 +81,12 @@ def create_fd(name, size):
     return fd
 
 
+def open_fd_rw(name):
+    """An existing (pooled) segment's file descriptor, read-write, not mapped: a pull
+    splices the object's bytes into its existing pages."""
+    return _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+
+
 def open_fd(name):
     """An existing segment's file descriptor, read-only (for os.pread)."""
     return _posixshmem.shm_open("/" + name, os.O_RDONLY, mode=0o600)

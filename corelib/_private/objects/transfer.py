@@ -8,8 +8,10 @@ cluster token, sends the ticket, and reads the bytes:
 
     holder: os.sendfile(socket, segment fd)   the kernel reads the tmpfs pages
                                               straight into the socket
-    puller: os.splice(socket -> pipe -> its new segment's fd)   (Linux; elsewhere
-            recv_into one mapped window of the segment at a time)
+    puller: os.splice(socket -> pipe -> its segment's fd)   (Linux; elsewhere
+            recv_into one mapped window of the segment at a time), then one
+            byte back: all arrived (until then the holder keeps the segment
+            pinned, since sendfile's socket buffers refer to its pages)
 
 No pickling, no request per chunk, no copy in user space, and neither node
 manager's event loop touches the bytes: each side's thread reports back with
@@ -37,6 +39,7 @@ from minray._private.net import transport
 logger = logging.getLogger(__name__)
 
 TICKET_BYTES = 32
+DONE = b"\x01"          # the puller's last word on a stream: every byte arrived
 TICKET_TTL_S = 60.0     # an offer nobody came for is withdrawn (its segment unpinned)
 STALL_TIMEOUT_S = 60.0  # a stream that moves no byte for this long fails
 
@@ -153,6 +156,12 @@ class Outbox:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                             struct.pack("ll", int(STALL_TIMEOUT_S), 0))
             send_file(sock, ticket.fd, ticket.offset, ticket.size)
+            # sendfile hands TCP references to the segment's pages, not copies: the
+            # last bytes may still sit in socket buffers when it returns. The segment
+            # stays pinned (not reused, not freed) until the puller says it has all.
+            sock.settimeout(STALL_TIMEOUT_S)
+            transport.recv_exactly(sock, 1, ConnectionError(
+                "the puller closed the stream before it had every byte"))
         except (OSError, transport.AuthenticationError) as exc:
             error = exc
             logger.info("object stream failed: %s", exc)
@@ -173,25 +182,38 @@ def send_file(sock, fd, offset, size):
         sent += n
 
 
-def receive(host, port, token, key, fd, offset, size, window):
+def receive(host, port, token, key, fd, offset, size, window, allocate=False):
     """Puller's side (its own thread): stream ticket ``key`` from ``host:port`` into
-    bytes ``offset`` .. ``offset + size`` of ``fd`` (a new segment), ``window`` bytes
+    bytes ``offset`` .. ``offset + size`` of ``fd`` (a segment), ``window`` bytes
     at a time. Returns the number of windows written; raises OSError if the
-    stream breaks.
+    stream breaks (or /dev/shm is full: ENOSPC).
 
     On Linux the bytes go socket -> pipe -> segment with os.splice: one copy, in
     the kernel, and the segment is never mapped here. Elsewhere each window of the
-    segment is mapped and filled with recv_into."""
+    segment is mapped and filled with recv_into.
+
+    ``allocate`` (a new segment, its pages not there yet): the part's pages are
+    allocated with one posix_fallocate while its first bytes are on their way.
+    tmpfs allocating them page by page inside the write path costs more: a 1 GiB
+    pull into a new segment, 4 streams, CPU seconds of both sides on a shared
+    2-CPU machine, median of 9: 0.85 without, 0.75 with (into a pooled segment,
+    whose pages exist: 0.6). It also fails a pull that /dev/shm has no room for
+    (ENOSPC) before any byte moves."""
     sock = transport.connect_tcp(host, port, token)
     try:
         sock.settimeout(STALL_TIMEOUT_S)
         sock.sendall(key)
+        if allocate:
+            _allocate(fd, offset, size)
         if _HAS_SPLICE:
             sock.settimeout(None)   # splice needs a blocking socket: SO_RCVTIMEO instead
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                             struct.pack("ll", int(STALL_TIMEOUT_S), 0))
-            return _receive_spliced(sock, fd, offset, size, window, f"{host}:{port}")
-        return _receive_mapped(sock, fd, offset, size, window, f"{host}:{port}")
+            windows = _receive_spliced(sock, fd, offset, size, window, f"{host}:{port}")
+        else:
+            windows = _receive_mapped(sock, fd, offset, size, window, f"{host}:{port}")
+        sock.sendall(DONE)    # the holder may let go of its segment now
+        return windows
     except (socket.timeout, BlockingIOError):
         raise TimeoutError(f"the stream from {host}:{port} stalled for "
                            f"{STALL_TIMEOUT_S:.0f} s") from None
@@ -202,6 +224,14 @@ def receive(host, port, token, key, fd, offset, size, window):
 _HAS_SPLICE = hasattr(os, "splice") and sys.platform.startswith("linux")
 _F_SETPIPE_SZ = 1031
 PIPE_BYTES = 1 << 20    # the most a pipe holds by default (/proc/sys/fs/pipe-max-size)
+
+
+def _allocate(fd, offset, length):
+    if length > 0 and _HAS_FALLOCATE:
+        os.posix_fallocate(fd, offset, length)
+
+
+_HAS_FALLOCATE = hasattr(os, "posix_fallocate") and sys.platform.startswith("linux")
 
 
 def _receive_spliced(sock, fd, start, size, window, where):
