@@ -55,7 +55,7 @@ class MessageReader:
         return out
 
 
-def zygote_main(sock, preload=("numpy",)):
+def zygote_main(sock, preload=("numpy", "asyncio", "concurrent.futures")):
     """Run in the forked child of the node manager; never returns."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)

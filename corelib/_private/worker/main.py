@@ -11,9 +11,7 @@ actors (max_concurrency > 1) run calls on a thread pool per concurrency group;
 async actors run them as coroutines on an event loop thread.
 """
 
-import asyncio
 import collections
-import concurrent.futures
 import inspect
 import os
 import pickle
@@ -27,6 +25,7 @@ import traceback
 
 
 from minray import exceptions
+from minray._private.lazy import lazy_module
 from minray._private.net import protocol as P
 from minray._private.objects import serialization
 from minray._private import state
@@ -37,6 +36,11 @@ from minray._private.core.execution import ActorExit  # noqa: F401  (exit_actor(
 from minray._private.client.core_client import _EMPTY_ARGS, CoreClient
 from minray._private.node.records import TASK_NAME_MARKER
 from minray._private.objects.serialization import TAG_SHM
+
+# Only async and threaded actors need these (about 35 ms of imports): off the
+# path of a fresh runtime's first task. The zygote imports them when idle.
+asyncio = lazy_module("asyncio", globals())
+futures = lazy_module("concurrent.futures", globals())
 
 
 class TaskContext:
@@ -506,10 +510,10 @@ class WorkerServer:
             self.async_sems = {k: self._make_sem(v) for k, v in self.async_sems.items()}
         elif (max_conc or 1) > 1 or groups:
             self.actor_mode = "threaded"
-            self.executors[None] = concurrent.futures.ThreadPoolExecutor(
+            self.executors[None] = futures.ThreadPoolExecutor(
                 max_conc or 1, thread_name_prefix="minray-actor")
             for g, n in groups.items():
-                self.executors[g] = concurrent.futures.ThreadPoolExecutor(
+                self.executors[g] = futures.ThreadPoolExecutor(
                     n, thread_name_prefix=f"minray-actor-{g}")
 
     def _make_sem(self, n):
