@@ -154,6 +154,57 @@ def write(buf, inband, buffers):
     mv.release()
 
 
+def pwrite(fd, inband, buffers):
+    """Write the layout ``write`` makes into a new segment's file descriptor, with
+    vectored ``pwritev`` calls instead of through a mapping.
+
+    Into a fresh tmpfs file this is about twice as fast as copying into an mmap
+    of it: the kernel allocates each page as it copies, with no page fault per
+    4 KiB (7.7 against 15 ms for 17 MiB on the project's VM). Pages already in
+    the file (a pooled segment) are as fast either way: use ``write`` there.
+    """
+    n = len(buffers)
+    pos = _align(_HEAD.size + _BUF.size * n)
+    head = bytearray(pos)
+    inband_off = pos
+    iov = [head, inband]
+    pos += len(inband)
+    for i, b in enumerate(buffers):
+        raw = b.raw() if hasattr(b, "raw") else memoryview(b).cast("B")
+        start = _align(pos)
+        if start > pos:
+            iov.append(bytes(start - pos))
+        ln = raw.nbytes
+        _BUF.pack_into(head, _HEAD.size + _BUF.size * i, start, ln)
+        iov.append(raw)
+        pos = start + ln
+    _HEAD.pack_into(head, 0, MAGIC, n, 0, inband_off, len(inband))
+    _pwrite_all(fd, iov, 0)
+
+
+_IOV_MAX = min(getattr(os, "IOV_MAX", 1024) or 1024, 1024)
+
+
+def _pwrite_all(fd, iov, offset):
+    """pwritev every buffer of ``iov`` from ``offset`` on, whatever the kernel takes
+    per call (IOV_MAX buffers at most, and a call may write less than asked)."""
+    iov = [memoryview(b).cast("B") for b in iov if len(b)]
+    while iov:
+        batch = iov[:_IOV_MAX]
+        done = os.pwritev(fd, batch, offset)
+        if done <= 0:
+            raise OSError(f"pwritev wrote {done} bytes into a shared-memory segment")
+        offset += done
+        while done:
+            first = iov[0]
+            if done >= first.nbytes:
+                done -= first.nbytes
+                iov.pop(0)
+            else:
+                iov[0] = first[done:]
+                done = 0
+
+
 PARALLEL_COPY_BYTES = 32 << 20
 _copy_pool = None
 
