@@ -80,6 +80,28 @@ def test_pump(why, kw, pending, expected, left):
         assert c.sent_at == 3.0
 
 
+QUEUED = [
+    # (why, queue kwargs, pending before, the new call, expected, left pending)
+    ("nothing ahead, connected: it goes at once", {}, "", "x", [("send", ["x"])], ""),
+    ("calls ahead: it goes behind them, in order", {}, ["a!"], "x", [], "ax"),
+    ("its own arguments pending: it waits", {}, "", "x!", [], "x"),
+    ("not connected: connect first, it waits", {"conn": None}, "", "x", [("connect",)], "x"),
+    ("restarting: it waits", {"state": ac.RESTARTING, "conn": None}, "", "x", [], "x"),
+    ("dead: it fails", {"state": ac.DEAD}, "", "x", [("fail", ["x"], ac.FAIL_DEAD)], ""),
+]
+
+
+@pytest.mark.parametrize("why,kw,pending,call,expected,left", QUEUED,
+                         ids=[r[0] for r in QUEUED])
+def test_call_queued(why, kw, pending, call, expected, left):
+    aq = _queue(pending=_calls(pending), **kw)
+    (new,) = _calls([call])
+    assert _show(ac.call_queued(aq, new, now=4.0)) == expected
+    assert "".join(c.task_id.decode() for c in aq.pending) == left
+    if expected and expected[0][0] == "send":
+        assert aq.inflight[new.task_id] is new and new.sent_at == 4.0
+
+
 def test_arguments_resolved_later_keep_the_order():
     aq = _queue()
     a, b, c = _calls(["a", "b!", "c"])

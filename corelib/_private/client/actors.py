@@ -141,7 +141,12 @@ class ActorsMixin:
             direct = self.direct   # the call a get() may read the reply of itself
             direct.last_call_oid, direct.last_call_queue = return_ids[0], aq
         if out:
-            self._carry_out_actor(out)   # before a later pump can send this call
+            # Before a later pump can send this call. The common answer, one SendCalls,
+            # is carried out here directly.
+            if len(out) == 1 and type(out[0]) is actor_calls.SendCalls:
+                self._send_calls(aq, out[0].calls)
+            else:
+                self._carry_out_actor(out)
         if arg_refs:
             self._resolve_then(rec, lambda r: self._pump_actor(aq))
         if streaming:

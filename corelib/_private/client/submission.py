@@ -72,6 +72,8 @@ class SubmissionMixin:
 
     def _prepare_args(self, args, kwargs):
         """Pickle (args, kwargs); top-level refs become placeholders resolved at dispatch."""
+        if not args and not kwargs:
+            return _EMPTY_ARGS, [], []
         args, kwargs, arg_refs = call_args.placeholders(args, kwargs, ObjectRef)
         if not args and not kwargs:
             return _EMPTY_ARGS, arg_refs, []

@@ -144,6 +144,12 @@ def pump(aq, now):
 def call_queued(aq, call, now):
     """A call was made (or its arguments just resolved: pass call=None)."""
     if call is not None:
+        if not aq.pending and aq.conn is not None and aq.state == ALIVE and \
+                not call.args_pending:
+            # Nothing ahead of it: it goes now (pump's answer, without the queue).
+            aq.inflight[call.task_id] = call
+            call.sent_at = now
+            return [_new(SendCalls, (aq, [call]))]
         aq.pending.append(call)
     return pump(aq, now)
 
