@@ -7,7 +7,6 @@ Each test reads B's object-store statistics (pulls, reuses, pool and object byte
 and checks the bytes that arrive; at the end neither node leaves a segment behind.
 """
 
-import hashlib
 import os
 import sys
 
@@ -15,12 +14,11 @@ import numpy as np
 import pytest
 
 import minray as ray
-from minray._private import state
-from minray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 sys.path.insert(0, os.path.dirname(__file__))
 from cluster_utils import connected_cluster  # noqa: E402
 from helpers import wait_until  # noqa: E402
+from object_helpers import digest, on_b, stats_on_b  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -55,23 +53,6 @@ def cluster(tmp_path_factory):
     # Stopped: no object, pull or pooled segment of either node is left in /dev/shm.
     for node in nodes:
         assert segments_of(node) == set(), f"{node.ip} left {segments_of(node)}"
-
-
-def on_b(cluster, fn):
-    return ray.remote(fn).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(cluster.node_b, soft=False))
-
-
-def store_stats():
-    return state.current_client().call("object_stats")
-
-
-def stats_on_b(cluster):
-    return ray.get(on_b(cluster, store_stats).remote(), timeout=60)
-
-
-def digest(a):
-    return hashlib.sha256(np.ascontiguousarray(a).view(np.uint8)).hexdigest()
 
 
 def check(a):

@@ -5,7 +5,6 @@ process tree. Each test reads the object-store statistics of the node managers
 involved (pulls, chunks, bytes) and checks the bytes that arrive.
 """
 
-import hashlib
 import math
 import os
 import sys
@@ -14,12 +13,11 @@ import numpy as np
 import pytest
 
 import minray as ray
-from minray._private import state
-from minray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 sys.path.insert(0, os.path.dirname(__file__))
 from cluster_utils import connected_cluster  # noqa: E402
 from helpers import wait_until  # noqa: E402
+from object_helpers import digest, on_b, stats_on_b, store_stats  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -32,24 +30,6 @@ def cluster(tmp_path_factory):
                            [("127.0.0.2", dict(num_cpus=2))]) as c:
         c.node_b = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}["127.0.0.2"]
         yield c
-
-
-def on_b(cluster, fn, **opts):
-    return ray.remote(**opts)(fn).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(cluster.node_b, soft=False))
-
-
-def store_stats():
-    """This process's node manager's object store statistics."""
-    return state.current_client().call("object_stats")
-
-
-def stats_on_b(cluster):
-    return ray.get(on_b(cluster, store_stats).remote(), timeout=60)
-
-
-def digest(a):
-    return hashlib.sha256(np.ascontiguousarray(a).view(np.uint8)).hexdigest()
 
 
 def peak_rss_reset(pid):

@@ -153,12 +153,8 @@ class DirectReads:
                         ok = False
                         break
                 events = None
-                if spin_s and (left is None or left > spin_s) and gate.should_spin():
-                    events = _spin.spin(poll.poll, (), spin_s)
-                    if events:
-                        gate.hit()
-                    else:
-                        gate.miss()
+                if spin_s and (left is None or left > spin_s):
+                    events = _spin.poll_first(gate, poll.poll, (), spin_s)
                 if not events:
                     events = poll.poll() if left is None else poll.poll(left * 1000.0)
                 for efd, _ in events:

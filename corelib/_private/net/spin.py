@@ -97,6 +97,20 @@ _now = time.perf_counter
 _yield = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
+def poll_first(gate, poll, arg, budget_s):
+    """What every waiter does before it blocks: spin (``spin``) if ``gate`` allows,
+    and tell the gate whether the spin saw an answer. Returns the events seen, or
+    a falsy value: then block."""
+    if not gate.should_spin():
+        return None
+    events = spin(poll, arg, budget_s)
+    if events:
+        gate.hit()
+    else:
+        gate.miss()
+    return events
+
+
 def spin(poll, arg, budget_s):
     """Call ``poll(0, *arg)`` until it returns something or ``budget_s`` passes,
     yielding the CPU between calls. Returns the last result (falsy: nothing

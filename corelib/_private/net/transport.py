@@ -404,14 +404,10 @@ class _EpollPoller:
         n = len(self._map) or 1
         try:
             spin_s = self.spin_s
-            if spin_s and (timeout < 0 or timeout > spin_s) and self.gate.should_spin():
-                events = _spin.spin(self._ep.poll, (n,), spin_s)
-                if events:
-                    self.gate.hit()
-                else:
-                    self.gate.miss()
-                    events = self._ep.poll(timeout, n)
-            else:
+            events = None
+            if spin_s and (timeout < 0 or timeout > spin_s):
+                events = _spin.poll_first(self.gate, self._ep.poll, (n,), spin_s)
+            if not events:
                 events = self._ep.poll(timeout, n)
         except InterruptedError:
             return []
@@ -433,6 +429,8 @@ class _EpollPoller:
 
 class _SelectorsPoller:
     """The same interface over ``selectors`` (platforms without epoll)."""
+
+    spin_s = 0.0   # no busy-polling here (net/spin.py needs epoll's poll(0))
 
     def __init__(self):
         self._sel = selectors.DefaultSelector()
@@ -485,6 +483,10 @@ class Loop:
         # Called after each batch of ready sockets is read: lets handlers that
         # queued replies send them with one write per peer instead of one each.
         self.batch_end = None
+
+    def stop_spinning(self):
+        """Block at once from now on (no busy-polling; see net/spin.py)."""
+        self.sel.spin_s = 0.0
 
     # --- called from any thread ------------------------------------------
     def call_soon(self, fn, *args):

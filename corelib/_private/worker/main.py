@@ -497,7 +497,7 @@ class WorkerServer:
         if is_async or (max_conc or 1) > 1 or groups:
             # Calls run on other threads, which need the GIL the loop thread
             # would keep taking while it spins: block at once instead.
-            self.loop.sel.spin_s = 0.0
+            self.loop.stop_spinning()
         if is_async:
             self.actor_mode = "async"
             self.async_loop = asyncio.new_event_loop()
