@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -25,10 +26,31 @@ MiB = 1 << 20
 SETTLE_S = 1.5   # after init, before a throughput workload starts (see main)
 
 
-def _timed_rate(fn, n):
-    t = time.perf_counter()
-    fn()
-    return n / (time.perf_counter() - t)
+# Rates are measured the way Ray's own microbenchmark measures them (warm up, then several
+# time-boxed trials), with shorter boxes: one 0.1-0.2 s burst per process, as these workloads
+# used to be, swings 10-20% with a single wake-up and could not tell a 5% change from noise.
+WARMUP_S = 0.5
+TRIAL_S = 0.5
+TRIALS = 5
+
+
+def _trial_rate(step, units):
+    """Run ``step`` (which does ``units`` operations) for WARMUP_S, then in TRIALS boxes of at
+    least TRIAL_S each; the median box's rate, operations per second."""
+    end = time.perf_counter() + WARMUP_S
+    while time.perf_counter() < end:
+        step()
+    rates = []
+    for _ in range(TRIALS):
+        done, t = 0, time.perf_counter()
+        while True:
+            step()
+            done += units
+            elapsed = time.perf_counter() - t
+            if elapsed >= TRIAL_S:
+                break
+        rates.append(done / elapsed)
+    return statistics.median(rates)
 
 
 def noop(x=None):
@@ -36,22 +58,22 @@ def noop(x=None):
 
 
 # --------------------------------------------------------------- tasks
-def single_client_tasks_sync(ray, n=2000):
+def single_client_tasks_sync(ray, n=20):
     """get(f.remote()) in a loop: one task round trip at a time."""
     f = ray.remote(noop)
     ray.get([f.remote() for _ in range(200)])
 
-    def run():
+    def step():
         for _ in range(n):
             ray.get(f.remote())
-    return _timed_rate(run, n), "tasks/s"
+    return _trial_rate(step, n), "tasks/s"
 
 
 def single_client_tasks_async(ray, n=5000):
     """Submit n tasks, then get them all."""
     f = ray.remote(noop)
     ray.get([f.remote() for _ in range(500)])
-    return _timed_rate(lambda: ray.get([f.remote() for _ in range(n)]), n), "tasks/s"
+    return _trial_rate(lambda: ray.get([f.remote() for _ in range(n)]), n), "tasks/s"
 
 
 def million_tasks(ray, n=1_000_000):
@@ -79,45 +101,45 @@ class _AsyncActor:
         return b"ok"
 
 
-def actor_calls_sync(ray, n=2000):
+def actor_calls_sync(ray, n=20):
     a = ray.remote(_Actor).remote()
     ray.get([a.small_value.remote() for _ in range(100)])
 
-    def run():
+    def step():
         for _ in range(n):
             ray.get(a.small_value.remote())
-    return _timed_rate(run, n), "calls/s"
+    return _trial_rate(step, n), "calls/s"
 
 
 def actor_calls_async(ray, n=5000):
     a = ray.remote(_Actor).remote()
     ray.get([a.small_value.remote() for _ in range(100)])
-    return _timed_rate(lambda: ray.get([a.small_value.remote() for _ in range(n)]), n), "calls/s"
+    return _trial_rate(lambda: ray.get([a.small_value.remote() for _ in range(n)]), n), "calls/s"
 
 
 def async_actor_calls_async(ray, n=5000):
     a = ray.remote(_AsyncActor).remote()
     ray.get([a.small_value.remote() for _ in range(100)])
-    return _timed_rate(lambda: ray.get([a.small_value.remote() for _ in range(n)]), n), "calls/s"
+    return _trial_rate(lambda: ray.get([a.small_value.remote() for _ in range(n)]), n), "calls/s"
 
 
 # --------------------------------------------------------------- objects
-def single_client_put_calls(ray, n=10000):
+def single_client_put_calls(ray, n=1000):
     value = b"x" * 100
 
-    def run():
+    def step():
         for _ in range(n):
             ray.put(value)
-    return _timed_rate(run, n), "puts/s"
+    return _trial_rate(step, n), "puts/s"
 
 
-def single_client_get_calls(ray, n=10000):
+def single_client_get_calls(ray, n=1000):
     ref = ray.put(b"x" * 100)
 
-    def run():
+    def step():
         for _ in range(n):
             ray.get(ref)
-    return _timed_rate(run, n), "gets/s"
+    return _trial_rate(step, n), "gets/s"
 
 
 def put_large_bandwidth(ray, size=100 * MiB, reps=5):
@@ -174,15 +196,14 @@ def pass_large_to_task_seconds(ray, sizes=(1 * MiB, 100 * MiB), reps=10):
     return out, "s"
 
 
-def single_client_wait_1k_refs(ray, reps=20):
+def single_client_wait_1k_refs(ray):
     f = ray.remote(noop)
 
-    def run():
-        for _ in range(reps):
-            refs = [f.remote() for _ in range(1000)]
-            ray.wait(refs, num_returns=1000)
+    def step():
+        refs = [f.remote() for _ in range(1000)]
+        ray.wait(refs, num_returns=1000)
     # Submitting is part of it in Ray's microbenchmark too; report waits/s.
-    return _timed_rate(run, reps), "waits/s"
+    return _trial_rate(step, 1), "waits/s"
 
 
 # --------------------------------------------------------------- process-level

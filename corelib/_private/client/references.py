@@ -11,6 +11,7 @@ from minray import exceptions
 from minray._private.core.object_ref import ObjectRef
 from minray._private.core import ids
 from minray._private.core import ownership
+from minray._private.core.ownership import DROP
 from minray._private.objects import serialization, shm
 from minray._private.net import transport
 from minray._private.net import protocol as P
@@ -74,6 +75,9 @@ class ReferencesMixin:
                 act = ownership.release(st.owned, st.exported, st.is_token,
                                         blob is not None and blob[0] == TAG_SHM,
                                         blob is None, st.contained, st.borrowed)
+                if act is DROP:
+                    del self.objects[oid]
+                    continue
                 if act.keep:
                     st.dropped = True   # let go once published (see _complete)
                     continue

@@ -51,8 +51,10 @@ KEEP = Release(True, False, False, False, False)
 DROP = Release(False, False, False, False, False)
 UNBORROW = Release(False, False, False, False, True)
 # Every owned outcome, made once (release runs for every ref dropped):
-# _OWNED[owner_release][in_store][contained]; in_store implies owner_release.
+# _OWNED[owner_release][in_store][contained]; in_store implies owner_release. The
+# outcome with nothing to do is DROP itself, so a caller can test it with ``is``.
 _OWNED = tuple(tuple(tuple(Release(False, rel, rel and store, holds, False)
+                           if (rel, store, holds) != (False, False, False) else DROP
                            for holds in (False, True))
                      for store in (False, True))
                for rel in (False, True))
@@ -72,10 +74,13 @@ def release(owned, exported, is_token, in_store, value_pending, contained, borro
     True
     """
     if owned:
-        if value_pending and exported:
-            # Others hold it and wait for its value: keep the state until the
-            # value arrives and is published, then let go (late_value).
-            return KEEP
+        if exported:
+            if value_pending:
+                # Others hold it and wait for its value: keep the state until the
+                # value arrives and is published, then let go (late_value).
+                return KEEP
+        elif not (is_token or in_store or contained):
+            return DROP       # the common case (a put or a result nobody else saw)
         return _OWNED[bool(exported or is_token or in_store)][bool(in_store)][bool(contained)]
     if borrowed:
         return UNBORROW
