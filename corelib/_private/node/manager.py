@@ -120,6 +120,7 @@ class NodeManager(Workers, MemoryHook, Leases, ObjectStore, Transfers, Actors, T
         self.outbox = None           # transfer.Outbox: copies streaming out (made on demand)
         self.token_borrows = {}      # token oid -> our borrow at the actor's keeper node
         self.pull_seq = itertools.count(1)
+        self.zygote_preloads = set()  # modules the zygote was asked to import (workers.py)
         self.state_service = state_service.StateService(self)   # state API, task events, metrics
         self.handlers = {
             "register_client": self.h_register_client,
@@ -168,6 +169,7 @@ class NodeManager(Workers, MemoryHook, Leases, ObjectStore, Transfers, Actors, T
             "status": self.h_status,
             "shutdown": self.h_shutdown,
             "worker_exit_cause": self.h_worker_exit_cause,
+            "preload_modules": self.h_preload_modules,
             "unretriable_task": self.h_unretriable_task,
             "ping": lambda conn: "pong",
             "flush_logs": self.h_flush_logs,

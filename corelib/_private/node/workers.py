@@ -51,6 +51,14 @@ class Workers:
         self.zygote.send_bytes(_zygote_frame(("fork", worker_id, spec)))
         return w
 
+    def h_preload_modules(self, conn, names):
+        """A worker needed modules that later workers will likely need too (an async
+        actor: asyncio): have the zygote import them when idle (zygote.ON_DEMAND)."""
+        ask = zygote.preload_request(names, self.zygote_preloads)
+        if ask:
+            self.zygote_preloads.update(ask)
+            self.zygote.send_bytes(_zygote_frame(("preload", ask)))
+
     def on_zygote_msg(self, msg):
         if msg[0] == "forked":
             w = self.workers.get(msg[1])

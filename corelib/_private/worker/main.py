@@ -500,6 +500,8 @@ class WorkerServer:
             self.loop.stop_spinning()
         if is_async:
             self.actor_mode = "async"
+            # Later async actors on this node start with asyncio loaded (zygote.ON_DEMAND).
+            self.client.notice("preload_modules", ["asyncio"])
             self.async_loop = asyncio.new_event_loop()
             t = threading.Thread(target=self.async_loop.run_forever, name="minray-actor-async",
                                  daemon=True)
