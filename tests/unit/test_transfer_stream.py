@@ -93,11 +93,7 @@ def test_payload_size_is_the_written_part_of_a_larger_segment(segments):
         os.close(junk)
 
 
-@pytest.mark.parametrize("spliced", [True, False], ids=["splice", "mapped-windows"])
-def test_a_stream_copies_every_byte_window_by_window(segments, outbox, monkeypatch, spliced):
-    if spliced and not transfer._HAS_SPLICE:
-        pytest.skip("os.splice needs Linux and Python 3.10+")
-    monkeypatch.setattr(transfer, "_HAS_SPLICE", spliced)
+def test_a_stream_copies_every_byte_window_by_window(segments, outbox):
     size = (20 << 20) + 12345          # not a whole number of windows
     data = np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes()
     src_name, src = segments(size, data)
