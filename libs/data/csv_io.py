@@ -1,8 +1,8 @@
-"""CSV reading: one file in parallel byte ranges, parsed by pyarrow where it is installed.
+"""CSV reading: one file in parallel byte ranges, parsed by pandas' C parser.
 
     file --iter_csv_ranges--> CsvRange(start, end, header) ... cut at line ends, lazily
-    range --read_csv_range--> block: pyarrow.csv (one thread) when the options allow it
-                                     and its column types match pandas', else pandas.read_csv
+    range --read_csv_range--> block: pandas.read_csv streaming the range from the file;
+                                     pyarrow.csv (one thread) where pandas is missing
 
 Splitting is only done where a line end is certainly a record end: the file is
 larger than ``CSV_SPLIT_BYTES``, uncompressed, in an ASCII-compatible encoding,
@@ -20,7 +20,11 @@ task to task (64 MiB ranges paid 0.5 s more kernel time in fresh pages per
 500 MB file) and balances the last tasks across the workers.
 
 The result equals ``pandas.read_csv`` of the file: same column names, order,
-values and dtypes.  pyarrow parses only where that holds: a range whose columns
+values and dtypes.  pandas parses big ranges (and any range once a worker has
+it loaded): its C parser, fed the range in small reads, is the fastest here (per
+16 MiB range of numbers: 52 ms, against 80 ms for a single-threaded pyarrow).
+pyarrow, quicker to import, parses small one-off reads (``choose_parser``), and
+only where its result matches: a range whose columns
 pyarrow reads as anything but int64, double, bool or all-null (strings, dates,
 times) is parsed again by pandas, and pandas' defaults for missing values and
 booleans are given to pyarrow.  Each block infers its own types, as each of
@@ -36,6 +40,7 @@ Example::
 import io
 import logging
 import os
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -178,20 +183,102 @@ def _range_bytes(path, start, end, header=None):
 def read_csv_range(path, start, end, include_paths, options, header=None):
     """Parse bytes [start, end) of ``path`` (after its header line, read from the file
     unless given) into a block."""
+    parser = choose_parser(end - start, bool(options), path.lower().endswith(_COMPRESSED),
+                           "pandas" in sys.modules, have_pandas(), have_pyarrow())
+    if parser == "pandas-stream":
+        if end - start < 4096:
+            _check_not_empty(path, _range_bytes(path, start, end, header or None))
+        return _with_path(_pandas_stream_block(path, start, end, header or None), path,
+                          include_paths)
     data = _range_bytes(path, start, end, header or None)
-    if len(data) < 4096 and not bytes(data).strip():      # (a big range is not empty)
-        raise ValueError(f"read_csv: {path!r} is empty; a CSV file needs at least a header "
-                         f"line (pandas.read_csv and Ray Data raise on it too). Remove it or "
-                         f"choose the files with file_extensions=/a glob.")
-    block = _arrow_block(data) if not options and pyarrow_csv() is not None else None
+    _check_not_empty(path, data)
+    block = _arrow_block(data) if parser == "pyarrow" and pyarrow_csv() is not None else None
     if block is None:
         block = _pandas_block(data, options)
     return _with_path(block, path, include_paths)
 
 
+def choose_parser(nbytes, has_options, compressed, pandas_loaded, have_pandas_,
+                  have_pyarrow_):
+    """Which parser reads a range: "pandas-stream" (pandas' C parser fed by small
+    reads: the fastest per byte), "pyarrow" (one thread; imports in 0.09 s where
+    pandas takes 0.21 s, so it serves a one-off small read) or "pandas" (the whole
+    range in one buffer, with the user's options).
+
+    >>> choose_parser(16 << 20, False, False, False, True, True)
+    'pandas-stream'
+    >>> choose_parser(1 << 20, False, False, False, True, True)
+    'pyarrow'
+    """
+    if has_options or compressed:
+        return "pandas"
+    if have_pandas_ and (pandas_loaded or nbytes >= CSV_SPLIT_BYTES // 2 or not have_pyarrow_):
+        return "pandas-stream"
+    return "pyarrow" if have_pyarrow_ else "pandas"
+
+
+def _check_not_empty(path, data):
+    if len(data) < 4096 and not bytes(data).strip():      # (a big range is not empty)
+        raise ValueError(f"read_csv: {path!r} is empty; a CSV file needs at least a header "
+                         f"line (pandas.read_csv and Ray Data raise on it too). Remove it or "
+                         f"choose the files with file_extensions=/a glob.")
+
+
+class _RangeReader(io.RawIOBase):
+    """The header line, then bytes [start, end) of a file, read with pread as the
+    parser asks: pandas' tokenizer then works on small chunks that stay in cache
+    instead of one 16 MiB buffer (per 16 MiB range on the 2-core box, median of 8:
+    52 ms against 65 ms read into one buffer first, and 80 ms for pyarrow)."""
+
+    def __init__(self, path, start, end, header):
+        self._fd = os.open(path, os.O_RDONLY)
+        if header is None:
+            header = os.pread(self._fd, 1 << 16, 0).split(b"\n", 1)[0] + b"\n" if start else b""
+        self._head, self._pos, self._end = memoryview(header), start, end
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        if len(self._head):
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        n = min(len(buf), self._end - self._pos)
+        if n <= 0:
+            return 0
+        got = os.preadv(self._fd, [memoryview(buf)[:n]], self._pos)
+        self._pos += got
+        return got
+
+    def close(self):
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def _pandas_stream_block(path, start, end, header):
+    pd = B.require("pandas", "pandas")
+    with io.BufferedReader(_RangeReader(path, start, end, header), 1 << 18) as f:
+        return B.from_pandas(pd.read_csv(f))
+
+
 def _pandas_block(data, options):
     pd = B.require("pandas", "pandas")
     return B.from_pandas(pd.read_csv(io.BytesIO(data), **options))
+
+
+def have_pandas():
+    """Whether pandas is installed, without importing it."""
+    global _HAVE_PANDAS
+    if _HAVE_PANDAS is None:
+        import importlib.util
+        _HAVE_PANDAS = importlib.util.find_spec("pandas") is not None
+    return _HAVE_PANDAS
+
+
+_HAVE_PANDAS = None
 
 
 def have_pyarrow():

@@ -174,3 +174,32 @@ def test_ranges_are_found_as_the_dataset_executes(tmp_path, monkeypatch):
         np.testing.assert_array_equal(given[name], read[name])
     ds = ray.data.read_csv(path)
     assert ds.num_blocks() == len(made)     # the count before execution runs the scan
+
+
+@pytest.mark.parametrize("nbytes, options, compressed, loaded, pandas_, arrow, expected", [
+    (16 << 20, False, False, False, True, True, "pandas-stream"),  # a big range: pandas
+    (1 << 20, False, False, False, True, True, "pyarrow"),        # small one-off: quick import
+    (1 << 20, False, False, True, True, True, "pandas-stream"),   # pandas already loaded
+    (1 << 20, False, False, False, True, False, "pandas-stream"),  # no pyarrow
+    (16 << 20, False, False, False, False, True, "pyarrow"),      # no pandas
+    (16 << 20, True, False, True, True, True, "pandas"),          # the user's options
+    (16 << 20, False, True, True, True, True, "pandas"),          # compressed: whole file
+])
+def test_choose_parser(nbytes, options, compressed, loaded, pandas_, arrow, expected):
+    assert csv_io.choose_parser(nbytes, options, compressed, loaded, pandas_, arrow) == expected
+
+
+@pytest.mark.parametrize("give_header", [True, False])
+def test_each_parser_reads_every_range_like_pandas(tmp_path, give_header):
+    # In this process, range by range: the streaming pandas parser and pyarrow agree
+    # with pandas.read_csv of the whole file (header given, or read from the file).
+    path = _numeric_file(tmp_path / "r.csv", 4000, trailing_newline=False)
+    ranges = list(csv_io.iter_csv_ranges(path, {}, split_bytes=4096))
+    assert len(ranges) > 10
+    streamed, arrowed = [], []
+    for r in ranges:
+        header = (r.header or None) if give_header else None
+        streamed.append(csv_io._pandas_stream_block(path, r.start, r.end, header))
+        arrowed.append(csv_io._arrow_block(csv_io._range_bytes(path, r.start, r.end, header)))
+    _assert_like_pandas(streamed, path)
+    _assert_like_pandas(arrowed, path)
