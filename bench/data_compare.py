@@ -76,6 +76,8 @@ def main(argv=None):
         if workload not in chosen:
             continue
         pythons = {"minray": sys.executable, "pandas": sys.executable, "ray": args.ray_python}
+        if workload == "read_csv":
+            pythons["pandas-1t"] = sys.executable   # pandas 3.1 reads big CSVs threaded
         runs = {backend: [] for backend in pythons}
         load_before = os.getloadavg()[0]
         for _ in range(max(1, args.repeat)):
@@ -107,6 +109,12 @@ def main(argv=None):
                      f"{_fmt(r['pandas'])} | {_ratio(r['ray'], r['minray'])} | "
                      f"{_ratio(r['pandas'], r['minray'])} |")
     lines.append("")
+    for workload, title in ROWS:
+        r = results.get(workload, {})
+        if "pandas-1t" in r:
+            lines.append(f"- {workload}: pandas with one thread (mode.max_threads=1): "
+                         f"{_fmt(r['pandas-1t'])} s; pandas one thread / minray "
+                         f"{_ratio(r['pandas-1t'], r['minray'])}")
     for workload, title in ROWS:
         if workload in results:
             r = results[workload]

@@ -170,8 +170,21 @@ def pandas_read_csv(mb):
 WORKLOADS = ("map_batches", "groupby", "sort", "read_csv")
 
 
+def _one_thread_pandas():
+    """pandas 3.1 parses a large CSV path with a thread per CPU (mode.max_threads);
+    the "one pandas process, one thread" reference turns that off."""
+    import pandas as pd
+    try:
+        pd.set_option("mode.max_threads", 1)
+    except (KeyError, pd.errors.OptionError):
+        pass                                    # an older pandas: one thread anyway
+
+
 def run(backend, workload, scale):
     sizes = _sizes(scale)
+    if backend == "pandas-1t":
+        _one_thread_pandas()
+        backend = "pandas"
     if backend == "pandas":
         ray = None
     else:
@@ -209,7 +222,7 @@ def run(backend, workload, scale):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=("minray", "ray", "pandas"), required=True)
+    parser.add_argument("--backend", choices=("minray", "ray", "pandas", "pandas-1t"), required=True)
     parser.add_argument("--workload", choices=WORKLOADS, required=True)
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args(argv)
