@@ -28,7 +28,7 @@ class Transfers:
     # manager to open_stream it over their authenticated TCP connection: it pins
     # the segment and answers with one-time tickets for its Outbox. Threads here
     # then stream the bytes into a new segment of this store (objects/transfer.py:
-    # sendfile there, splice into the segment here), so neither node manager's
+    # sendfile there, recv_into mapped windows here), so neither node manager's
     # loop touches the bytes, nor maps the whole object. Every request for the
     # object meanwhile waits on that one pull. If the other node dies or no
     # longer has the object, the half-written segment is removed and the requests

@@ -25,7 +25,7 @@ segments are copied to ``spill_dir`` and unlinked; ``locate`` restores them.
 Freed segments are kept in a bounded pool and handed to the next producer of a
 large object of about the same size (``alloc``), and to the next pull of one
 from another node: writing into pages that already exist is several times
-faster than having tmpfs allocate fresh ones (a 1 GiB pull spliced into a new
+faster than having tmpfs allocate fresh ones (a 1 GiB pull written into a new
 segment spends about as long allocating its pages as copying its bytes). A
 segment is reused only once no process maps it anymore (processes report
 ``mapped`` / ``unmapped``), so a numpy array that outlived its ref never sees

@@ -83,7 +83,7 @@ def create_fd(name, size):
 
 def open_fd_rw(name):
     """An existing (pooled) segment's file descriptor, read-write, not mapped: a pull
-    splices the object's bytes into its existing pages."""
+    maps it window by window and receives the object's bytes into its existing pages."""
     return _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
 
 
