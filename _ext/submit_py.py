@@ -22,7 +22,9 @@ it returns (defined once, here, and used by the compiled module too).
 (['SendTask'], True)
 """
 
-from typing import Any, List, NamedTuple, Optional
+from __future__ import annotations
+
+from minray._private import named
 
 __all__ = ["PIPELINE_DEPTH", "MAX_LEASE_REQUESTS", "SendTask", "RequestLeases",
            "WithdrawLeases", "pump"]
@@ -31,13 +33,13 @@ PIPELINE_DEPTH = 8
 MAX_LEASE_REQUESTS = 16
 
 
-class SendTask(NamedTuple):
+class SendTask(named.NamedTuple):
     """Send ``task`` to ``worker`` (it is already counted in worker.inflight)."""
     worker: Any
     task: Any
 
 
-class RequestLeases(NamedTuple):
+class RequestLeases(named.NamedTuple):
     """Ask for ``count`` more workers for ``queue`` (already counted in
     queue.lease_requests), from ``node`` (an address) or our own node (None)."""
     queue: Any
@@ -45,7 +47,7 @@ class RequestLeases(NamedTuple):
     node: Optional[str]
 
 
-class WithdrawLeases(NamedTuple):
+class WithdrawLeases(named.NamedTuple):
     """Cancel the lease requests ``req_ids``: nothing is left to run on them."""
     queue: Any
     req_ids: List[int]

@@ -2,7 +2,9 @@
 and the small helpers the client's parts share. Data only; the client
 (core_client.py and its parts) holds the lock and does the I/O."""
 
-from typing import Any, NamedTuple
+from __future__ import annotations
+
+from minray._private.named import NamedTuple
 import os
 import threading
 

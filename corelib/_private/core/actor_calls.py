@@ -29,8 +29,10 @@ resolved yet). The client's TaskRecord is one.
 [SendCalls(queue=<ActorQueue b'actor' ALIVE>, calls=[Call(b'c1')])]
 """
 
+from __future__ import annotations
+
 import collections
-from typing import Any, List, NamedTuple
+from minray._private.named import NamedTuple
 
 from minray._private.core import ownership
 

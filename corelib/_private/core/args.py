@@ -21,7 +21,9 @@ Example::
     ((1, 10), {'k': 20})
 """
 
-from typing import Any, NamedTuple
+from __future__ import annotations
+
+from minray._private.named import NamedTuple
 
 
 class ArgRef:

@@ -20,8 +20,10 @@ Example::
     ('application_error', True, 'RayTaskError(ValueError)')
 """
 
+from __future__ import annotations
+
 import inspect
-from typing import NamedTuple, Optional
+from minray._private.named import NamedTuple
 
 from minray import exceptions
 from minray._private.core import retry, validation

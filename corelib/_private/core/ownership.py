@@ -35,7 +35,9 @@ Release(keep=False, owner_release=True, forget_lineage=True, release_holds=False
 Retry(again=True, retries_left=2)
 """
 
-from typing import NamedTuple
+from __future__ import annotations
+
+from minray._private.named import NamedTuple
 
 
 class Release(NamedTuple):

@@ -21,8 +21,10 @@ Example::
     RetryDecision(retry=False, retries_left=0)
 """
 
+from __future__ import annotations
+
 import pickle
-from typing import NamedTuple
+from minray._private.named import NamedTuple
 
 
 class RetryDecision(NamedTuple):

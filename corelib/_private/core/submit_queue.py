@@ -45,8 +45,10 @@ rest is plain Python.
 [SendTask(worker=<LeasedWorker b'w1'>, task=Task(b't1'))]
 """
 
+from __future__ import annotations
+
 import collections
-from typing import Any, List, NamedTuple
+from minray._private.named import NamedTuple
 
 from minray import _ext
 # pump's instructions and limits are defined with it, in _ext/submit_py.py.

@@ -23,7 +23,9 @@ Example::
     Claim(created=False, actor_id=b'id1')
 """
 
-from typing import Callable, NamedTuple, Optional
+from __future__ import annotations
+
+from minray._private.named import NamedTuple
 
 
 class KVStore:

@@ -54,8 +54,10 @@ A large value crosses nodes as the blob S<size>@ip:port (serialization.remote_bl
 "pull it from the node manager at ip:port".
 """
 
+from __future__ import annotations
+
 import os
-from typing import Any, List, NamedTuple, Optional, Union
+from minray._private.named import NamedTuple
 
 # Objects up to this size cross nodes inline, in the message that needs them; larger
 # ones stay in their node's store and the node that needs one pulls a copy, mapping

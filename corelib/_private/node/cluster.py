@@ -17,11 +17,13 @@ it reports through the callbacks of a ``MembershipEvents`` record it is given
 (one direction: NodeManager -> Membership -> events).
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import threading
 import time
-from typing import Callable, NamedTuple
+from minray._private.named import NamedTuple
 
 from minray._private.net import protocol as P
 from minray._private.net import transport

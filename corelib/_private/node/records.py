@@ -5,8 +5,10 @@
     Pull         a copy of an object streaming in from another node
 """
 
+from __future__ import annotations
+
 import time
-from typing import Any, NamedTuple
+from minray._private.named import NamedTuple
 
 from minray._private.net import protocol as P
 

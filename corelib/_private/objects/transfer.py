@@ -32,6 +32,8 @@ pages the mapping already has.
     13
 """
 
+from __future__ import annotations
+
 import logging
 import mmap
 import os
@@ -40,7 +42,7 @@ import socket
 import struct
 import sys
 import threading
-from typing import NamedTuple
+from minray._private.named import NamedTuple
 
 from minray._private.net import transport
 

@@ -26,7 +26,9 @@ The four placement-group strategies (as Ray 2.60):
 True
 """
 
-from typing import Any, NamedTuple, Optional
+from __future__ import annotations
+
+from minray._private.named import NamedTuple
 
 from minray._private.scheduling.resources import fits, total_of
 

@@ -36,7 +36,9 @@ The loops over nodes are the compiled kernels of ``minray._ext.policy``
 SpillTo(node_id='b', address='10.0.0.2:7000', why='busy here')
 """
 
-from typing import Any, Mapping, NamedTuple, Optional, Tuple
+from __future__ import annotations
+
+from minray._private.named import NamedTuple
 
 from minray._ext import policy as _kernels
 from minray._private.scheduling import placement

@@ -8,8 +8,10 @@ The node manager feeds events in (``request``, ``release``, ``create_pg`` ...)
 and reads grants out of ``schedule()``; tests drive it without processes.
 """
 
+from __future__ import annotations
+
 import collections
-from typing import Any, NamedTuple, Optional
+from minray._private.named import NamedTuple
 
 from minray._ext import resources as _resources
 
