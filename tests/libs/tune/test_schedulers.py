@@ -82,7 +82,10 @@ def run(tmp_path, scheduler, space, n=1, **kw):
 
 
 def test_asha_in_a_tuner(ray_module, tmp_path):
-    space = {"w": tune.grid_search([0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 3.0])}
+    # Best first: each later trial meets better results at the rungs, so ASHA cuts it
+    # whatever the timing (worst first, every new trial is the best so far and only
+    # trials that happen to overlap can be cut).
+    space = {"w": tune.grid_search([3.0, 2.0, 1.0, 0.5, 0.4, 0.3, 0.2, 0.1])}
     results = run(tmp_path, ASHAScheduler(max_t=16, grace_period=2, reduction_factor=2), space)
     iters = {r.config["w"]: r.metrics["training_iteration"] for r in results}
     assert max(iters.values()) == 16 and min(iters.values()) < 16
