@@ -15,6 +15,8 @@ module is not importable (not built, or built for another Python).
     policy     the cluster policy's loops: strategy hints, node picking, locality.
     submit     the submit queue's pump: which leased worker takes which task
                (the rest of that unit: minray._private.core.submit_queue).
+    csvnum     numeric CSV records to int64/float64 columns in one pass
+               (minray.data's read_csv; other text goes to pandas).
 
 The modules take and return plain bytes, ints and lists and never reach into
 the runtime, so the test suite compares each pair on random inputs and CI runs
@@ -35,6 +37,7 @@ __all__ = [
     "deps",
     "submit",
     "policy",
+    "csvnum",
     "load",
     "is_compiled",
     "USING_EXTENSIONS",
@@ -85,8 +88,9 @@ resources = load("resources")
 deps = load("deps")
 submit = load("submit")
 policy = load("policy")
+csvnum = load("csvnum")
 
-MODULES = (frame, ids, resources, deps, submit, policy)
+MODULES = (frame, ids, resources, deps, submit, policy, csvnum)
 
 # True when every module above is the compiled one.
 USING_EXTENSIONS = all(is_compiled(module) for module in MODULES)

@@ -196,9 +196,16 @@ _SMALL = 4096     # a range this short may be empty (a file of only whitespace)
 def read_csv_range(path, start, end, include_paths, options, header=None):
     """Parse bytes [start, end) of ``path`` (after its header line, read from the file
     unless given) into a block."""
-    parser = choose_parser(end - start, bool(options), path.lower().endswith(_COMPRESSED),
-                           "pandas" in sys.modules, have_pandas(), have_pyarrow())
-    if parser == "pandas-stream" and end - start >= _SMALL:
+    nbytes, compressed = end - start, path.lower().endswith(_COMPRESSED)
+    parser = choose_parser(nbytes, bool(options), compressed, "pandas" in sys.modules,
+                           have_pandas(), have_pyarrow(), native_parser() is not None)
+    if parser == "native":
+        block = _native_block(path, start, end, header or None)
+        if block is not None:
+            return _with_path(block, path, include_paths)
+        parser = choose_parser(nbytes, False, compressed, "pandas" in sys.modules,
+                               have_pandas(), have_pyarrow(), False)
+    if parser == "pandas-stream" and nbytes >= _SMALL:
         return _with_path(_pandas_stream_block(path, start, end, header or None), path,
                           include_paths)
     data = _range_bytes(path, start, end, header or None)     # small, or not streamed
@@ -209,13 +216,20 @@ def read_csv_range(path, start, end, include_paths, options, header=None):
     return _with_path(block, path, include_paths)
 
 
-def choose_parser(nbytes, has_options, compressed, pandas_loaded, have_pandas_,
-                  have_pyarrow_):
-    """Which parser reads a range: "pandas-stream" (pandas' C parser fed by small
-    reads: the fastest per byte), "pyarrow" (one thread; imports in 0.09 s where
-    pandas takes 0.21 s, so it serves a one-off small read) or "pandas" (the whole
-    range in one buffer, with the user's options).
+NATIVE_MAX_BYTES = 4 * CSV_SPLIT_BYTES   # a longer range (a file not cut) goes to pandas
 
+
+def choose_parser(nbytes, has_options, compressed, pandas_loaded, have_pandas_,
+                  have_pyarrow_, native_=False):
+    """Which parser reads a range: "native" (minray's compiled parser of numeric
+    records, ``minray._ext.csvnum``: one pass, no pandas import; it hands a range
+    holding anything else back, and the rule is asked again without it),
+    "pandas-stream" (pandas' C parser fed by small reads), "pyarrow" (one thread;
+    imports in 0.09 s where pandas takes 0.21 s, so it serves a one-off small read)
+    or "pandas" (the whole range in one buffer, with the user's options).
+
+    >>> choose_parser(16 << 20, False, False, False, True, True, True)
+    'native'
     >>> choose_parser(16 << 20, False, False, False, True, True)
     'pandas-stream'
     >>> choose_parser(1 << 20, False, False, False, True, True)
@@ -223,6 +237,8 @@ def choose_parser(nbytes, has_options, compressed, pandas_loaded, have_pandas_,
     """
     if has_options or compressed:
         return "pandas"
+    if native_ and nbytes <= NATIVE_MAX_BYTES:
+        return "native"
     if have_pandas_ and (pandas_loaded or nbytes >= CSV_SPLIT_BYTES // 2 or not have_pyarrow_):
         return "pandas-stream"
     return "pyarrow" if have_pyarrow_ else "pandas"
@@ -233,6 +249,88 @@ def _check_not_empty(path, data):
         raise ValueError(f"read_csv: {path!r} is empty; a CSV file needs at least a header "
                          f"line (pandas.read_csv and Ray Data raise on it too). Remove it or "
                          f"choose the files with file_extensions=/a glob.")
+
+
+def native_parser():
+    """``minray._ext.csvnum`` where it is compiled, else None (its pure-Python twin is
+    the readable specification, far slower than pandas: never used to read)."""
+    from minray import _ext
+    csvnum = _ext.csvnum
+    return csvnum if _ext.is_compiled(csvnum) else None
+
+
+_BUFFERS = []       # read buffers kept for the next range (one per worker thread at work)
+
+
+def _native_block(path, start, end, header):
+    """The block of bytes [start, end) parsed by the compiled numeric parser, or None
+    where it hands the range back (a string, a quote, a ragged row, odd header names:
+    ``minray._ext.csvnum_py`` lists what it reads)."""
+    buf = _BUFFERS.pop() if _BUFFERS else bytearray()
+    try:
+        with open(path, "rb", buffering=0) as f:
+            if header is None:
+                header = _header_line(f, start)
+            n = _pread_into(f.fileno(), buf, start, end - start)
+        data = memoryview(buf)[:n]
+        if not start:                                 # the header opens the range
+            cut = buf.find(b"\n", 0, n) + 1
+            header, data = bytes(data[:cut or n]), data[cut or n:]
+        names = header_names(header)
+        if names is None:
+            return None
+        out = native_parser().parse(data, len(names))
+        data.release()
+    finally:
+        if len(buf) <= NATIVE_MAX_BYTES:
+            _BUFFERS.append(buf)
+    if out is None:
+        logger.debug("read_csv: bytes %d-%d of %s are not all numbers; pandas reads them",
+                     start, end, path)
+        return None
+    return {name: np.frombuffer(col, kind) for name, kind, col in
+            zip(names, out.kinds, out.columns)}
+
+
+def _pread_into(fd, buf, pos, size):
+    """Read ``size`` bytes at ``pos`` into ``buf`` (grown, never shrunk); the count read."""
+    if len(buf) < size:
+        buf.extend(bytes(size - len(buf)))
+    view, got = memoryview(buf), 0
+    try:
+        while got < size:
+            n = os.preadv(fd, [view[got:size]], pos + got)
+            if n <= 0:
+                break                                  # the file shrank: parse what is there
+            got += n
+    finally:
+        view.release()
+    return got
+
+
+def header_names(line):
+    """The column names of a header line as pandas reads them, or None where pandas
+    would change them (empty or repeated names, quotes, a byte-order mark, ...).
+
+    >>> header_names(b"id,x, y\r\n")
+    ['id', 'x', ' y']
+    >>> header_names(b'"id",x\n') is None
+    True
+    """
+    line = bytes(line)
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if not line or line.startswith(b"\xef\xbb\xbf") or any(c in line for c in b"\"\r\n"):
+        return None
+    try:
+        names = line.decode("utf-8").split(",")
+    except UnicodeDecodeError:
+        return None
+    if not all(names) or len(set(names)) != len(names):
+        return None
+    return names
 
 
 class _RangeReader(io.RawIOBase):

@@ -225,7 +225,8 @@ def _public_surface(module):
     return out
 
 
-@pytest.mark.parametrize("name", ["frame", "ids", "resources", "deps", "policy", "submit"])
+@pytest.mark.parametrize("name", ["frame", "ids", "resources", "deps", "policy", "submit",
+                                  "csvnum"])
 def test_compiled_module_and_twin_have_the_same_names(name):
     # A function removed from (or added to) one twin must go from (to) the other too.
     twin = importlib.import_module(f"minray._ext.{name}_py")

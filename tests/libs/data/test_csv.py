@@ -176,17 +176,24 @@ def test_ranges_are_found_as_the_dataset_executes(tmp_path, monkeypatch):
     assert ds.num_blocks() == len(made)     # the count before execution runs the scan
 
 
-@pytest.mark.parametrize("nbytes, options, compressed, loaded, pandas_, arrow, expected", [
-    (16 << 20, False, False, False, True, True, "pandas-stream"),  # a big range: pandas
-    (1 << 20, False, False, False, True, True, "pyarrow"),        # small one-off: quick import
-    (1 << 20, False, False, True, True, True, "pandas-stream"),   # pandas already loaded
-    (1 << 20, False, False, False, True, False, "pandas-stream"),  # no pyarrow
-    (16 << 20, False, False, False, False, True, "pyarrow"),      # no pandas
-    (16 << 20, True, False, True, True, True, "pandas"),          # the user's options
-    (16 << 20, False, True, True, True, True, "pandas"),          # compressed: whole file
+@pytest.mark.parametrize("nbytes, options, compressed, loaded, pandas_, arrow, native, "
+                         "expected", [
+    (16 << 20, False, False, False, True, True, True, "native"),   # compiled numeric parser
+    (1 << 10, False, False, False, False, False, True, "native"),  # small, no pandas/pyarrow
+    (100 << 20, False, False, True, True, True, True, "pandas-stream"),  # a file not cut
+    (16 << 20, True, False, True, True, True, True, "pandas"),     # options: pandas
+    (16 << 20, False, True, True, True, True, True, "pandas"),     # compressed: pandas
+    (16 << 20, False, False, False, True, True, False, "pandas-stream"),  # a big range
+    (1 << 20, False, False, False, True, True, False, "pyarrow"),        # small one-off: quick import
+    (1 << 20, False, False, True, True, True, False, "pandas-stream"),   # pandas already loaded
+    (1 << 20, False, False, False, True, False, False, "pandas-stream"),  # no pyarrow
+    (16 << 20, False, False, False, False, True, False, "pyarrow"),      # no pandas
+    (16 << 20, True, False, True, True, True, False, "pandas"),          # the user's options
+    (16 << 20, False, True, True, True, True, False, "pandas"),          # compressed: whole file
 ])
-def test_choose_parser(nbytes, options, compressed, loaded, pandas_, arrow, expected):
-    assert csv_io.choose_parser(nbytes, options, compressed, loaded, pandas_, arrow) == expected
+def test_choose_parser(nbytes, options, compressed, loaded, pandas_, arrow, native, expected):
+    assert csv_io.choose_parser(nbytes, options, compressed, loaded, pandas_, arrow,
+                                native) == expected
 
 
 @pytest.mark.parametrize("give_header", [True, False])
@@ -196,10 +203,89 @@ def test_each_parser_reads_every_range_like_pandas(tmp_path, give_header):
     path = _numeric_file(tmp_path / "r.csv", 4000, trailing_newline=False)
     ranges = list(csv_io.iter_csv_ranges(path, {}, split_bytes=4096))
     assert len(ranges) > 10
-    streamed, arrowed = [], []
+    streamed, arrowed, native = [], [], []
     for r in ranges:
         header = (r.header or None) if give_header else None
         streamed.append(csv_io._pandas_stream_block(path, r.start, r.end, header))
         arrowed.append(csv_io._arrow_block(csv_io._range_bytes(path, r.start, r.end, header)))
+        if csv_io.native_parser() is not None:
+            native.append(csv_io._native_block(path, r.start, r.end, header))
     _assert_like_pandas(streamed, path)
     _assert_like_pandas(arrowed, path)
+    if csv_io.native_parser() is not None:
+        assert all(b is not None for b in native)       # every range is numbers only
+        _assert_like_pandas(native, path)
+
+
+def _native_or_skip():
+    if csv_io.native_parser() is None:
+        pytest.skip("the compiled numeric CSV parser is not in use (MINRAY_NO_EXTENSIONS=1 "
+                    "or not built): pandas reads every range")
+
+
+def test_the_native_parser_reads_numbers_without_pandas(tmp_path, monkeypatch):
+    # In a fresh interpreter (a worker's view): a numeric range is read with no
+    # pandas or pyarrow import at all.
+    _native_or_skip()
+    import subprocess
+    import sys
+    path = _numeric_file(tmp_path / "n.csv", 2000)
+    code = ("import sys; from minray.data import csv_io; "
+            f"b = csv_io.read_csv_range({path!r}, 0, {len(open(path, 'rb').read())}, "
+            "False, {}); "
+            "print(sorted(b), len(b['id']), 'pandas' in sys.modules, 'pyarrow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["['id',", "'k',", "'maybe',", "'x']", "2000", "False", "False"]
+
+
+def test_a_range_the_native_parser_refuses_goes_to_pandas(tmp_path, monkeypatch):
+    # Numbers, then a range with strings, a CRLF range and a missing-value word: the
+    # native parser reads the numeric ranges, hands the others back, and the
+    # dataset still equals pandas.read_csv of the file.
+    _native_or_skip()
+    monkeypatch.setattr(csv_io, "CSV_SPLIT_BYTES", 4096)
+    rows = [f"{i},{i * 0.5},{i % 5}" for i in range(3000)]
+    rows[1500] = "1500,750.0,text"                      # a string in the last column
+    rows[2500] = "2500,NA,0"                             # a missing-value word
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(("id,v,k\n" + "\n".join(rows[:2000]) + "\n").encode()
+                     + ("\r\n".join(rows[2000:]) + "\r\n").encode())
+    ranges = list(csv_io.iter_csv_ranges(str(path), {}))
+    header = ranges[1].header
+    natively = [csv_io._native_block(str(path), r.start, r.end, r.header or None)
+                for r in ranges]
+    refused = [r for r, b in zip(ranges, natively) if b is None]
+    assert 1 <= len(refused) <= 3 and len(refused) < len(ranges) // 2
+    assert header == b"id,v,k\n"
+    blocks = _blocks(ray.data.read_csv(str(path)))
+    data = path.read_bytes()
+    assert len(blocks) == len(ranges)
+    for r, block in zip(ranges, blocks):                 # each block: pandas on its range
+        part = tmp_path / "part.csv"
+        part.write_bytes(r.header + data[r.start:r.end])
+        _assert_like_pandas([block], str(part))
+    kinds = {str(b["k"].dtype) for b in blocks}
+    assert kinds == {"int64", "object"}              # each block typed on its own, as Ray's
+    assert ray.data.read_csv(str(path)).count() == 3000
+
+
+@pytest.mark.parametrize("line, names", [
+    (b"a,b,c\n", ["a", "b", "c"]),
+    (b"a,b,c\r\n", ["a", "b", "c"]),
+    (b"a,b,c", ["a", "b", "c"]),
+    (b" a,b ,1\n", [" a", "b ", "1"]),          # pandas keeps spaces and digits as text
+    ("é,ü\n".encode(), ["é", "ü"]),
+    (b"a,,c\n", None),                           # pandas names it "Unnamed: 1"
+    (b"a,a\n", None),                            # pandas makes it "a.1"
+    (b'"a",b\n', None),                          # quotes
+    (b"\xef\xbb\xbfa,b\n", None),                # a byte-order mark
+    (b"\n", None),
+    (b"\xff,b\n", None),                         # not UTF-8
+])
+def test_header_names_as_pandas_reads_them(line, names):
+    assert csv_io.header_names(line) == names
+    if names is not None:
+        df = pd.read_csv(__import__("io").BytesIO(line.rstrip(b"\r\n") + b"\n" +
+                                                  b",".join([b"1"] * len(names)) + b"\n"))
+        assert list(df.columns) == names

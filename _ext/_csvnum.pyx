@@ -1,0 +1,209 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Numeric CSV records to columns, compiled: one pass over the bytes, each field
+parsed and stored as it is met.  What is read, what is refused and the values
+given are documented in the twin, `csvnum_py.py` (same names and results)."""
+
+from collections import namedtuple
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize, PyByteArray_Resize
+from libc.math cimport NAN
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+
+Parsed = namedtuple("Parsed", "rows kinds columns", module=__name__)
+
+MAX_INT_DIGITS = 18
+MAX_FLOAT_DIGITS = 15
+MAX_EXP10 = 22
+
+cdef double P10[23]
+cdef int _k
+for _k in range(23):
+    P10[_k] = 10.0 ** _k            # exact: every power up to 1e22 is a double
+
+
+cdef inline void _put_i(char* col, Py_ssize_t row, int64_t v) noexcept nogil:
+    memcpy(col + 8 * row, &v, 8)
+
+
+cdef inline void _put_d(char* col, Py_ssize_t row, double v) noexcept nogil:
+    memcpy(col + 8 * row, &v, 8)
+
+
+cdef inline bint _to_float(char* col, Py_ssize_t rows, int maxdig, char negz) noexcept nogil:
+    """Turn a column's int64 slots [0, rows) into float64 in place; False where an
+    int there cannot be read as pandas would read it in a float column."""
+    cdef Py_ssize_t i
+    cdef int64_t v
+    cdef double d
+    if maxdig > 15 or negz:
+        return False
+    for i in range(rows):
+        memcpy(&v, col + 8 * i, 8)
+        d = <double>v
+        memcpy(col + 8 * i, &d, 8)
+    return True
+
+
+cdef inline bint _digit(unsigned char c) noexcept nogil:
+    return <unsigned char>(c - 48) < 10
+
+
+cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
+                       Py_ssize_t cap, char** cols, char* isf, char* negz,
+                       int* maxdig) noexcept nogil:
+    """Records read, or -1 where ``s`` holds something refused."""
+    cdef Py_ssize_t p = 0, row = 0, col
+    cdef unsigned char c
+    cdef bint neg, signed_, is_int, eneg
+    cdef uint64_t mant
+    cdef int digits, frac, e, exp10
+    cdef double v
+    while p < n:
+        c = s[p]
+        if c == 10:                                     # an empty line
+            p += 1
+            continue
+        if c == 13:
+            if p + 1 < n and s[p + 1] == 10:
+                p += 2
+                continue
+            return -1
+        if row >= cap:
+            return -1
+        for col in range(ncols):
+            neg = False
+            signed_ = False
+            if p < n and (s[p] == 45 or s[p] == 43):   # - +
+                neg = s[p] == 45
+                signed_ = True
+                p += 1
+            mant = 0
+            digits = 0
+            frac = 0
+            exp10 = 0
+            is_int = True
+            while p < n and _digit(s[p]):
+                if digits < 19:
+                    mant = mant * 10 + (s[p] - 48)
+                digits += 1
+                p += 1
+            if p < n and s[p] == 46:                  # .
+                is_int = False
+                p += 1
+                while p < n and _digit(s[p]):
+                    if digits < 19:
+                        mant = mant * 10 + (s[p] - 48)
+                    digits += 1
+                    frac += 1
+                    p += 1
+            if digits == 0:
+                if signed_ or not is_int:
+                    return -1
+            elif p < n and (s[p] == 101 or s[p] == 69):   # e E
+                is_int = False
+                p += 1
+                eneg = False
+                if p < n and (s[p] == 45 or s[p] == 43):
+                    eneg = s[p] == 45
+                    p += 1
+                if not (p < n and _digit(s[p])):
+                    return -1
+                e = 0
+                while p < n and _digit(s[p]):
+                    if e < 100000:
+                        e = e * 10 + (s[p] - 48)
+                    p += 1
+                exp10 = -e if eneg else e
+            exp10 -= frac
+            # the field ends here: a comma, or the record's end for the last field
+            if col < ncols - 1:
+                if p < n and s[p] == 44:
+                    p += 1
+                else:
+                    return -1
+            elif p < n:
+                if s[p] == 10:
+                    p += 1
+                elif s[p] == 13 and p + 1 < n and s[p + 1] == 10:
+                    p += 2
+                else:
+                    return -1
+            # store it
+            if digits == 0:                               # an empty field: NaN
+                if not isf[col]:
+                    if not _to_float(cols[col], row, maxdig[col], negz[col]):
+                        return -1
+                    isf[col] = 1
+                _put_d(cols[col], row, NAN)
+            elif is_int:
+                if digits > 18:
+                    return -1
+                if neg and mant == 0:
+                    negz[col] = 1
+                if isf[col]:
+                    if digits > 15 or negz[col]:
+                        return -1
+                    v = <double>mant
+                    _put_d(cols[col], row, -v if neg else v)
+                else:
+                    _put_i(cols[col], row, -<int64_t>mant if neg else <int64_t>mant)
+                    if digits > maxdig[col]:
+                        maxdig[col] = digits
+            else:
+                if digits > 15 or exp10 < -22 or exp10 > 22:
+                    return -1
+                v = <double>mant
+                if exp10 < 0:
+                    v = v / P10[-exp10]
+                else:
+                    v = v * P10[exp10]
+                if not isf[col]:
+                    if not _to_float(cols[col], row, maxdig[col], negz[col]):
+                        return -1
+                    isf[col] = 1
+                _put_d(cols[col], row, -v if neg else v)
+        row += 1
+    return row
+
+
+def parse(data, Py_ssize_t ncols):
+    """The columns of ``data`` (the CSV records after the header line, ``ncols``
+    fields each), or None where pandas must read it (see the twin's docstring)."""
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}")
+    cdef const unsigned char[::1] view = data
+    cdef Py_ssize_t n = view.shape[0], i, lines = 1, cap, rows
+    if n == 0:
+        return None
+    cdef const unsigned char* s = &view[0]
+    with nogil:
+        for i in range(n):
+            lines += s[i] == 10
+    # a record takes at least ncols bytes with its line end (ncols - 1 commas)
+    cap = min(lines, (n + 1) // ncols + 1)
+    columns = [PyByteArray_FromStringAndSize(NULL, 8 * cap) for _ in range(ncols)]
+    cdef char** cols = <char**>malloc(ncols * sizeof(char*))
+    cdef char* isf = <char*>malloc(ncols)
+    cdef char* negz = <char*>malloc(ncols)
+    cdef int* maxdig = <int*>malloc(ncols * sizeof(int))
+    if cols == NULL or isf == NULL or negz == NULL or maxdig == NULL:
+        free(cols); free(isf); free(negz); free(maxdig)
+        raise MemoryError()
+    try:
+        for i in range(ncols):
+            cols[i] = PyByteArray_AS_STRING(columns[i])
+        memset(isf, 0, ncols)
+        memset(negz, 0, ncols)
+        memset(maxdig, 0, ncols * sizeof(int))
+        with nogil:
+            rows = _parse(s, n, ncols, cap, cols, isf, negz, maxdig)
+        if rows <= 0:
+            return None
+        kinds = ["float64" if isf[i] else "int64" for i in range(ncols)]
+    finally:
+        free(cols); free(isf); free(negz); free(maxdig)
+    for col in columns:
+        PyByteArray_Resize(col, 8 * rows)
+    return Parsed(rows, kinds, columns)
