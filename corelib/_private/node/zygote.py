@@ -16,6 +16,11 @@ actors. The zygote loads those on demand: the first async actor on a node asks
 (via the node manager) for ``ON_DEMAND`` modules, and the zygote imports them
 when next idle, so later async actors start with them and share their pages.
 An idle runtime does not carry them.
+
+Numeric libraries get one thread per worker, as in Ray: the zygote sets
+``OMP_NUM_THREADS=1`` before it imports numpy (so OpenBLAS starts no thread pool,
+and the zygote stays single-threaded), unless the user's environment sets it;
+each worker then sets it to its task's whole CPUs (``worker.main.omp_num_threads``).
 """
 
 import ctypes
@@ -34,6 +39,8 @@ PR_SET_PDEATHSIG = 1
 # runs code, and the zygote must stay single-threaded and side-effect free).
 # Async actor start, fresh runtime: 26 ms without asyncio in the zygote, 11 ms with.
 ON_DEMAND = frozenset({"asyncio"})
+# Whether OMP_NUM_THREADS came from the user's environment (then no worker changes it).
+OMP_FROM_USER = "OMP_NUM_THREADS" in os.environ
 
 
 def preload_request(names, loaded):
@@ -79,6 +86,9 @@ class MessageReader:
 
 def zygote_main(sock, preload=("numpy", "concurrent.futures")):
     """Run in the forked child of the node manager; never returns."""
+    global OMP_FROM_USER
+    OMP_FROM_USER = "OMP_NUM_THREADS" in os.environ
+    os.environ.setdefault("OMP_NUM_THREADS", "1")      # before numpy: see the docstring
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -153,6 +163,7 @@ def _run_worker(spec):
     except AttributeError:  # pragma: no cover
         pass
     os.environ.update(spec.get("env_vars") or {})
+    spec["omp_fixed"] = OMP_FROM_USER or "OMP_NUM_THREADS" in (spec.get("env_vars") or {})
     for p in reversed(spec.get("sys_path") or []):
         if p not in sys.path:
             sys.path.insert(0, p)

@@ -122,6 +122,8 @@ class WorkerServer:
         self.client.namespace = spec.get("namespace")   # the job's, as in the driver
         self.client.nm_tcp = spec.get("nm_tcp")   # where other nodes find our objects
         self.client.inherited_env = spec.get("task_env_vars") or None
+        # OMP_NUM_THREADS follows each task's CPUs unless the user set it (zygote.py).
+        self.omp_fixed = spec.get("omp_fixed", True)
         state.set_client(self.client)
         self.loop.add_listener(self.listener, self.on_accept)
 
@@ -309,6 +311,8 @@ class WorkerServer:
         ctx = TaskContext(task_id, name, resources, placement_group_id=wire[5],
                           capture=len(wire) > 6 and wire[6])
         _set_visible_gpus(gpu_ids)   # "" when none, as Ray does
+        if not self.omp_fixed:
+            _set_omp_threads(resources)
         self.in_plain_task = True
         started = time.perf_counter()
         self.client.current_task.task_id = task_id
@@ -466,6 +470,8 @@ class WorkerServer:
         ctx.capture = self.actor_capture
         if spec.get("gpu_ids"):
             _set_visible_gpus(spec["gpu_ids"])
+        if not self.omp_fixed:
+            _set_omp_threads(self.actor_resources)
         self.client.current_task.task_id = None
         self.client.current_task.ctx = ctx
         self.client.actor_id = actor_id
@@ -695,6 +701,22 @@ class WorkerServer:
 
 def _set_visible_gpus(gpu_ids):
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
+
+
+def omp_num_threads(resources):
+    """OMP_NUM_THREADS for a task or actor holding ``resources``, as Ray sets it: its
+    whole CPUs, at least one (a fractional or zero CPU request gets one thread).
+
+    >>> omp_num_threads({"CPU": 4}), omp_num_threads({"CPU": 0.5}), omp_num_threads({})
+    ('4', '1', '1')
+    """
+    return str(max(1, int((resources or {}).get("CPU", 0))))
+
+
+def _set_omp_threads(resources):
+    value = omp_num_threads(resources)
+    if os.environ.get("OMP_NUM_THREADS") != value:     # most tasks: no change
+        os.environ["OMP_NUM_THREADS"] = value
 
 
 def main(spec):
