@@ -124,6 +124,7 @@ class WorkerServer:
         self.client.inherited_env = spec.get("task_env_vars") or None
         # OMP_NUM_THREADS follows each task's CPUs unless the user set it (zygote.py).
         self.omp_fixed = spec.get("omp_fixed", True)
+        self.omp_cpus = -1             # the CPU count OMP_NUM_THREADS was last set for
         state.set_client(self.client)
         self.loop.add_listener(self.listener, self.on_accept)
 
@@ -312,7 +313,10 @@ class WorkerServer:
                           capture=len(wire) > 6 and wire[6])
         _set_visible_gpus(gpu_ids)   # "" when none, as Ray does
         if not self.omp_fixed:
-            _set_omp_threads(resources)
+            cpus = resources.get("CPU") if resources else None
+            if cpus != self.omp_cpus:                  # most tasks: as the one before
+                self.omp_cpus = cpus
+                _set_omp_threads(resources)
         self.in_plain_task = True
         started = time.perf_counter()
         self.client.current_task.task_id = task_id
@@ -471,6 +475,7 @@ class WorkerServer:
         if spec.get("gpu_ids"):
             _set_visible_gpus(spec["gpu_ids"])
         if not self.omp_fixed:
+            self.omp_cpus = self.actor_resources.get("CPU")
             _set_omp_threads(self.actor_resources)
         self.client.current_task.task_id = None
         self.client.current_task.ctx = ctx
