@@ -1,8 +1,11 @@
-"""CSV reading: one file in parallel byte ranges, parsed by pandas' C parser.
+"""CSV reading: one file in parallel byte ranges, parsed where it is cheapest.
 
     file --iter_csv_ranges--> CsvRange(start, end, header) ... cut at line ends, lazily
-    range --read_csv_range--> block: pandas.read_csv streaming the range from the file;
-                                     pyarrow.csv (one thread) where pandas is missing
+    range --read_csv_range--> block: minray._ext.csvnum, the compiled parser of
+                                     numeric records (one pass, no pandas import);
+                                     a range holding anything else: pandas.read_csv
+                                     streaming the range from the file; pyarrow.csv
+                                     (one thread) for a small one-off read
 
 Splitting is only done where a line end is certainly a record end: the file is
 larger than ``CSV_SPLIT_BYTES``, uncompressed, in an ASCII-compatible encoding,
@@ -20,11 +23,15 @@ task to task (64 MiB ranges paid 0.5 s more kernel time in fresh pages per
 500 MB file) and balances the last tasks across the workers.
 
 The result equals ``pandas.read_csv`` of the file: same column names, order,
-values and dtypes.  pandas parses big ranges (and any range once a worker has
-it loaded): its C parser, fed the range in small reads, is the fastest here (per
-16 MiB range of numbers: 52 ms, against 80 ms for a single-threaded pyarrow).
-pyarrow, quicker to import, parses small one-off reads (``choose_parser``), and
-only where its result matches: a range whose columns
+values and dtypes.  The compiled parser reads a range only where that holds
+exactly (ints, decimal numbers pandas' converter reads with one rounding, empty
+fields, plain header names: ``minray._ext.csvnum_py`` lists the rules; a test
+compares it with pandas bit for bit) and hands any other range back; per 16 MiB
+range of the benchmark's numbers it takes 26-28 ms of CPU, pandas' C parser fed the
+range in small reads 52 ms, a single-threaded pyarrow 80 ms.  Of the ranges it
+hands back (or all, where it is not compiled), pyarrow, quicker to import than
+pandas, parses small one-off reads (``choose_parser``), and only where its result
+matches: a range whose columns
 pyarrow reads as anything but int64, double, bool or all-null (strings, dates,
 times) is parsed again by pandas, and pandas' defaults for missing values and
 booleans are given to pyarrow.  Each block infers its own types, as each of
@@ -312,9 +319,9 @@ def header_names(line):
     """The column names of a header line as pandas reads them, or None where pandas
     would change them (empty or repeated names, quotes, a byte-order mark, ...).
 
-    >>> header_names(b"id,x, y\r\n")
+    >>> header_names(b"id,x, y\\r\\n")
     ['id', 'x', ' y']
-    >>> header_names(b'"id",x\n') is None
+    >>> header_names(b'"id",x\\n') is None
     True
     """
     line = bytes(line)

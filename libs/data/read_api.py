@@ -223,9 +223,11 @@ def read_csv(paths, *, include_paths=False, file_extensions=None, override_num_b
              **read_args):
     """Read CSV files (a file, a directory, a glob, or a list of them); one block per file,
     big files in parallel 16 MiB byte ranges (cut at line ends; from a range holding a
-    quote character on, the rest of the file is one range).  Parsed by pyarrow where
-    installed, with the column types ``pandas.read_csv`` gives; extra keyword arguments
-    go to ``pandas.read_csv``.  The ranges are found as the dataset executes.
+    quote character on, the rest of the file is one range).  A range of plain numbers
+    is parsed by minray's compiled parser (``minray._ext.csvnum``), anything else by
+    pandas (pyarrow for a small one-off read), always with the columns and types
+    ``pandas.read_csv`` gives; extra keyword arguments go to ``pandas.read_csv``.  The
+    ranges are found as the dataset executes.
 
     Example::
 

@@ -270,6 +270,12 @@ def test_a_range_the_native_parser_refuses_goes_to_pandas(tmp_path, monkeypatch)
     assert ray.data.read_csv(str(path)).count() == 3000
 
 
+def test_csv_io_doctests():
+    import doctest
+    result = doctest.testmod(csv_io)
+    assert result.attempted >= 4 and result.failed == 0
+
+
 @pytest.mark.parametrize("line, names", [
     (b"a,b,c\n", ["a", "b", "c"]),
     (b"a,b,c\r\n", ["a", "b", "c"]),
