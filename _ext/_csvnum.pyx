@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Numeric CSV records to columns, compiled: one pass over the bytes, each field
-parsed and stored as it is met, digits eight at a time.  What is read, what is refused and the values
-given are documented in the twin, `csvnum_py.py` (same names and results)."""
+parsed and stored as it is met, digits eight at a time.  What is read, what is
+refused and the values given are documented in the twin, `csvnum_py.py` (same
+names and results)."""
 
 from collections import namedtuple
 
@@ -15,16 +16,52 @@ from libc.string cimport memcpy, memset
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil     # gcc and clang
 
+cdef extern from "<float.h>":
+    int LDBL_MANT_DIG
+
+cdef extern from "Python.h":
+    # Python's own correctly rounded, locale-independent converter (float() uses it)
+    double PyOS_string_to_double(const char* s, char** endptr, void* overflow) noexcept
+    void* PyErr_Occurred() noexcept
+    void PyErr_Clear() noexcept
+
 Parsed = namedtuple("Parsed", "rows kinds columns", module=__name__)
 
 MAX_INT_DIGITS = 18
-MAX_FLOAT_DIGITS = 15
-MAX_EXP10 = 22
+MAX_FLOAT_DIGITS = 19
+MAX_EXP10 = 280
+MAX_TOKEN = 47
 
 cdef double P10[23]
 cdef int _k
 for _k in range(23):
     P10[_k] = 10.0 ** _k            # exact: every power up to 1e22 is a double
+
+# x86's 80-bit long double: a 64-bit significand, so powers of ten up to 1e27 and
+# every 19-digit mantissa are exact in it (elsewhere the extended path is off).
+cdef bint EXTENDED = LDBL_MANT_DIG == 64
+cdef long double P10L[28]
+P10L[0] = 1
+for _k in range(1, 28):
+    P10L[_k] = P10L[_k - 1] * 10
+
+
+cdef inline bint _extended_float(uint64_t mant, int exp10, bint neg, double* out) noexcept nogil:
+    """digits * 10**exp10 correctly rounded, for 16-19 digits or exponents to 27: one
+    rounding to 64 bits, then one to 53, which is the correct rounding unless the
+    64-bit value is exactly halfway between two doubles (its 11 extra bits are
+    10000000000): then False, and Python's converter decides."""
+    cdef long double x = <long double>mant
+    cdef uint64_t bits
+    if exp10 < 0:
+        x = x / P10L[-exp10]
+    else:
+        x = x * P10L[exp10]
+    memcpy(&bits, &x, 8)                # the x87 format's explicit significand
+    if (bits & 0x7FF) == 0x400:
+        return False
+    out[0] = -<double>x if neg else <double>x
+    return True
 
 
 cdef inline void _put_i(char* col, Py_ssize_t row, int64_t v) noexcept nogil:
@@ -35,13 +72,13 @@ cdef inline void _put_d(char* col, Py_ssize_t row, double v) noexcept nogil:
     memcpy(col + 8 * row, &v, 8)
 
 
-cdef inline bint _to_float(char* col, Py_ssize_t rows, int maxdig, char negz) noexcept nogil:
-    """Turn a column's int64 slots [0, rows) into float64 in place; False where an
-    int there cannot be read as pandas would read it in a float column."""
+cdef inline bint _to_float(char* col, Py_ssize_t rows, char negz) noexcept nogil:
+    """Turn a column's int64 slots [0, rows) into float64 in place (an int64 to
+    double conversion rounds correctly); False where an int there was a -0."""
     cdef Py_ssize_t i
     cdef int64_t v
     cdef double d
-    if maxdig > 15 or negz:
+    if negz:
         return False
     for i in range(rows):
         memcpy(&v, col + 8 * i, 8)
@@ -92,15 +129,31 @@ cdef inline Py_ssize_t _run(const unsigned char* s, Py_ssize_t p, Py_ssize_t n,
     return p
 
 
+cdef bint _slow_float(const unsigned char* start, Py_ssize_t size, double* out) noexcept:
+    """The correctly rounded value of the number token [start, start + size), by
+    Python's converter: for what the one-rounding fast path cannot do exactly."""
+    cdef char buf[48]
+    cdef char* end
+    if size >= 48:
+        return False
+    memcpy(buf, start, size)
+    buf[size] = 0
+    out[0] = PyOS_string_to_double(buf, &end, NULL)
+    if PyErr_Occurred() != NULL:
+        PyErr_Clear()
+        return False
+    return end == buf + size
+
+
 cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
-                       Py_ssize_t cap, char** cols, char* isf, char* negz,
-                       int* maxdig) noexcept nogil:
-    """Records read, or -1 where ``s`` holds something refused."""
-    cdef Py_ssize_t p = 0, row = 0, col
+                       Py_ssize_t cap, char** cols, char* isf, char* negz) noexcept:
+    """Records read, or -1 where ``s`` holds something refused.  Runs with the GIL
+    held (the slow float path calls into Python's converter); it touches no object."""
+    cdef Py_ssize_t p = 0, row = 0, col, start, end
     cdef unsigned char c
     cdef bint neg, signed_, is_int, eneg
     cdef uint64_t mant
-    cdef int digits, frac, e, exp10
+    cdef int digits, zeros, frac, e, exp10
     cdef double v
     while p < n:
         c = s[p]
@@ -115,6 +168,7 @@ cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
         if row >= cap:
             return -1
         for col in range(ncols):
+            start = p
             neg = False
             signed_ = False
             if p < n and (s[p] == 45 or s[p] == 43):   # - +
@@ -122,18 +176,27 @@ cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
                 signed_ = True
                 p += 1
             mant = 0
-            digits = 0
+            digits = 0                              # significant: after leading zeros
+            zeros = 0
             frac = 0
             exp10 = 0
             is_int = True
+            while p < n and s[p] == 48:             # leading zeros
+                zeros += 1
+                p += 1
             p = _run(s, p, n, &mant, &digits)
             if p < n and s[p] == 46:                  # .
                 is_int = False
                 p += 1
-                frac = digits
+                if digits == 0:                       # 0.000ddd: zeros shift, not count
+                    while p < n and s[p] == 48:
+                        zeros += 1
+                        frac += 1
+                        p += 1
+                e = digits
                 p = _run(s, p, n, &mant, &digits)
-                frac = digits - frac
-            if digits == 0:
+                frac += digits - e
+            if digits + zeros == 0:
                 if signed_ or not is_int:
                     return -1
             elif p < n and (s[p] == 101 or s[p] == 69):   # e E
@@ -152,6 +215,9 @@ cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
                     p += 1
                 exp10 = -e if eneg else e
             exp10 -= frac
+            end = p
+            if end - start > 47:                          # a number token this long
+                return -1
             # the field ends here: a comma, or the record's end for the last field
             if col < ncols - 1:
                 if p < n and s[p] == 44:
@@ -166,9 +232,9 @@ cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
                 else:
                     return -1
             # store it
-            if digits == 0:                               # an empty field: NaN
+            if digits + zeros == 0:                       # an empty field: NaN
                 if not isf[col]:
-                    if not _to_float(cols[col], row, maxdig[col], negz[col]):
+                    if not _to_float(cols[col], row, negz[col]):
                         return -1
                     isf[col] = 1
                 _put_d(cols[col], row, NAN)
@@ -178,27 +244,32 @@ cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
                 if neg and mant == 0:
                     negz[col] = 1
                 if isf[col]:
-                    if digits > 15 or negz[col]:
+                    if negz[col]:
                         return -1
-                    v = <double>mant
-                    _put_d(cols[col], row, -v if neg else v)
+                    v = <double>(-<int64_t>mant if neg else <int64_t>mant)
+                    _put_d(cols[col], row, v)
                 else:
                     _put_i(cols[col], row, -<int64_t>mant if neg else <int64_t>mant)
-                    if digits > maxdig[col]:
-                        maxdig[col] = digits
             else:
-                if digits > 15 or exp10 < -22 or exp10 > 22:
+                if digits > 19 or exp10 < -280 or exp10 > 280:
                     return -1
-                v = <double>mant
-                if exp10 < 0:
-                    v = v / P10[-exp10]
-                else:
-                    v = v * P10[exp10]
+                if digits <= 15 and -22 <= exp10 <= 22:       # exact digits, one rounding
+                    v = <double>mant
+                    if exp10 < 0:
+                        v = v / P10[-exp10]
+                    else:
+                        v = v * P10[exp10]
+                    if neg:
+                        v = -v
+                elif not (EXTENDED and -27 <= exp10 <= 27
+                          and _extended_float(mant, exp10, neg, &v)):
+                    if not _slow_float(s + start, end - start, &v):
+                        return -1
                 if not isf[col]:
-                    if not _to_float(cols[col], row, maxdig[col], negz[col]):
+                    if not _to_float(cols[col], row, negz[col]):
                         return -1
                     isf[col] = 1
-                _put_d(cols[col], row, -v if neg else v)
+                _put_d(cols[col], row, v)
         row += 1
     return row
 
@@ -222,23 +293,20 @@ def parse(data, Py_ssize_t ncols):
     cdef char** cols = <char**>malloc(ncols * sizeof(char*))
     cdef char* isf = <char*>malloc(ncols)
     cdef char* negz = <char*>malloc(ncols)
-    cdef int* maxdig = <int*>malloc(ncols * sizeof(int))
-    if cols == NULL or isf == NULL or negz == NULL or maxdig == NULL:
-        free(cols); free(isf); free(negz); free(maxdig)
+    if cols == NULL or isf == NULL or negz == NULL:
+        free(cols); free(isf); free(negz)
         raise MemoryError()
     try:
         for i in range(ncols):
             cols[i] = PyByteArray_AS_STRING(columns[i])
         memset(isf, 0, ncols)
         memset(negz, 0, ncols)
-        memset(maxdig, 0, ncols * sizeof(int))
-        with nogil:
-            rows = _parse(s, n, ncols, cap, cols, isf, negz, maxdig)
+        rows = _parse(s, n, ncols, cap, cols, isf, negz)
         if rows <= 0:
             return None
         kinds = ["float64" if isf[i] else "int64" for i in range(ncols)]
     finally:
-        free(cols); free(isf); free(negz); free(maxdig)
+        free(cols); free(isf); free(negz)
     for col in columns:
         PyByteArray_Resize(col, 8 * rows)
     return Parsed(rows, kinds, columns)

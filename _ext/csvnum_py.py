@@ -15,15 +15,16 @@ What it reads (anything else is refused: the whole result is None):
 - a field is empty (a missing value: NaN) or a number
   ``[+-] digits [. digits] [(e|E) [+-] digits]`` with at least one digit in
   front of the exponent (``1.``, ``.5`` and ``1e5`` are numbers; spaces,
-  quotes, ``nan``, ``inf``, ``1e`` are not);
-- an *int* (no point, no exponent) has at most 18 digits: an int64;
-- every other number, and every int in a column that is float64, has at most
-  15 digits (leading zeros counted) and a decimal exponent (the exponent minus
-  the digits after the point) within -22..22: its value is then
-  ``digits * 10**exp`` rounded once, which is both the correctly rounded value
-  (``float(token)``) and the value of pandas' default converter;
-- a float64 column may not hold the int ``-0`` (pandas reads it as -0.0 there,
-  an int64 slot cannot keep the sign);
+  quotes, ``nan``, ``inf``, ``1e`` are not) of at most 47 bytes;
+- an *int* (no point, no exponent) has at most 18 significant digits (leading
+  zeros do not count): an int64;
+- every other number has at most 19 significant digits and a decimal
+  exponent (the exponent minus the digits after the point) within -280..280, so
+  its value is a finite, normal double: the correctly rounded one (``float(token)``,
+  as pyarrow, Ray Data's parser, and pandas 3.1's default converter give it);
+- an int in a float64 column is its value as a double (rounded correctly), but a
+  float64 column may not hold the int ``-0`` (pandas reads it as -0.0 there, an
+  int64 slot cannot keep the sign);
 - at least one record.
 
 A column is int64 when all its fields are ints, else float64 (missing values
@@ -48,8 +49,9 @@ from collections import namedtuple
 Parsed = namedtuple("Parsed", "rows kinds columns", module=__name__)
 
 MAX_INT_DIGITS = 18
-MAX_FLOAT_DIGITS = 15
-MAX_EXP10 = 22
+MAX_FLOAT_DIGITS = 19
+MAX_EXP10 = 280
+MAX_TOKEN = 47
 
 _NUMBER = re.compile(rb"([+-]?)([0-9]*)(?:(\.)([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
 
@@ -58,14 +60,14 @@ def _field(token):
     """("int", value, digits, negzero) / ("float", value) / ("nan",) / None."""
     if not token:
         return ("nan",)
-    m = _NUMBER.fullmatch(token)
+    m = _NUMBER.fullmatch(token) if len(token) <= MAX_TOKEN else None
     if m is None:
         return None
     sign, whole, point, frac, exp = m.groups()
     frac = frac or b""
-    digits = len(whole) + len(frac)
-    if digits == 0:
+    if not whole and not frac:
         return None
+    digits = len((whole + frac).lstrip(b"0"))          # significant digits
     if point is None and exp is None:
         if digits > MAX_INT_DIGITS:
             return None
@@ -121,7 +123,7 @@ def parse(data, ncols):
         values = []
         for p in col:
             if p[0] == "int":
-                if p[2] > MAX_FLOAT_DIGITS or p[3]:
+                if p[3]:
                     return None
                 values.append(float(p[1]))
             else:

@@ -91,10 +91,11 @@ def test_a_column_turns_float_in_place_when_a_float_comes_late(csvnum):
     (b"1,-\n", 2),
     (b"1,2\r3,4\n", 2),              # a bare carriage return
     (b"1234567890123456789\n", 1),   # an int of 19 digits
-    (b"1.234567890123456\n", 1),     # a float of 16 digits
-    (b"1e23\n", 1),                  # an exponent past 22
-    (b"1e-23\n", 1),
-    (b"12345678901234567\n0.5\n", 1),   # an int past 15 digits in a float column
+    (b"1.2345678901234567890\n", 1),  # a float of 20 digits
+    (b"1e281\n", 1),                 # a decimal exponent past 280
+    (b"1e-281\n", 1),
+    (b"1.5e-280\n", 1),              # -281 once the digit after the point counts
+    (b"1e" + b"0" * 45 + b"1\n", 1),  # a token of 48 bytes
     (b"-0\n0.5\n", 1),               # -0 in a float column
     (b"0.5\n-0\n", 1),
     (b"\n\n", 1),                    # no record
@@ -179,6 +180,8 @@ def csv_body(draw):
 @example((b"0.1,3\n", 2))
 @example((b"-0.0\n1\n", 1))
 @example((b"1.,.5\n1e5,+3\n", 2))
+@example((b"0.0034916983049360084,000123\n-0.000,00.00e5\n0e5,.000\n", 2))  # leading zeros
+@example((b"636.9616873214543,16.527635528529096\n1e-300,12345678901234567890e-5\n", 2))
 def test_compiled_twin_and_pandas_agree(case):
     body, ncols = case
     twin = csvnum_py.parse(body, ncols)
@@ -195,11 +198,13 @@ def test_compiled_twin_and_pandas_agree(case):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 10**15 - 1), st.integers(-22, 22),
+@given(st.lists(st.tuples(st.one_of(st.integers(1, 10**15 - 1), st.integers(1, 10**19 - 1)),
+                          st.one_of(st.integers(-22, 22), st.integers(-280, 280)),
                           st.booleans()), min_size=1, max_size=50))
 def test_floats_are_rounded_as_pandas_rounds_them(values):
-    # Up to 15 digits and exponents -22..22, written in every notation: the bits
-    # pandas' default converter gives (a single rounding, so float() agrees).
+    # Up to 19 digits and exponents -280..280, written in every notation: the
+    # correctly rounded value, float()'s, which pandas 3.1's converter gives too
+    # (the compiled parser: one rounding up to 15 digits and 1e22, else Python's).
     tokens = []
     for mant, exp, point in values:
         if point:
@@ -215,10 +220,29 @@ def test_floats_are_rounded_as_pandas_rounds_them(values):
         tokens.append(text)
     body = ("\n".join(tokens) + "\n").encode()
     out = csvnum_py.parse(body, 1)
-    if out is None:                      # a token past 15 digits (leading zeros count)
+    if out is None:                      # past 19 digits (leading zeros count) or 1e280
         return
     assert out.kinds == ["float64"]
     assert columns(out)[0].tolist() == [float(t) for t in tokens]
     like_pandas(body, 1, out)
     if not minray._ext.NO_EXTENSIONS:
         assert compiled().parse(body, 1).columns == out.columns
+
+
+@pytest.mark.parametrize("token", [
+    "9007199254740993.0", "9007199254740995.0", "-9007199254740993.00",  # halfway: to even
+    "900719925474099.3e1", "9007199254740993e0", "0.1", "0.30000000000000004",
+    "1.7976931348623157e280", "2.2250738585072014e-260", "1234567890123456789e-27",
+    "0.0034916983049360084", "123456789012345678.9", "5e-280", "4.9406564584124654e-200",
+])
+def test_hard_cases_round_correctly(csvnum, token):
+    out = csvnum.parse(f"{token}\n".encode(), 1)
+    assert out.kinds == ["float64"]
+    assert columns(out)[0][0] == float(token)
+
+
+def test_ints_in_a_float_column_round_correctly(csvnum):
+    # 2**53 + 1 as an int: to even, as pandas rounds it once the column is float
+    out = csvnum.parse(b"9007199254740993\n0.5\n-9007199254740995\n", 1)
+    assert columns(out)[0].tolist() == [9007199254740992.0, 0.5, -9007199254740996.0]
+    like_pandas(b"9007199254740993\n0.5\n-9007199254740995\n", 1, out)

@@ -239,6 +239,23 @@ def test_the_native_parser_reads_numbers_without_pandas(tmp_path, monkeypatch):
     assert out == ["['id',", "'k',", "'maybe',", "'x']", "2000", "False", "False"]
 
 
+def test_a_file_pandas_wrote_is_read_natively(tmp_path, monkeypatch):
+    # DataFrame.to_csv writes floats with up to 17 significant digits (repr), small
+    # ones with leading zeros: the compiled parser reads every range, correctly rounded.
+    _native_or_skip()
+    monkeypatch.setattr(csv_io, "CSV_SPLIT_BYTES", 8192)
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"x": rng.random(3000) * 1000, "tiny": rng.random(3000) / 1e5,
+                       "big": rng.random(3000) * 1e17, "i": np.arange(3000)})
+    path = str(tmp_path / "written.csv")
+    df.to_csv(path, index=False)
+    ranges = list(csv_io.iter_csv_ranges(path, {}))
+    blocks = [csv_io._native_block(path, r.start, r.end, r.header or None) for r in ranges]
+    assert len(blocks) > 5 and all(b is not None for b in blocks)
+    _assert_like_pandas(blocks, path)
+    np.testing.assert_array_equal(B.concat(blocks)["x"], df["x"].to_numpy())  # round trip
+
+
 def test_a_range_the_native_parser_refuses_goes_to_pandas(tmp_path, monkeypatch):
     # Numbers, then a range with strings, a CRLF range and a missing-value word: the
     # native parser reads the numeric ranges, hands the others back, and the
