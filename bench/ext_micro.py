@@ -2,9 +2,9 @@
 
     python -m bench.ext_micro
 
-Times the operations every task or actor call pays, once per implementation
-(`minray._ext._<name>` and `minray._ext.<name>_py`), in this one process, and
-prints a markdown table with the ratio. `bench.compare` includes it, beside
+Times the operations every task or actor call pays (and read_csv's parser),
+once per implementation (`minray._ext._<name>` and `minray._ext.<name>_py`), in
+this one process, and prints a markdown table with the ratio. `bench.compare` includes it, beside
 the whole-runtime figure (a task round trip with MINRAY_NO_EXTENSIONS=1).
 """
 
@@ -12,10 +12,10 @@ import importlib
 import sys
 import timeit
 
-from minray._ext import deps_py, frame_py, ids_py, policy_py, resources_py, submit_py
+from minray._ext import csvnum_py, deps_py, frame_py, ids_py, policy_py, resources_py, submit_py
 
 TWINS = {"frame": frame_py, "ids": ids_py, "resources": resources_py, "deps": deps_py,
-         "policy": policy_py, "submit": submit_py}
+         "policy": policy_py, "submit": submit_py, "csvnum": csvnum_py}
 
 
 def _frame_cases(m):
@@ -115,8 +115,16 @@ def _submit_cases(m):
             ("submit: pump 32 pipelined tasks over 4 workers", pipelined_batch, 32)]
 
 
+def _csvnum_cases(m):
+    # 1,000 records like the read_csv benchmark's: an int, four decimals, a small int
+    body = "".join(f"{i},{i * 0.4567:.4f},{i * 1.5:.4f},{i / 7:.4f},{i * 9.25:.4f},{i % 100}\n"
+                   for i in range(1000)).encode()
+    return [("csvnum: parse a record of 6 numbers (of 1,000)", lambda: m.parse(body, 6), 1000)]
+
+
 CASES = {"frame": _frame_cases, "ids": _ids_cases, "resources": _resources_cases,
-         "deps": _deps_cases, "policy": _policy_cases, "submit": _submit_cases}
+         "deps": _deps_cases, "policy": _policy_cases, "submit": _submit_cases,
+         "csvnum": _csvnum_cases}
 
 
 def _per_op_ns(fn, ops, budget_s=0.2):
