@@ -81,10 +81,10 @@ def _field(token):
 
 
 def _records(data):
-    """The non-empty lines of ``data``, or None for a bare carriage return."""
+    """The non-empty lines of ``data``, or None for a carriage return not followed by
+    a newline (the last line's end included)."""
     lines = bytes(data).split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()                      # data ends with a newline
+    tail = lines.pop()                   # after the last newline: no line end of its own
     out = []
     for line in lines:
         if line.endswith(b"\r"):
@@ -93,6 +93,10 @@ def _records(data):
             return None
         if line:
             out.append(line)
+    if b"\r" in tail:
+        return None
+    if tail:
+        out.append(tail)
     return out
 
 

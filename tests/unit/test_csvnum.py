@@ -90,6 +90,8 @@ def test_a_column_turns_float_in_place_when_a_float_comes_late(csvnum):
     (b"1,.\n", 2),
     (b"1,-\n", 2),
     (b"1,2\r3,4\n", 2),              # a bare carriage return
+    (b"1,2\r", 2),                   # ... at the end
+    (b"1,2\n\r", 2),
     (b"1234567890123456789\n", 1),   # an int of 19 digits
     (b"1.2345678901234567890\n", 1),  # a float of 20 digits
     (b"1e281\n", 1),                 # a decimal exponent past 280
@@ -171,7 +173,7 @@ def csv_body(draw):
         if draw(st.integers(0, 9)) == 0:
             lines.append("")                                   # a blank line
     ends = draw(st.sampled_from(["\n", "\r\n"]))
-    body = ends.join(lines) + draw(st.sampled_from(["", ends]))
+    body = ends.join(lines) + draw(st.sampled_from(["", ends, ends, "\r", "\n\r"]))
     return body.encode(), ncols
 
 
