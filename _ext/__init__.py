@@ -16,7 +16,8 @@ module is not importable (not built, or built for another Python).
     submit     the submit queue's pump: which leased worker takes which task
                (the rest of that unit: minray._private.core.submit_queue).
     csvnum     numeric CSV records to int64/float64 columns in one pass
-               (minray.data's read_csv; other text goes to pandas).
+               (minray.data's read_csv; other text goes to pandas).  Loaded
+               on first use (`minray._ext.csvnum`): no other process needs it.
 
 The modules take and return plain bytes, ints and lists and never reach into
 the runtime, so the test suite compares each pair on random inputs and CI runs
@@ -88,9 +89,18 @@ resources = load("resources")
 deps = load("deps")
 submit = load("submit")
 policy = load("policy")
-csvnum = load("csvnum")
 
-MODULES = (frame, ids, resources, deps, submit, policy, csvnum)
+MODULES = (frame, ids, resources, deps, submit, policy)
 
 # True when every module above is the compiled one.
 USING_EXTENSIONS = all(is_compiled(module) for module in MODULES)
+
+# Loaded on first use: only some processes need them (0.5 ms each otherwise).
+LAZY = frozenset({"csvnum"})
+
+
+def __getattr__(name):
+    if name in LAZY:
+        module = globals()[name] = load(name)
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

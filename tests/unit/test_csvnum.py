@@ -248,3 +248,15 @@ def test_ints_in_a_float_column_round_correctly(csvnum):
     out = csvnum.parse(b"9007199254740993\n0.5\n-9007199254740995\n", 1)
     assert columns(out)[0].tolist() == [9007199254740992.0, 0.5, -9007199254740996.0]
     like_pandas(b"9007199254740993\n0.5\n-9007199254740995\n", 1, out)
+
+
+def test_loaded_only_when_used():
+    # Every runtime process imports minray._ext; only read_csv's workers need csvnum.
+    import subprocess
+    import sys
+    code = ("import sys, minray._ext as e; before = 'minray._ext._csvnum' in sys.modules or "
+            "'minray._ext.csvnum_py' in sys.modules; m = e.csvnum; "
+            "print(before, m.__name__, e.is_compiled(m) != e.NO_EXTENSIONS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "False" and out[1].startswith("minray._ext.") and out[2] == "True"
