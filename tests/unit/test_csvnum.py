@@ -10,7 +10,6 @@ text the parser must refuse):
 """
 
 import doctest
-import importlib
 import io
 import math
 
@@ -21,18 +20,14 @@ from hypothesis import strategies as st
 
 import minray._ext
 from minray._ext import csvnum_py
+from test_ext_hot_path import compiled as compiled_module
 
 pd = pytest.importorskip("pandas")
 
 
 def compiled():
-    if minray._ext.NO_EXTENSIONS:
-        pytest.skip("MINRAY_NO_EXTENSIONS=1: testing the pure-Python twin only")
-    try:
-        return importlib.import_module("minray._ext._csvnum")
-    except ImportError as exc:
-        pytest.fail(f"minray._ext._csvnum is not built ({exc}); run `pip install -e .`",
-                    pytrace=False)
+    """The compiled module: skips under MINRAY_NO_EXTENSIONS=1, fails if not built."""
+    return compiled_module("csvnum")
 
 
 @pytest.fixture(params=["compiled", "twin"])
