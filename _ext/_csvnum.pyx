@@ -27,22 +27,31 @@ cdef extern from "Python.h":
 
 Parsed = namedtuple("Parsed", "rows kinds columns", module=__name__)
 
-MAX_INT_DIGITS = 18
-MAX_FLOAT_DIGITS = 19
-MAX_EXP10 = 280
-MAX_TOKEN = 47
+cdef enum:
+    _INT_DIGITS = 18       # an int of this many digits always fits an int64
+    _FLOAT_DIGITS = 19     # digits of a decimal that always fit a uint64
+    _EXP10 = 280           # |decimal exponent| that keeps 19 digits a normal double
+    _TOKEN = 47            # bytes of a number token
+    _EXACT_DIGITS = 15     # every integer of 15 digits is a double
+    _EXACT_EXP10 = 22      # 1e22: the largest power of ten that is a double
+    _X87_EXP10 = 27        # 1e27: the largest one an x87 long double holds exactly
 
-cdef double P10[23]
+MAX_INT_DIGITS = _INT_DIGITS
+MAX_FLOAT_DIGITS = _FLOAT_DIGITS
+MAX_EXP10 = _EXP10
+MAX_TOKEN = _TOKEN
+
+cdef double P10[_EXACT_EXP10 + 1]
 cdef int _k
-for _k in range(23):
+for _k in range(_EXACT_EXP10 + 1):
     P10[_k] = 10.0 ** _k            # exact: every power up to 1e22 is a double
 
 # x86's 80-bit long double: a 64-bit significand, so powers of ten up to 1e27 and
 # every 19-digit mantissa are exact in it (elsewhere the extended path is off).
 cdef bint EXTENDED = LDBL_MANT_DIG == 64
-cdef long double P10L[28]
+cdef long double P10L[_X87_EXP10 + 1]
 P10L[0] = 1
-for _k in range(1, 28):
+for _k in range(1, _X87_EXP10 + 1):
     P10L[_k] = P10L[_k - 1] * 10
 
 
@@ -132,9 +141,9 @@ cdef inline Py_ssize_t _run(const unsigned char* s, Py_ssize_t p, Py_ssize_t n,
 cdef bint _slow_float(const unsigned char* start, Py_ssize_t size, double* out) noexcept:
     """The correctly rounded value of the number token [start, start + size), by
     Python's converter: for what the one-rounding fast path cannot do exactly."""
-    cdef char buf[48]
+    cdef char buf[_TOKEN + 1]
     cdef char* end
-    if size >= 48:
+    if size > _TOKEN:
         return False
     memcpy(buf, start, size)
     buf[size] = 0
@@ -216,7 +225,7 @@ cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
                 exp10 = -e if eneg else e
             exp10 -= frac
             end = p
-            if end - start > 47:                          # a number token this long
+            if end - start > _TOKEN:
                 return -1
             # the field ends here: a comma, or the record's end for the last field
             if col < ncols - 1:
@@ -239,7 +248,7 @@ cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
                     isf[col] = 1
                 _put_d(cols[col], row, NAN)
             elif is_int:
-                if digits > 18:
+                if digits > _INT_DIGITS:
                     return -1
                 if neg and mant == 0:
                     negz[col] = 1
@@ -251,9 +260,9 @@ cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
                 else:
                     _put_i(cols[col], row, -<int64_t>mant if neg else <int64_t>mant)
             else:
-                if digits > 19 or exp10 < -280 or exp10 > 280:
+                if digits > _FLOAT_DIGITS or exp10 < -_EXP10 or exp10 > _EXP10:
                     return -1
-                if digits <= 15 and -22 <= exp10 <= 22:       # exact digits, one rounding
+                if digits <= _EXACT_DIGITS and -_EXACT_EXP10 <= exp10 <= _EXACT_EXP10:
                     v = <double>mant
                     if exp10 < 0:
                         v = v / P10[-exp10]
@@ -261,7 +270,7 @@ cdef Py_ssize_t _parse(const unsigned char* s, Py_ssize_t n, Py_ssize_t ncols,
                         v = v * P10[exp10]
                     if neg:
                         v = -v
-                elif not (EXTENDED and -27 <= exp10 <= 27
+                elif not (EXTENDED and -_X87_EXP10 <= exp10 <= _X87_EXP10
                           and _extended_float(mant, exp10, neg, &v)):
                     if not _slow_float(s + start, end - start, &v):
                         return -1

@@ -171,22 +171,30 @@ def _find_byte(fd, byte, pos, stop, buf):
     return -1
 
 
-def _range_bytes(path, start, end, header=None):
+def _range_bytes(path, start, end, header=None, into=None):
     """The header line plus bytes [start, end) (the whole file when start is 0), read
-    into one buffer (no copy to join them)."""
+    into one buffer (no copy to join them): a new bytearray, or a view of ``into``
+    (grown as needed and kept by the caller for the next range)."""
     with open(path, "rb", buffering=0) as f:
         if header is None or not start:
             header = _header_line(f, start)
-        buf = bytearray(len(header) + end - start)
+        total = len(header) + end - start
+        if into is None:
+            buf = bytearray(total)
+        else:
+            if len(into) < total:
+                into.extend(bytes(total - len(into)))
+            buf = into
         buf[:len(header)] = header
-        view = memoryview(buf)[len(header):]
+        view = memoryview(buf)[len(header):total]
         f.seek(start)
         while len(view):
             n = f.readinto(view)
             if not n:
                 raise ValueError(f"read_csv: {path!r} shrank while it was being read.")
             view = view[n:]
-    return buf
+        view.release()
+    return buf if into is None else memoryview(into)[:total]
 
 
 def _header_line(f, start):
@@ -205,14 +213,14 @@ def read_csv_range(path, start, end, include_paths, options, header=None):
     """Parse bytes [start, end) of ``path`` (after its header line, read from the file
     unless given) into a block."""
     nbytes, compressed = end - start, path.lower().endswith(_COMPRESSED)
-    parser = choose_parser(nbytes, bool(options), compressed, "pandas" in sys.modules,
-                           have_pandas(), have_pyarrow(), native_parser() is not None)
+    installed = ("pandas" in sys.modules, have_pandas(), have_pyarrow())
+    native = native_parser()
+    parser = choose_parser(nbytes, bool(options), compressed, *installed, native is not None)
     if parser == "native":
-        block = _native_block(path, start, end, header or None)
+        block = _native_block(path, start, end, header or None, native)
         if block is not None:
             return _with_path(block, path, include_paths)
-        parser = choose_parser(nbytes, False, compressed, "pandas" in sys.modules,
-                               have_pandas(), have_pyarrow(), False)
+        parser = choose_parser(nbytes, False, compressed, *installed, False)
     if parser == "pandas-stream" and nbytes >= _SMALL:
         return _with_path(_pandas_stream_block(path, start, end, header or None), path,
                           include_paths)
@@ -270,26 +278,22 @@ def native_parser():
 _BUFFERS = []       # read buffers kept for the next range (one per thread reading at once)
 
 
-def _native_block(path, start, end, header):
-    """The block of bytes [start, end) parsed by the compiled numeric parser, or None
-    where it hands the range back (a string, a quote, a ragged row, odd header names:
-    ``minray._ext.csvnum_py`` lists what it reads)."""
+def _native_block(path, start, end, header, native=None):
+    """The block of bytes [start, end) parsed by the compiled numeric parser
+    (``native``, by default ``native_parser()``), or None where it hands the range
+    back (a string, a quote, a ragged row, odd header names: ``minray._ext.csvnum_py``
+    lists what it reads)."""
+    native = native or native_parser()
     buf = _BUFFERS.pop() if _BUFFERS else bytearray()
     data = None
     try:
-        with open(path, "rb", buffering=0) as f:
-            if header is None:
-                header = _header_line(f, start)
-            n = _pread_into(f.fileno(), buf, start, end - start)
-        cut = 0
-        if not start:                                 # the header opens the range
-            cut = buf.find(b"\n", 0, n) + 1 or n
-            header = bytes(buf[:cut])
-        names = header_names(header)
+        data = _range_bytes(path, start, end, header, into=buf)
+        cut = buf.find(b"\n", 0, len(data)) + 1 or len(data)     # after the header line
+        names = header_names(data[:cut])
         if names is None:
             return None
-        data = memoryview(buf)[cut:n]
-        out = native_parser().parse(data, len(names))
+        with data[cut:] as records:
+            out = native.parse(records, len(names))
     finally:
         if data is not None:
             data.release()                            # before buf may grow again
@@ -301,22 +305,6 @@ def _native_block(path, start, end, header):
         return None
     return {name: np.frombuffer(col, kind) for name, kind, col in
             zip(names, out.kinds, out.columns)}
-
-
-def _pread_into(fd, buf, pos, size):
-    """Read ``size`` bytes at ``pos`` into ``buf`` (grown, never shrunk); the count read."""
-    if len(buf) < size:
-        buf.extend(bytes(size - len(buf)))
-    view, got = memoryview(buf), 0
-    try:
-        while got < size:
-            n = os.preadv(fd, [view[got:size]], pos + got)
-            if n <= 0:
-                break                                  # the file shrank: parse what is there
-            got += n
-    finally:
-        view.release()
-    return got
 
 
 def header_names(line):

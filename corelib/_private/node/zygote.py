@@ -39,7 +39,8 @@ PR_SET_PDEATHSIG = 1
 # runs code, and the zygote must stay single-threaded and side-effect free).
 # Async actor start, fresh runtime: 26 ms without asyncio in the zygote, 11 ms with.
 ON_DEMAND = frozenset({"asyncio"})
-# Whether OMP_NUM_THREADS came from the user's environment (then no worker changes it).
+# Whether OMP_NUM_THREADS came from the user's environment (then no worker changes
+# it): read in the node manager, whose environment the zygote inherits.
 OMP_FROM_USER = "OMP_NUM_THREADS" in os.environ
 
 
@@ -86,8 +87,6 @@ class MessageReader:
 
 def zygote_main(sock, preload=("numpy", "concurrent.futures")):
     """Run in the forked child of the node manager; never returns."""
-    global OMP_FROM_USER
-    OMP_FROM_USER = "OMP_NUM_THREADS" in os.environ
     os.environ.setdefault("OMP_NUM_THREADS", "1")      # before numpy: see the docstring
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
