@@ -256,6 +256,17 @@ def test_a_file_pandas_wrote_is_read_natively(tmp_path, monkeypatch):
     np.testing.assert_array_equal(B.concat(blocks)["x"], df["x"].to_numpy())  # round trip
 
 
+def test_a_file_that_shrank_raises_instead_of_reading_a_short_range(tmp_path):
+    # The ranges were cut when the file was longer: every parser says so, none
+    # returns a short block.
+    path = _numeric_file(tmp_path / "short.csv", 500)
+    size = len(open(path, "rb").read())
+    with pytest.raises(ValueError, match="shrank"):
+        csv_io.read_csv_range(path, 0, size + 100, False, {})
+    with pytest.raises(ValueError, match="shrank"):
+        csv_io._range_bytes(path, 0, size + 100)
+
+
 def test_a_range_the_native_parser_refuses_goes_to_pandas(tmp_path, monkeypatch):
     # Numbers, then a range with strings, a CRLF range and a missing-value word: the
     # native parser reads the numeric ranges, hands the others back, and the
